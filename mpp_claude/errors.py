@@ -1,0 +1,289 @@
+"""Every exception mpp_claude raises, in one tree.
+
+This module is a leaf: every other module may import it, it imports nothing
+from the package.  The tree (a name in parentheses is a builtin we also
+subclass, so ``except ValueError`` keeps working for parse errors)::
+
+    MppError
+    ├── ProtocolError (ValueError)        the peer sent bytes that are not MPP
+    │   ├── ParseError                    parse_error: header/credential text malformed
+    │   │   ├── MalformedChallenge
+    │   │   ├── MalformedCredential
+    │   │   └── MalformedReceipt
+    │   ├── FormatError                   format_error: value cannot be written to the wire
+    │   ├── EncodingError                 encoding_error: base64url / UTF-8 / JSON
+    │   └── WeakSecretError               HMAC secret shorter than 32 bytes
+    ├── ClientPaymentError (openai.OpenAIError when openai is importable)
+    │   ├── PaymentDeclined               we chose not to pay
+    │   │   ├── PolicyDenied
+    │   │   │   ├── OriginNotAllowed
+    │   │   │   └── ApprovalDenied
+    │   │   └── BudgetExceeded
+    │   ├── InsufficientFunds             the wallet cannot cover the amount
+    │   ├── PaymentRejected               the server answered 402 to our credential
+    │   └── PaymentOutcomeUnknown         money may have moved: never retry blindly
+    ├── VerificationError                 server side: the credential is refused
+    │   ├── InvalidChallenge              unknown, expired, used or mismatched id
+    │   ├── PaymentExpired
+    │   ├── PaymentInsufficient
+    │   ├── VerificationFailed
+    │   └── CredentialReplayed
+    ├── ChainError                        talking to the Tempo chain failed
+    │   ├── RpcError                      the node answered with a JSON-RPC error
+    │   ├── RpcUnavailable                transport failure / timeout
+    │   └── ReceiptTimeout                no receipt before the deadline (tx may be dropped)
+    ├── ConversionError                   OpenAI <-> Anthropic request cannot be mapped
+    ├── ConfigError (ValueError)          invalid configuration
+    └── DevnetError                       the local anvil devnet could not be found/started
+
+Client-side errors subclass ``openai.OpenAIError`` when the openai package is
+importable, because the openai SDK retries any other exception a transport
+raises; a payment decision must never be retried behind the caller's back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:  # the openai SDK re-raises OpenAIError untouched instead of retrying it
+    from openai import OpenAIError as _ClientBase
+except ImportError:  # pragma: no cover - openai is a runtime dependency
+    _ClientBase = Exception  # type: ignore[assignment,misc]
+
+PROBLEM_BASE = "https://paymentauth.org/problems/"
+
+
+class MppError(Exception):
+    """Base class of every mpp_claude exception."""
+
+
+# --- protocol: the wire format --------------------------------------------------------------------
+
+
+class ProtocolError(MppError, ValueError):
+    """Bytes from a peer are not valid MPP.  ``kind`` is the conformance error kind."""
+
+    kind = "protocol_error"
+
+
+class ParseError(ProtocolError):
+    kind = "parse_error"
+
+
+class MalformedChallenge(ParseError):
+    """A ``WWW-Authenticate: Payment`` value could not be parsed."""
+
+
+class MalformedCredential(ParseError):
+    """An ``Authorization: Payment`` value could not be parsed."""
+
+
+class MalformedReceipt(ParseError):
+    """A ``Payment-Receipt`` value could not be parsed."""
+
+
+class FormatError(ProtocolError):
+    kind = "format_error"
+
+
+class EncodingError(ProtocolError):
+    kind = "encoding_error"
+
+
+class WeakSecretError(ProtocolError):
+    """A challenge HMAC secret is shorter than 32 bytes."""
+
+    kind = "weak_secret"
+
+
+# --- client: deciding to pay -------------------------------------------------------------------------
+
+
+class ClientPaymentError(MppError, _ClientBase):  # type: ignore[misc,valid-type]
+    """Base of the errors the paying client raises (an ``openai.OpenAIError`` too)."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PaymentDeclined(ClientPaymentError):
+    """The client decided not to pay (policy, budget, approval)."""
+
+
+class PolicyDenied(PaymentDeclined):
+    """The payment policy forbids this payment; ``rule`` names the rule."""
+
+    def __init__(self, message: str, *, rule: str = "policy", **details: Any) -> None:
+        super().__init__(message, rule=rule, **details)
+        self.rule = rule
+
+
+class OriginNotAllowed(PolicyDenied):
+    """The origin asking for money is not in the allowlist."""
+
+    def __init__(self, message: str, *, origin: str = "", **details: Any) -> None:
+        super().__init__(message, rule="allowed_origins", origin=origin, **details)
+        self.origin = origin
+
+
+class ApprovalDenied(PolicyDenied):
+    """The approval callback vetoed the payment."""
+
+
+class BudgetExceeded(PaymentDeclined):
+    """A spending limit would be exceeded.  Names the limit, its value and the amount asked."""
+
+    def __init__(self, message: str, *, limit: str = "", limit_value: int = 0, requested: int = 0,
+                 **details: Any) -> None:
+        super().__init__(message, limit=limit, limit_value=limit_value, requested=requested, **details)
+        self.limit = limit
+        self.limit_value = limit_value
+        self.requested = requested
+
+
+class InsufficientFunds(ClientPaymentError):
+    """The wallet's balance of ``token`` is below ``needed`` (``available`` units held)."""
+
+    def __init__(self, message: str, *, token: str = "", needed: int = 0, available: int = 0,
+                 **details: Any) -> None:
+        super().__init__(message, token=token, needed=needed, available=available, **details)
+        self.token = token
+        self.needed = needed
+        self.available = available
+
+
+class PaymentRejected(ClientPaymentError):
+    """The server answered 402 to a credential we sent; ``problem`` holds its problem details."""
+
+    def __init__(self, message: str, *, problem: dict[str, Any] | None = None, **details: Any) -> None:
+        super().__init__(message, problem=problem, **details)
+        self.problem = problem or {}
+
+
+class PaymentOutcomeUnknown(ClientPaymentError):
+    """A payment was submitted but whether it settled is unknown: never pay again blindly."""
+
+
+# --- server: verifying a credential -------------------------------------------------------------------
+
+
+class VerificationError(MppError):
+    """The server refuses a credential.  Carries the RFC 9457 problem type and HTTP status."""
+
+    problem = "verification-failed"
+    status = 402
+    title = "Payment Verification Failed"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def problem_type(self) -> str:
+        return PROBLEM_BASE + self.problem
+
+
+class InvalidChallenge(VerificationError):
+    problem = "invalid-challenge"
+    title = "Invalid Challenge"
+
+
+class PaymentExpired(VerificationError):
+    problem = "payment-expired"
+    title = "Payment Expired"
+
+
+class PaymentInsufficient(VerificationError):
+    problem = "payment-insufficient"
+    title = "Payment Insufficient"
+
+
+class VerificationFailed(VerificationError):
+    problem = "verification-failed"
+
+
+class CredentialReplayed(InvalidChallenge):
+    """A challenge id or transaction hash was already used."""
+
+
+class MalformedCredentialProblem(VerificationError):
+    problem = "malformed-credential"
+    title = "Malformed Credential"
+
+
+class MethodUnsupported(VerificationError):
+    problem = "method-unsupported"
+    title = "Method Unsupported"
+    status = 400
+
+
+# --- chain ----------------------------------------------------------------------------------------------
+
+
+class ChainError(MppError):
+    """Talking to the Tempo chain failed."""
+
+
+class RpcError(ChainError):
+    """The node answered a JSON-RPC error object."""
+
+    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{method}: RPC error {code}: {message}")
+        self.method = method
+        self.code = code
+        self.rpc_message = message
+        self.data = data
+
+
+class RpcUnavailable(ChainError):
+    """The RPC endpoint could not be reached or timed out."""
+
+
+class ReceiptTimeout(ChainError):
+    """No receipt before the deadline.  anvil drops invalid Tempo transactions silently."""
+
+    def __init__(self, tx_hash: str, seconds: float) -> None:
+        super().__init__(f"no receipt for {tx_hash} after {seconds:.1f}s (dropped or still pending)")
+        self.tx_hash = tx_hash
+        self.seconds = seconds
+
+
+# --- other ----------------------------------------------------------------------------------------------
+
+
+class ConversionError(MppError):
+    """An OpenAI request/response cannot be mapped; carries its OpenAI error shape."""
+
+    def __init__(self, message: str, *, status: int = 400, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None
+                 ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def to_openai(self) -> dict[str, Any]:
+        """The OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+
+
+class ConfigError(MppError, ValueError):
+    """Invalid configuration; ``problems`` lists one line per problem."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class DevnetError(MppError):
+    """The local anvil devnet could not be found, installed or started."""
