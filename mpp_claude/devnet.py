@@ -50,7 +50,8 @@ DEVNET_CHAIN_ID = 31337
 ANVIL_DEV_MNEMONIC = "test test test test test test test test test test test junk"
 FAUCET_ACCOUNT_INDEX = 9  # dev3..dev9 pay fees in pathUSD; dev9 is our faucet
 DEFAULT_FUND_AMOUNT = 100 * tip20.UNIT
-NATIVE_GAS_FUND = 10**21  # fake native balance so EIP-1559 transactions from fresh accounts pass the pool check
+# fake native balance so EIP-1559 transactions from fresh accounts pass the pool check
+NATIVE_GAS_FUND = 10**21
 
 _PLATFORMS = {
     ("linux", "x86_64"): "linux-amd64",
@@ -109,7 +110,7 @@ def install_anvil(*, progress: bool = True) -> Path:
     prefix.mkdir(parents=True, exist_ok=True)
     spec = f"{npm_package()}@{ANVIL_VERSION}"
     if progress:
-        print(f"mpp-claude: installing {spec} into {prefix} (one time) ...", file=sys.stderr, flush=True)
+        print(f"mpp-claude: installing {spec} into {prefix} (one time) ...", file=sys.stderr, flush=True)  # noqa: T201 (progress)
     proc = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-save", "--no-audit", "--no-fund",
                            "--loglevel=error", spec], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 or not target.exists():

@@ -91,15 +91,15 @@ class EncodingError(ProtocolError):
 
 
 class WeakSecretError(ProtocolError):
-    """A challenge HMAC secret is shorter than 32 bytes."""
+    """A challenge HMAC secret is shorter than 32 bytes (conformance kind ``generation_error``)."""
 
-    kind = "weak_secret"
+    kind = "generation_error"
 
 
 # --- client: deciding to pay -------------------------------------------------------------------------
 
 
-class ClientPaymentError(MppError, _ClientBase):  # type: ignore[misc,valid-type]
+class ClientPaymentError(MppError, _ClientBase):
     """Base of the errors the paying client raises (an ``openai.OpenAIError`` too)."""
 
     def __init__(self, message: str, **details: Any) -> None:

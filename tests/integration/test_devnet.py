@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from eth_utils import to_checksum_address
 
 from mpp_claude.devnet import DEVNET_CHAIN_ID, Devnet, find_anvil
@@ -78,7 +77,8 @@ def test_funded_fresh_wallet_sends_a_mined_tip20_transfer(devnet: Devnet, funded
     assert devnet.balance(funded_account.address) == 100 * tip20.UNIT
     tx = {
         "type": 2, "chainId": devnet.chain_id, "nonce": devnet.rpc.nonce(funded_account.address),
-        "to": to_checksum_address(tip20.PATH_USD), "data": tip20.encode_transfer(payee, 1_234_567), "value": 0,
+        "to": to_checksum_address(tip20.PATH_USD), "value": 0,
+        "data": tip20.encode_transfer(payee, 1_234_567),
         "gas": 600_000, "maxFeePerGas": 2 * devnet.rpc.base_fee() + 1, "maxPriorityFeePerGas": 0,
     }
     signed = funded_account.sign_transaction(tx)
