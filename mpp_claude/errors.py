@@ -27,6 +27,7 @@ subclass, so ``except ValueError`` keeps working for parse errors)::
     │   ├── PaymentExpired
     │   ├── PaymentInsufficient
     │   ├── VerificationFailed
+    │   │   └── MalformedTransaction (ValueError)  payer's tx bytes are not a Tempo tx
     │   └── CredentialReplayed
     ├── ChainError                        talking to the Tempo chain failed
     │   ├── RpcError                      the node answered with a JSON-RPC error
@@ -208,8 +209,19 @@ class VerificationFailed(VerificationError):
     problem = "verification-failed"
 
 
+class MalformedTransaction(VerificationFailed, ValueError):
+    """Transaction bytes from a payer are not a well-formed Tempo transaction."""
+
+
 class CredentialReplayed(InvalidChallenge):
     """A challenge id or transaction hash was already used."""
+
+
+class PaymentRequired(VerificationError):
+    """No ``Authorization: Payment`` credential was sent (server side; 402 + challenges)."""
+
+    problem = "payment-required"
+    title = "Payment Required"
 
 
 class MalformedCredentialProblem(VerificationError):
@@ -275,6 +287,13 @@ class ConversionError(MppError):
         """The OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
         return {"error": {"message": self.message, "type": self.type, "param": self.param,
                           "code": self.code}}
+
+
+class BadRequest(ConversionError):
+    """The server refuses a request before any payment (size, JSON, headers, idempotency).
+
+    Rendered in the route's own error shape (OpenAI or Anthropic) with ``status``.
+    """
 
 
 class ConfigError(MppError, ValueError):
