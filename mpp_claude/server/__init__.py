@@ -1,0 +1,1 @@
+"""The reference MPP server: a paid, OpenAI-compatible proxy to Anthropic (Starlette)."""
