@@ -34,6 +34,7 @@ subclass, so ``except ValueError`` keeps working for parse errors)::
     │   ├── RpcUnavailable                transport failure / timeout
     │   └── ReceiptTimeout                no receipt before the deadline (tx may be dropped)
     ├── ConversionError                   OpenAI <-> Anthropic request cannot be mapped
+    ├── UpstreamError                     the LLM upstream is unreachable or sent garbage
     ├── ConfigError (ValueError)          invalid configuration
     └── DevnetError                       the local anvil devnet could not be found/started
 
@@ -294,6 +295,23 @@ class BadRequest(ConversionError):
 
     Rendered in the route's own error shape (OpenAI or Anthropic) with ``status``.
     """
+
+
+class UpstreamError(MppError):
+    """The LLM upstream could not be reached, timed out, or answered something unusable.
+
+    ``code`` names the case (``upstream_connection_error``, ``upstream_timeout``,
+    ``upstream_invalid_response``, ``upstream_stream_interrupted``) and ``status`` is the
+    HTTP status the server should answer with (502 or 504).  Raised only when no usable
+    upstream status exists; an upstream 4xx/5xx JSON error is a normal response, not this.
+    """
+
+    def __init__(self, message: str, *, code: str = "upstream_connection_error", status: int = 502
+                 ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
 
 
 class ConfigError(MppError, ValueError):
