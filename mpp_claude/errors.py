@@ -18,6 +18,7 @@ subclass, so ``except ValueError`` keeps working for parse errors)::
     │   │   ├── PolicyDenied
     │   │   │   ├── OriginNotAllowed
     │   │   │   └── ApprovalDenied
+│   │   ├── PaymentQuoted             dry-run: the price, nothing signed
     │   │   └── BudgetExceeded
     │   ├── InsufficientFunds             the wallet cannot cover the amount
     │   ├── PaymentRejected               the server answered 402 to our credential
@@ -135,6 +136,14 @@ class OriginNotAllowed(PolicyDenied):
 
 class ApprovalDenied(PolicyDenied):
     """The approval callback vetoed the payment."""
+
+
+class PaymentQuoted(PaymentDeclined):
+    """Dry-run (quote) mode: the price is known and nothing was signed; ``quote`` holds it."""
+
+    def __init__(self, message: str, *, quote: Any = None, **details: Any) -> None:
+        super().__init__(message, quote=quote, **details)
+        self.quote = quote
 
 
 class BudgetExceeded(PaymentDeclined):
