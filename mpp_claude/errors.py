@@ -18,7 +18,7 @@ subclass, so ``except ValueError`` keeps working for parse errors)::
     │   │   ├── PolicyDenied
     │   │   │   ├── OriginNotAllowed
     │   │   │   └── ApprovalDenied
-│   │   ├── PaymentQuoted             dry-run: the price, nothing signed
+    │   │   ├── PaymentQuoted             dry-run: the price, nothing signed
     │   │   └── BudgetExceeded
     │   ├── InsufficientFunds             the wallet cannot cover the amount
     │   ├── PaymentRejected               the server answered 402 to our credential
