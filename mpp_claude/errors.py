@@ -29,7 +29,19 @@ subclass, so ``except ValueError`` keeps working for parse errors)::
     │   ├── PaymentInsufficient
     │   ├── VerificationFailed
     │   │   └── MalformedTransaction (ValueError)  payer's tx bytes are not a Tempo tx
-    │   └── CredentialReplayed
+    │   ├── CredentialReplayed
+    │   └── SessionError                  session intent (payment channel) refusals
+    │       ├── InvalidVoucherSignature   session/invalid-signature (402)
+    │       ├── SignerMismatch            session/signer-mismatch (402)
+    │       ├── AmountExceedsDeposit      session/amount-exceeds-deposit (402)
+    │       ├── DeltaTooSmall             session/delta-too-small (402)
+    │       ├── StaleVoucher              below the accepted cumulative (402)
+    │       ├── ChannelClosing            a forced close is pending (402)
+    │       ├── ChannelMismatch           payee/token/escrow differ from the offer (402)
+    │       ├── InsufficientBalance       session/insufficient-balance (402, requiredTopUp)
+    │       ├── ChallengeNotFound         session/challenge-not-found (402)
+    │       ├── ChannelNotFound           session/channel-not-found (410)
+    │       └── ChannelFinalized          session/channel-finalized (410)
     ├── ChainError                        talking to the Tempo chain failed
     │   ├── RpcError                      the node answered with a JSON-RPC error
     │   ├── RpcUnavailable                transport failure / timeout
@@ -243,6 +255,95 @@ class MethodUnsupported(VerificationError):
     problem = "method-unsupported"
     title = "Method Unsupported"
     status = 400
+
+
+# Session intent (draft-tempo-session-00, "Rejection and Error Responses"): problem types under
+# session/; 410 for a missing or finalized channel.  ``extra`` carries wire-named fields such as
+# ``channelId``, ``acceptedCumulative`` or ``requiredTopUp`` for the problem body.
+
+
+class SessionError(VerificationError):
+    """A session (payment channel) credential is refused."""
+
+
+class InvalidVoucherSignature(SessionError):
+    """Malformed, high-s or unrecoverable voucher signature."""
+
+    problem = "session/invalid-signature"
+    title = "Invalid Signature"
+
+
+class SignerMismatch(SessionError):
+    """The voucher recovers to someone other than the channel's authorized signer (or payer)."""
+
+    problem = "session/signer-mismatch"
+    title = "Signer Mismatch"
+
+
+class AmountExceedsDeposit(SessionError):
+    """The voucher's cumulative amount is above the channel's on-chain deposit."""
+
+    problem = "session/amount-exceeds-deposit"
+    title = "Amount Exceeds Deposit"
+
+
+class DeltaTooSmall(SessionError):
+    """The voucher advances the accepted cumulative amount by less than ``minVoucherDelta``."""
+
+    problem = "session/delta-too-small"
+    title = "Delta Too Small"
+
+
+class StaleVoucher(SessionError):
+    """The voucher is below the highest accepted cumulative amount: it pays nothing new.
+
+    The draft's idempotency rule lets a server answer such a voucher with 200 and the current
+    state instead; it must never credit it.
+    """
+
+    title = "Stale Voucher"
+
+
+class ChannelClosing(SessionError):
+    """The payer requested a forced close: no new vouchers (they might not be settleable)."""
+
+    title = "Channel Close Pending"
+
+
+class ChannelMismatch(SessionError):
+    """The on-chain channel does not match the offer (payee, token, escrow or signer)."""
+
+    title = "Channel Mismatch"
+
+
+class InsufficientBalance(SessionError):
+    """Accepted vouchers do not cover the cost; ``extra['requiredTopUp']`` says how much more."""
+
+    problem = "session/insufficient-balance"
+    title = "Insufficient Balance"
+
+
+class ChallengeNotFound(SessionError):
+    """A topUp/close credential names a challenge id that is unknown or expired."""
+
+    problem = "session/challenge-not-found"
+    title = "Challenge Not Found"
+
+
+class ChannelNotFound(SessionError):
+    """No channel with this id exists on the escrow."""
+
+    problem = "session/channel-not-found"
+    title = "Channel Not Found"
+    status = 410
+
+
+class ChannelFinalized(SessionError):
+    """The channel was closed (cooperatively or by withdraw) and accepts nothing more."""
+
+    problem = "session/channel-finalized"
+    title = "Channel Finalized"
+    status = 410
 
 
 # --- chain ----------------------------------------------------------------------------------------------
