@@ -1,0 +1,234 @@
+"""A linear scanner for ``WWW-Authenticate`` values (RFC 9110 §11.2, §11.6.1).
+
+Strategy.  One left-to-right pass over the text with an index; every regular expression
+used is a single character class anchored at the current index, so nothing ever
+backtracks and the cost is O(len(text)).  (A header of 12 000 backslashes inside an
+unterminated quoted string is a conformance vector: backtracking regexes take seconds.)
+
+Grammar handled::
+
+    WWW-Authenticate = #challenge                      ; several per value, comma-separated
+    challenge  = auth-scheme [ 1*SP ( token68 / #auth-param ) ]
+    auth-param = token BWS "=" BWS ( token / quoted-string )
+
+Each element after a comma is either an auth-param (a token followed by ``=`` and a
+value) or the scheme of a new challenge (a token that is not).  Because quoted strings
+are consumed whole, a ``Payment`` inside ``realm="contact Payment support"`` is data.
+
+Leniency, each pinned by a conformance vector or by robustness against real servers:
+
+* Text after a closing quote and before the next comma is skipped (the value before it is
+  kept): ``description="Payment for "Premium" service"`` gives ``Payment for ``.
+* A quoted string that never closes yields a parameter flagged ``complete=False``; the
+  caller decides (the challenge layer ignores incomplete *unknown* parameters and refuses
+  incomplete known ones).
+
+This module knows nothing about MPP: it returns scheme names and raw parameter lists,
+and the only exception it raises is :class:`AuthParamError`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["AuthParamError", "RawChallenge", "RawParam", "quote", "scan_challenges"]
+
+# RFC 9110 tchar.  Each pattern is one character class: matching it is linear.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_WS = re.compile(r"[ \t]*")
+# quoted-string body: qdtext or quoted-pair, CTLs other than HTAB excluded.  The two
+# alternatives start with disjoint characters, so the greedy star never backtracks.
+_QUOTED_BODY = re.compile(r'(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*')
+_SKIP = re.compile(r'[^,"]*')
+
+
+class AuthParamError(ValueError):
+    """The header value is not a syntactically valid list of challenges."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawParam:
+    """One ``name=value`` pair as written (``name`` lower-cased, escapes resolved)."""
+
+    name: str
+    value: str
+    quoted: bool
+    complete: bool = True  # False: an unterminated quoted string ran to the end
+
+
+@dataclass(slots=True)
+class RawChallenge:
+    """One challenge: its scheme as written, and either a token68 or its params."""
+
+    scheme: str
+    params: list[RawParam] = field(default_factory=list)
+    token68: str | None = None
+
+
+class _Scanner:
+    """Index-based cursor over one header value."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.end = len(text)
+
+    def error(self, what: str) -> AuthParamError:
+        near = self.text[self.pos : self.pos + 20]
+        return AuthParamError(f"{what} at offset {self.pos} (near {near!r})")
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < self.end else ""
+
+    def skip_ws(self) -> None:
+        m = _WS.match(self.text, self.pos)
+        assert m is not None  # [ \t]* always matches
+        self.pos = m.end()
+
+    def skip_separators(self) -> None:
+        while self.pos < self.end and self.text[self.pos] in " \t,":
+            self.pos += 1
+
+    def token(self) -> str:
+        m = _TOKEN.match(self.text, self.pos)
+        if m is None:
+            return ""
+        self.pos = m.end()
+        return m.group()
+
+    def quoted_string(self) -> tuple[str, bool]:
+        """Read from the opening quote; returns (value with escapes resolved, closed)."""
+        m = _QUOTED_BODY.match(self.text, self.pos + 1)
+        assert m is not None  # a starred group always matches
+        value = m.group()
+        if "\\" in value:
+            # Resolve quoted-pairs left to right.  NUL cannot occur in the body (CTLs are
+            # excluded above), so it can stand in for an escaped backslash meanwhile.
+            value = value.replace("\\\\", "\x00").replace("\\", "").replace("\x00", "\\")
+        self.pos = m.end()
+        if self.pos >= self.end:
+            return value, False
+        ch = self.text[self.pos]
+        if ch == '"':
+            self.pos += 1
+            return value, True
+        if ch == "\\" and self.pos + 1 >= self.end:  # a lone backslash at the very end
+            self.pos = self.end
+            return value, False
+        raise self.error("control character in quoted-string")
+
+    def skip_garbage(self) -> None:
+        """Skip to the next comma outside a quoted string (or to the end)."""
+        while self.pos < self.end:
+            m = _SKIP.match(self.text, self.pos)
+            assert m is not None
+            self.pos = m.end()
+            if self.pos >= self.end or self.text[self.pos] == ",":
+                return
+            # an opening quote: consume the quoted string whole (possibly to the end)
+            try:
+                self.quoted_string()
+            except AuthParamError:
+                self.pos += 1  # a control char inside garbage: step over it and go on
+
+    def at_param(self) -> bool:
+        """True when the cursor is at ``token BWS "=" BWS value`` (not a token68's padding)."""
+        m = _TOKEN.match(self.text, self.pos)
+        if m is None:
+            return False
+        i = _WS.match(self.text, m.end()).end()  # type: ignore[union-attr]
+        if i >= self.end or self.text[i] != "=":
+            return False
+        j = _WS.match(self.text, i + 1).end()  # type: ignore[union-attr]
+        # "abc=" / "abc==" followed by "," or the end is a token68 with padding, not a
+        # parameter (a parameter needs a value; "id=," is rejected by the caller anyway).
+        return j < self.end and self.text[j] not in "=,"
+
+    def try_token68(self) -> str | None:
+        """A token68 right after a scheme: a run of token68 chars then OWS and "," or end."""
+        m = _TOKEN68.match(self.text, self.pos)
+        if m is None:
+            return None
+        after = _WS.match(self.text, m.end()).end()  # type: ignore[union-attr]
+        if after < self.end and self.text[after] != ",":
+            return None
+        self.pos = after
+        return m.group()
+
+
+def _param(sc: _Scanner, name: str) -> RawParam:
+    """Parse the ``BWS "=" BWS value`` that follows a parameter name."""
+    sc.skip_ws()
+    sc.pos += 1  # "="
+    sc.skip_ws()
+    if sc.peek() == '"':
+        value, closed = sc.quoted_string()
+        param = RawParam(name.lower(), value, quoted=True, complete=closed)
+    else:
+        value = sc.token()
+        if not value:
+            raise sc.error(f"parameter {name!r} has no value")
+        param = RawParam(name.lower(), value, quoted=False)
+    sc.skip_ws()
+    if sc.pos < sc.end and sc.peek() != ",":
+        sc.skip_garbage()  # permissive: keep the value, drop the rest of the element
+    return param
+
+
+def scan_challenges(text: str) -> list[RawChallenge]:
+    """Split one header value into challenges and their raw parameters.
+
+    Args:
+        text: one ``WWW-Authenticate`` field value (may hold several challenges).
+    Returns:
+        The challenges in order; parameter names are lower-cased, duplicates are kept
+        (the caller rejects them), quoted-string escapes are resolved.
+    Raises:
+        AuthParamError: the value does not follow the grammar (a parameter before any
+            scheme, a parameter without a value, a stray character, a control character
+            inside a quoted string).
+    """
+    sc = _Scanner(text)
+    out: list[RawChallenge] = []
+    current: RawChallenge | None = None
+    while True:
+        sc.skip_separators()
+        if sc.pos >= sc.end:
+            return out
+        if sc.at_param():
+            if current is None:
+                raise sc.error("auth-param before any auth-scheme")
+            if current.token68 is not None:
+                raise sc.error("auth-param after a token68")
+            name = sc.token()
+            current.params.append(_param(sc, name))
+            continue
+        scheme = sc.token()
+        if not scheme:
+            raise sc.error(f"unexpected character {sc.peek()!r}")
+        current = RawChallenge(scheme)
+        out.append(current)
+        if sc.peek() in (" ", "\t"):
+            sc.skip_ws()
+            if sc.pos < sc.end and sc.peek() != "," and not sc.at_param():
+                tok68 = sc.try_token68()
+                if tok68 is None:
+                    raise sc.error(f"unexpected text after auth-scheme {scheme!r}")
+                current.token68 = tok68
+        elif sc.pos < sc.end and sc.peek() != ",":
+            raise sc.error(f"unexpected character after auth-scheme {scheme!r}")
+
+
+def quote(value: str) -> str:
+    """Write ``value`` as an RFC 9110 quoted-string (``"`` and ``\\`` backslash-escaped).
+
+    Raises:
+        ValueError: ``value`` contains a control character other than HTAB (CR/LF would
+            allow header injection; nothing can escape them in a quoted-string).
+    """
+    for ch in value:
+        if (ch < " " and ch != "\t") or ch == "\x7f":
+            raise ValueError(f"control character {ch!r} cannot be written in a quoted-string")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
