@@ -20,6 +20,7 @@ from typing import Any
 import httpx2
 
 from ..errors import ReceiptTimeout, RpcError, RpcUnavailable
+from .tip20 import decode_uint_result, encode_balance_of
 
 DEFAULT_TIMEOUT = httpx2.Timeout(10.0, connect=5.0)
 GAS_PRICE_TTL = 2.0  # seconds a fetched base fee is reused
@@ -124,6 +125,40 @@ class RpcClient:
         result = self.call("eth_getTransactionReceipt", [tx_hash])
         return result if isinstance(result, dict) else None
 
+    def transaction(self, tx_hash: str) -> dict[str, Any] | None:
+        """``eth_getTransactionByHash``: the transaction (pending or mined), or ``None`` if unknown."""
+        result = self.call("eth_getTransactionByHash", [tx_hash])
+        return result if isinstance(result, dict) else None
+
+    def send_raw_sync(self, raw: bytes | str) -> dict[str, Any]:
+        """``eth_sendRawTransactionSync`` (EIP-7966): broadcast and return the receipt in one call.
+
+        Only ``[raw]`` is sent: anvil 1.7.1 rejects the optional timeout parameter.
+        """
+        data = raw if isinstance(raw, str) else "0x" + raw.hex()
+        return dict(self.call("eth_sendRawTransactionSync", [data]))
+
+    def eth_call(self, request: dict[str, Any], block: str = "latest",
+                 block_overrides: dict[str, Any] | None = None) -> str:
+        """``eth_call``; ``block_overrides`` (e.g. ``{"time": hex}``) is the 4th parameter."""
+        params: list[Any] = [request, block]
+        if block_overrides is not None:
+            params += [{}, block_overrides]
+        return str(self.call("eth_call", params))
+
+    def estimate_gas(self, request: dict[str, Any]) -> int:
+        """``eth_estimateGas``.  On anvil pass ``nonce`` (else +250k) and one call at a time."""
+        return hex_int(self.call("eth_estimateGas", [request]))
+
+    def gas_price(self) -> int:
+        """``eth_gasPrice`` in attodollars per gas."""
+        return hex_int(self.call("eth_gasPrice"))
+
+    def balance_of(self, token: str, owner: str, block: str = "latest") -> int:
+        """TIP-20 ``balanceOf(owner)`` in base units."""
+        return decode_uint_result(self.eth_call({"to": token, "data": "0x" + encode_balance_of(owner).hex()},
+                                                block))
+
     def wait_for_receipt(self, tx_hash: str, *, timeout: float = 10.0, poll: float = 0.002
                          ) -> dict[str, Any]:
         """Poll until the receipt exists; ``ReceiptTimeout`` after ``timeout`` seconds."""
@@ -190,6 +225,31 @@ class AsyncRpcClient:
     async def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         result = await self.call("eth_getTransactionReceipt", [tx_hash])
         return result if isinstance(result, dict) else None
+
+    async def transaction(self, tx_hash: str) -> dict[str, Any] | None:
+        result = await self.call("eth_getTransactionByHash", [tx_hash])
+        return result if isinstance(result, dict) else None
+
+    async def send_raw_sync(self, raw: bytes | str) -> dict[str, Any]:
+        data = raw if isinstance(raw, str) else "0x" + raw.hex()
+        return dict(await self.call("eth_sendRawTransactionSync", [data]))
+
+    async def eth_call(self, request: dict[str, Any], block: str = "latest",
+                       block_overrides: dict[str, Any] | None = None) -> str:
+        params: list[Any] = [request, block]
+        if block_overrides is not None:
+            params += [{}, block_overrides]
+        return str(await self.call("eth_call", params))
+
+    async def estimate_gas(self, request: dict[str, Any]) -> int:
+        return hex_int(await self.call("eth_estimateGas", [request]))
+
+    async def gas_price(self) -> int:
+        return hex_int(await self.call("eth_gasPrice"))
+
+    async def balance_of(self, token: str, owner: str, block: str = "latest") -> int:
+        data = "0x" + encode_balance_of(owner).hex()
+        return decode_uint_result(await self.eth_call({"to": token, "data": data}, block))
 
     async def wait_for_receipt(self, tx_hash: str, *, timeout: float = 10.0, poll: float = 0.002
                                ) -> dict[str, Any]:

@@ -97,3 +97,104 @@ def from_display(value: str | Decimal, decimals: int = DECIMALS) -> int:
     if units != units.to_integral_value() or units < 0:
         raise ValueError(f"{value!r} is not a non-negative amount with at most {decimals} decimals")
     return int(units)
+
+
+# --- decoding (calldata of payment calls, logs, call results) -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransferCall:
+    """A decoded ``transfer`` / ``transferWithMemo`` calldata; ``memo`` is ``None`` for ``transfer``."""
+
+    to: str
+    amount: int
+    memo: bytes | None
+
+
+def decode_transfer_call(data: bytes) -> TransferCall | None:
+    """Decode TIP-20 ``transfer`` (68 bytes) or ``transferWithMemo`` (100 bytes) calldata.
+
+    Returns ``None`` for any other calldata, including the right selector with the wrong
+    length or a non-zero address padding (an exact static ABI encoding is required).
+    """
+    sel = data[:4]
+    if sel == SEL_TRANSFER and len(data) == 68:
+        memo = None
+    elif sel == SEL_TRANSFER_WITH_MEMO and len(data) == 100:
+        memo = data[68:100]
+    else:
+        return None
+    if any(data[4:16]):
+        return None
+    return TransferCall("0x" + data[16:36].hex(), int.from_bytes(data[36:68], "big"), memo)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLog:
+    """A decoded ``Transfer`` or ``TransferWithMemo`` log (addresses lower-case hex)."""
+
+    token: str
+    sender: str
+    to: str
+    amount: int
+    memo: bytes | None
+    log_index: int | None = None
+
+
+def _topic_address(topic: str) -> str | None:
+    raw = bytes.fromhex(topic[2:]) if topic[:2] == "0x" else b""
+    if len(raw) != 32 or any(raw[:12]):
+        return None
+    return "0x" + raw[12:].hex()
+
+
+def decode_transfer_log(log: dict[str, object]) -> TransferLog | None:
+    """Decode a receipt log if it is a TIP-20 ``Transfer`` or ``TransferWithMemo``, else ``None``.
+
+    ``TransferWithMemo(address indexed from, address indexed to, uint256 amount,
+    bytes32 indexed memo)``: topics ``[sig, from, to, memo]``, data = amount.
+    Malformed entries (wrong topic count, non-hex, bad lengths) give ``None``.
+    """
+    try:
+        topics = [str(t).lower() for t in log.get("topics", ())]  # type: ignore[attr-defined]
+        if not topics:
+            return None
+        sig = topics[0]
+        if sig == TOPIC_TRANSFER and len(topics) == 3:
+            memo = None
+        elif sig == TOPIC_TRANSFER_WITH_MEMO and len(topics) == 4:
+            memo = bytes.fromhex(topics[3][2:])
+            if len(memo) != 32:
+                return None
+        else:
+            return None
+        data = bytes.fromhex(str(log.get("data", "0x"))[2:])
+        sender, to = _topic_address(topics[1]), _topic_address(topics[2])
+        if sender is None or to is None or len(data) != 32:
+            return None
+        index = log.get("logIndex")
+        return TransferLog(str(log.get("address", "")).lower(), sender, to, int.from_bytes(data, "big"),
+                           memo, int(str(index), 16) if isinstance(index, str) else None)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def transfer_logs(receipt: dict[str, object]) -> list[TransferLog]:
+    """Every decodable ``Transfer``/``TransferWithMemo`` log of a receipt, in order."""
+    logs = receipt.get("logs")
+    if not isinstance(logs, list):
+        return []
+    return [t for t in (decode_transfer_log(lg) for lg in logs if isinstance(lg, dict)) if t is not None]
+
+
+def fees_paid(receipt: dict[str, object]) -> list[TransferLog]:
+    """The fee transfers of a receipt: ``Transfer(payer -> FeeManager)`` logs, in the fee token."""
+    return [t for t in transfer_logs(receipt) if t.memo is None and t.to == FEE_MANAGER]
+
+
+def decode_uint_result(result: str) -> int:
+    """The ``uint256`` returned by an ``eth_call`` (``"0x…"`` hex of 32 bytes)."""
+    raw = bytes.fromhex(result[2:] if result[:2] == "0x" else result)
+    if len(raw) != 32:
+        raise ValueError(f"expected a 32-byte uint256 result, got {len(raw)} bytes")
+    return int.from_bytes(raw, "big")

@@ -1,0 +1,454 @@
+"""Tempo transactions (EIP-2718 type ``0x76``) and the fee-payer domain ``0x78``, pure.
+
+Wire layout (shared/docs/tempo-chain.md §3; the Rust node is the reference)::
+
+    0x76 || rlp([chain_id, max_priority_fee_per_gas, max_fee_per_gas, gas_limit,
+                 calls,                 # [[to, value, input], ...], at least one
+                 access_list,           # EIP-2930 [[address, [slot, ...]], ...]
+                 nonce_key, nonce,      # nonce_key 2**256-1 = expiring nonce (TIP-1009)
+                 valid_before, valid_after,   # u64 seconds, 0x80 = none
+                 fee_token,             # 20 bytes, 0x80 = none
+                 fee_payer_slot,        # 0x80 none | 0x00 awaiting a sponsor | [v, r, s]
+                 aa_authorization_list,
+                 key_authorization?,    # present only when set
+                 sender_signature])     # 65-byte secp256k1 r||s||v, or a typed envelope
+
+``LAYOUT`` below declares the same thing as data; encoding and decoding walk it.
+The two signing preimages are documented on ``signing_hash`` and
+``fee_payer_signing_hash``.  The transaction hash is ``keccak(raw)``.
+
+Sponsored transactions travel from payer to server in one of two forms, both
+decoded here: the relay form (``0x76`` with the ``0x00`` placeholder in slot 11)
+and the pympp/mppx envelope ``0x78 || rlp([f0..f10, sender_address,
+aa_authorization_list, key_authorization?, sender_signature])``, which cannot be
+broadcast.  ``encode`` of a sponsored transaction without a fee-payer signature
+writes the relay form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from eth_hash.auto import keccak
+
+from ..errors import MalformedTransaction
+from . import _rlp
+from ._rlp import Item, RlpError, bytes_to_uint, uint_to_bytes
+from .signer import Signature, SignatureError, Signer, recover_address
+
+TX_TYPE = 0x76
+FEE_PAYER_TYPE = 0x78
+EXPIRING_NONCE_KEY = 2**256 - 1
+FEE_PAYER_PLACEHOLDER = b"\x00"
+KEYCHAIN_V2 = 0x04
+
+_U64, _U128, _U256 = 64, 128, 256
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call of a batch: ``to`` is 20 bytes (``b""`` = CREATE), ``value`` must be 0 on Tempo."""
+
+    to: bytes
+    data: bytes = b""
+    value: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AccessListEntry:
+    """An EIP-2930 entry: a 20-byte address and 32-byte storage keys."""
+
+    address: bytes
+    storage_keys: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TempoTransaction:
+    """An immutable Tempo transaction.  ``replace()`` (dataclasses) derives variants.
+
+    ``sponsored`` means a fee payer pays the fee: the sender then signs the
+    placeholder instead of ``fee_token``, and the fee payer chooses the token.
+    ``aa_authorization_list`` and ``key_authorization`` are kept as opaque RLP
+    items and re-emitted byte for byte.  ``sender_signature`` is the signature
+    envelope exactly as on the wire (65 bytes for secp256k1).
+    """
+
+    chain_id: int
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    gas_limit: int
+    calls: tuple[Call, ...]
+    access_list: tuple[AccessListEntry, ...] = ()
+    nonce_key: int = 0
+    nonce: int = 0
+    valid_before: int | None = None
+    valid_after: int | None = None
+    fee_token: bytes | None = None
+    sponsored: bool = False
+    fee_payer_signature: Signature | None = None
+    aa_authorization_list: tuple[Item, ...] = ()
+    key_authorization: Item | None = None
+    sender_signature: bytes | None = None
+
+    @property
+    def is_expiring_nonce(self) -> bool:
+        return self.nonce_key == EXPIRING_NONCE_KEY
+
+
+# --- field codecs: (to RLP item, from RLP item) ---------------------------------------------------
+
+
+def _enc_uint(v: int) -> Item:
+    return uint_to_bytes(v)
+
+
+def _enc_opt_uint(v: int | None) -> Item:
+    return uint_to_bytes(v) if v else b""  # 0 and None both encode as 0x80, as on the node
+
+
+def _enc_opt_addr(v: bytes | None) -> Item:
+    return v or b""
+
+
+def _enc_calls(calls: tuple[Call, ...]) -> Item:
+    return [[c.to, uint_to_bytes(c.value), c.data] for c in calls]
+
+
+def _enc_access_list(entries: tuple[AccessListEntry, ...]) -> Item:
+    return [[e.address, list(e.storage_keys)] for e in entries]
+
+
+def _enc_raw_list(items: tuple[Item, ...]) -> Item:
+    return list(items)
+
+
+def _bytes(item: Item, name: str) -> bytes:
+    if not isinstance(item, bytes):
+        raise RlpError(f"{name}: expected a byte string, got a list")
+    return item
+
+
+def _list(item: Item, name: str) -> list[Item]:
+    if not isinstance(item, list):
+        raise RlpError(f"{name}: expected a list, got a byte string")
+    return item
+
+
+def _uint_decoder(bits: int) -> Callable[[Item, str], Any]:
+    def dec(item: Item, name: str) -> int:
+        return bytes_to_uint(_bytes(item, name), max_bits=bits)
+    return dec
+
+
+def _dec_opt_u64(item: Item, name: str) -> int | None:
+    value = bytes_to_uint(_bytes(item, name), max_bits=_U64)
+    return value or None
+
+
+def _address(raw: bytes, name: str, *, optional: bool) -> bytes | None:
+    if not raw and optional:
+        return None
+    if len(raw) != 20:
+        raise RlpError(f"{name}: expected a 20-byte address, got {len(raw)} bytes")
+    return raw
+
+
+def _dec_opt_addr(item: Item, name: str) -> bytes | None:
+    return _address(_bytes(item, name), name, optional=True)
+
+
+def _dec_calls(item: Item, name: str) -> tuple[Call, ...]:
+    calls = []
+    for i, entry in enumerate(_list(item, name)):
+        fields = _list(entry, f"{name}[{i}]")
+        if len(fields) != 3:
+            raise RlpError(f"{name}[{i}]: expected [to, value, input]")
+        to = _bytes(fields[0], f"{name}[{i}].to")
+        if to:
+            _address(to, f"{name}[{i}].to", optional=False)
+        value = bytes_to_uint(_bytes(fields[1], f"{name}[{i}].value"))
+        calls.append(Call(to=to, data=_bytes(fields[2], f"{name}[{i}].input"), value=value))
+    if not calls:
+        raise RlpError(f"{name}: a Tempo transaction needs at least one call")
+    return tuple(calls)
+
+
+def _dec_access_list(item: Item, name: str) -> tuple[AccessListEntry, ...]:
+    out = []
+    for i, entry in enumerate(_list(item, name)):
+        fields = _list(entry, f"{name}[{i}]")
+        if len(fields) != 2:
+            raise RlpError(f"{name}[{i}]: expected [address, storage_keys]")
+        addr = _address(_bytes(fields[0], name), f"{name}[{i}].address", optional=False)
+        keys = tuple(_bytes(k, name) for k in _list(fields[1], f"{name}[{i}].storage_keys"))
+        if any(len(k) != 32 for k in keys):
+            raise RlpError(f"{name}[{i}]: storage keys are 32 bytes")
+        out.append(AccessListEntry(addr or b"", keys))
+    return tuple(out)
+
+
+def _dec_raw_list(item: Item, name: str) -> tuple[Item, ...]:
+    return tuple(_list(item, name))
+
+
+#: The signed 0x76 envelope, slots 0..12, as (field name, encoder, decoder).  Slot 11 (the
+#: fee-payer slot), the optional key authorization and the sender signature are special-cased.
+LAYOUT: tuple[tuple[str, Callable[[Any], Item], Callable[[Item, str], Any]], ...] = (
+    ("chain_id", _enc_uint, _uint_decoder(_U64)),
+    ("max_priority_fee_per_gas", _enc_uint, _uint_decoder(_U128)),
+    ("max_fee_per_gas", _enc_uint, _uint_decoder(_U128)),
+    ("gas_limit", _enc_uint, _uint_decoder(_U64)),
+    ("calls", _enc_calls, _dec_calls),
+    ("access_list", _enc_access_list, _dec_access_list),
+    ("nonce_key", _enc_uint, _uint_decoder(_U256)),
+    ("nonce", _enc_uint, _uint_decoder(_U64)),
+    ("valid_before", _enc_opt_uint, _dec_opt_u64),
+    ("valid_after", _enc_opt_uint, _dec_opt_u64),
+    ("fee_token", _enc_opt_addr, _dec_opt_addr),
+)
+_HEAD = LAYOUT[:10]  # slots 0..9: identical in every preimage
+
+
+def _head(tx: TempoTransaction) -> list[Item]:
+    return [enc(getattr(tx, name)) for name, enc, _ in _HEAD]
+
+
+def _tail(tx: TempoTransaction) -> list[Item]:
+    tail: list[Item] = [list(tx.aa_authorization_list)]
+    if tx.key_authorization is not None:
+        tail.append(tx.key_authorization)
+    return tail
+
+
+def _check_buildable(tx: TempoTransaction) -> None:
+    if not tx.calls:
+        raise ValueError("a Tempo transaction needs at least one call")
+    if tx.valid_before and tx.valid_after and tx.valid_after >= tx.valid_before:
+        raise ValueError("valid_after must be before valid_before")
+
+
+# --- signing preimages ------------------------------------------------------------------------------
+
+
+def signing_preimage(tx: TempoTransaction) -> bytes:
+    """The bytes the sender signs (``signing_hash`` is their keccak); see ``signing_hash``."""
+    _check_buildable(tx)
+    if tx.sponsored:
+        fields = [*_head(tx), b"", FEE_PAYER_PLACEHOLDER, *_tail(tx)]
+    else:
+        fields = [*_head(tx), tx.fee_token or b"", b"", *_tail(tx)]
+    return bytes((TX_TYPE,)) + _rlp.encode(fields)
+
+
+def signing_hash(tx: TempoTransaction) -> bytes:
+    """The sender's signing hash.
+
+    ``keccak(0x76 || rlp([f0..f9, fee_token', fee_payer', aa_authorization_list,
+    key_authorization?]))`` where, for a self-paid transaction, ``fee_token'`` is the
+    fee token (``0x80`` if none) and ``fee_payer'`` is ``0x80``; for a sponsored one,
+    ``fee_token'`` is ``0x80`` (the sender does not commit to the token) and
+    ``fee_payer'`` is the single byte ``0x00``.  No signature is included.
+    """
+    return keccak(signing_preimage(tx))
+
+
+def fee_payer_signing_hash(tx: TempoTransaction, sender: str | bytes) -> bytes:
+    """The fee payer's signing hash, committing to the fee token and the sender.
+
+    ``keccak(0x78 || rlp([f0..f9, fee_token (0x80 if none), sender_address (20 bytes),
+    aa_authorization_list, key_authorization?]))``.
+    """
+    _check_buildable(tx)
+    fields = [*_head(tx), tx.fee_token or b"", _addr_bytes(sender), *_tail(tx)]
+    return keccak(bytes((FEE_PAYER_TYPE,)) + _rlp.encode(fields))
+
+
+# --- signing -------------------------------------------------------------------------------------------
+
+
+def sign(tx: TempoTransaction, signer: Signer) -> TempoTransaction:
+    """Return ``tx`` carrying the sender's secp256k1 signature over ``signing_hash(tx)``."""
+    sig = signer.unsafe_sign_hash(signing_hash(tx))
+    return replace(tx, sender_signature=sig.to_bytes65())
+
+
+def cosign(tx: TempoTransaction, fee_payer: Signer, *, fee_token: str | bytes, sender: str | bytes
+           ) -> TempoTransaction:
+    """Return the sponsored ``tx`` with ``fee_token`` set and the fee payer's signature.
+
+    Warning: this commits ``fee_payer`` to pay this transaction's fee; run the
+    sponsor policy (``verify.check_sponsor_policy``) first.
+
+    Raises:
+        ValueError: ``tx`` is not sponsored or not signed by its sender.
+    """
+    if not tx.sponsored:
+        raise ValueError("only a sponsored transaction can be co-signed")
+    if tx.sender_signature is None:
+        raise ValueError("the sender must sign before the fee payer co-signs")
+    with_token = replace(tx, fee_token=_addr_bytes(fee_token))
+    sig = fee_payer.unsafe_sign_hash(fee_payer_signing_hash(with_token, sender))
+    return replace(with_token, fee_payer_signature=sig)
+
+
+def recover_sender(tx: TempoTransaction) -> str:
+    """The sender's lower-case address, recovered from ``sender_signature``.
+
+    secp256k1 (65 bytes) and Keychain V2 (``0x04 || root || inner``; the sender is the root
+    account, whose authorization of the key the chain checks) are supported.
+
+    Raises:
+        MalformedTransaction: no signature, an unsupported signature type, or one that
+            does not recover.
+    """
+    sig = tx.sender_signature
+    if not sig:
+        raise MalformedTransaction("transaction has no sender signature")
+    digest = signing_hash(tx)
+    try:
+        if len(sig) == 65:
+            return recover_address(digest, Signature.from_bytes65(sig))
+        if sig[0] == KEYCHAIN_V2 and len(sig) == 86:
+            root = sig[1:21]
+            recover_address(keccak(bytes((KEYCHAIN_V2,)) + digest + root), Signature.from_bytes65(sig[21:]))
+            return "0x" + root.hex()
+    except SignatureError as exc:
+        raise MalformedTransaction(f"sender signature is invalid: {exc}") from None
+    raise MalformedTransaction(f"unsupported sender signature type (0x{sig[:1].hex()}, {len(sig)} bytes)")
+
+
+def recover_fee_payer(tx: TempoTransaction, sender: str) -> str:
+    """The fee payer's address recovered from ``fee_payer_signature``.
+
+    Raises:
+        MalformedTransaction: the transaction carries no valid fee-payer signature.
+    """
+    if tx.fee_payer_signature is None:
+        raise MalformedTransaction("transaction has no fee-payer signature")
+    try:
+        return recover_address(fee_payer_signing_hash(tx, sender), tx.fee_payer_signature)
+    except SignatureError as exc:
+        raise MalformedTransaction(f"fee-payer signature is invalid: {exc}") from None
+
+
+# --- wire encoding ---------------------------------------------------------------------------------------
+
+
+def _fee_payer_slot(tx: TempoTransaction) -> Item:
+    sig = tx.fee_payer_signature
+    if sig is not None:
+        return [uint_to_bytes(sig.y_parity), uint_to_bytes(sig.r), uint_to_bytes(sig.s)]
+    return FEE_PAYER_PLACEHOLDER if tx.sponsored else b""
+
+
+def encode(tx: TempoTransaction) -> bytes:
+    """The signed ``0x76`` envelope (the relay form when a sponsor has not co-signed yet).
+
+    Raises:
+        ValueError: the transaction is not signed, or not buildable.
+    """
+    if not tx.sender_signature:
+        raise ValueError("cannot encode an unsigned transaction; sign() it first")
+    _check_buildable(tx)
+    fields = [*_head(tx), tx.fee_token or b"", _fee_payer_slot(tx), *_tail(tx), tx.sender_signature]
+    return bytes((TX_TYPE,)) + _rlp.encode(fields)
+
+
+def encode_fee_payer_envelope(tx: TempoTransaction, sender: str | bytes) -> bytes:
+    """The ``0x78`` hand-off envelope of a sender-signed sponsored transaction (pympp/mppx form).
+
+    Not broadcastable: the server decodes it, co-signs and broadcasts the ``0x76`` form.
+    """
+    if not tx.sender_signature:
+        raise ValueError("cannot encode an unsigned transaction; sign() it first")
+    _check_buildable(tx)
+    fields = [*_head(tx), tx.fee_token or b"", _addr_bytes(sender), *_tail(tx), tx.sender_signature]
+    return bytes((FEE_PAYER_TYPE,)) + _rlp.encode(fields)
+
+
+def tx_hash(raw: bytes) -> str:
+    """``0x``-hex ``keccak(raw)``: the hash the chain will give this exact envelope."""
+    return "0x" + keccak(raw).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded envelope: the transaction, its type byte and (``0x78`` only) the declared sender."""
+
+    tx: TempoTransaction
+    envelope: Literal[0x76, 0x78]
+    declared_sender: str | None = None
+
+
+def decode(raw: bytes) -> Decoded:
+    """Decode a signed ``0x76`` envelope or a ``0x78`` fee-payer hand-off envelope.
+
+    Raises:
+        MalformedTransaction: wrong type byte, non-canonical RLP, wrong field count or
+            field shape (the message names the field).
+    """
+    if not raw:
+        raise MalformedTransaction("empty transaction")
+    kind = raw[0]
+    if kind not in (TX_TYPE, FEE_PAYER_TYPE):
+        raise MalformedTransaction(f"not a Tempo transaction: type byte 0x{kind:02x}, expected 0x76 or 0x78")
+    try:
+        fields = _list(_rlp.decode(raw[1:]), "transaction")
+        if len(fields) not in (14, 15):
+            raise RlpError(f"expected 14 or 15 fields, got {len(fields)}")
+        values = {name: dec(fields[i], name) for i, (name, _, dec) in enumerate(LAYOUT)}
+        slot11 = fields[11]
+        sponsored, fp_sig, declared = False, None, None
+        if kind == FEE_PAYER_TYPE:
+            addr = _address(_bytes(slot11, "sender_address"), "sender_address", optional=False)
+            declared, sponsored = "0x" + (addr or b"").hex(), True
+        elif isinstance(slot11, list):
+            fp_sig, sponsored = _dec_fee_payer_sig(slot11), True
+        elif slot11 == FEE_PAYER_PLACEHOLDER:
+            sponsored = True
+        elif slot11 != b"":
+            raise RlpError("fee_payer_signature: expected 0x80, 0x00 or [v, r, s]")
+        key_auth = fields[13] if len(fields) == 15 else None
+        if key_auth is not None:
+            _list(key_auth, "key_authorization")
+        sender_sig = _bytes(fields[-1], "sender_signature")
+        if not sender_sig:
+            raise RlpError("sender_signature: missing")
+        tx = TempoTransaction(**values, sponsored=sponsored, fee_payer_signature=fp_sig,
+                              aa_authorization_list=_dec_raw_list(fields[12], "aa_authorization_list"),
+                              key_authorization=key_auth, sender_signature=sender_sig)
+        if tx.valid_before and tx.valid_after and tx.valid_after >= tx.valid_before:
+            raise RlpError("valid_after must be before valid_before")
+    except RlpError as exc:
+        raise MalformedTransaction(f"malformed Tempo transaction: {exc}") from None
+    return Decoded(tx, 0x76 if kind == TX_TYPE else 0x78, declared)
+
+
+def _dec_fee_payer_sig(fields: list[Item]) -> Signature:
+    if len(fields) != 3:
+        raise RlpError("fee_payer_signature: expected [v, r, s]")
+    v, r, s = (bytes_to_uint(_bytes(f, "fee_payer_signature")) for f in fields)
+    try:
+        return Signature(r, s, v)
+    except SignatureError as exc:
+        raise RlpError(f"fee_payer_signature: {exc}") from None
+
+
+def _addr_bytes(address: str | bytes) -> bytes:
+    if isinstance(address, bytes):
+        raw = address
+    else:
+        try:
+            raw = bytes.fromhex(address[2:] if address[:2] in ("0x", "0X") else address)
+        except ValueError:
+            raise ValueError(f"not a hex address: {address!r}") from None
+    if len(raw) != 20:
+        raise ValueError(f"an address is 20 bytes, got {len(raw)}")
+    return raw
+
+
+def address_bytes(address: str | bytes) -> bytes:
+    """20 raw bytes of a ``0x`` hex address (any case).  Raises ``ValueError`` otherwise."""
+    return _addr_bytes(address)
