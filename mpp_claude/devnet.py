@@ -320,6 +320,18 @@ class Devnet:
         """Mine an empty block (refreshes the block timestamp; see tempo-chain.md, stale block time)."""
         self.rpc.call("evm_mine")
 
+    @property
+    def escrow_address(self) -> str:
+        """The session escrow (``mpp_claude/tempo/escrow/Escrow.sol``), deployed on first use."""
+        address: str | None = self.__dict__.get("_escrow_address")
+        if address is None:
+            from .tempo.escrow.deploy import deploy_escrow
+
+            with self._fund_lock:
+                address = self.__dict__.get("_escrow_address") or deploy_escrow(self)
+                self.__dict__["_escrow_address"] = address
+        return address
+
     def info(self) -> dict[str, Any]:
         try:
             return dict(self.rpc.call("anvil_nodeInfo"))

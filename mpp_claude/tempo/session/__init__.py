@@ -1,0 +1,84 @@
+"""Tempo session intent (pay-per-use over a payment channel): the pure core and thin chain helpers.
+
+* ``voucher``: EIP-712 voucher domain, digest, signing, signature parsing and recovery.
+* ``channel``: channel ids, escrow calldata, ``getChannel`` state and escrow events.
+* ``accounting``: the server's voucher acceptance, charging and close rules.
+* ``transactions``: escrow calls as signed Tempo ``0x76`` transactions.
+* ``onchain``: read a channel, simulate and send escrow transactions through an ``RpcClient``.
+
+Spec: draft-tempo-session-00 (shared/docs/mpp-protocol.md §4), protocol ``v1`` (contract
+escrow).  The escrow contract itself is ``mpp_claude.tempo.escrow``.
+"""
+
+from __future__ import annotations
+
+from ._abi import normalize_address, normalize_channel_id
+from .accounting import (
+    Acceptance,
+    ChannelAccount,
+    VoucherOutcome,
+    accept_voucher,
+    charge,
+    check_channel_live,
+    check_channel_terms,
+    check_close_voucher,
+    record_settlement,
+    required_cumulative,
+    verify_voucher_signer,
+)
+from .channel import (
+    CLOSE_GRACE_PERIOD,
+    ZERO_ADDRESS,
+    ChannelState,
+    EscrowEvent,
+    OpenCall,
+    compute_channel_id,
+    decode_channel_state,
+    decode_escrow_log,
+    decode_open,
+    decode_top_up,
+    escrow_events,
+)
+from .voucher import (
+    Voucher,
+    VoucherDomain,
+    parse_voucher_signature,
+    recover_voucher_signer,
+    sign_voucher,
+    to_bytes65,
+    to_compact,
+)
+
+__all__ = [
+    "CLOSE_GRACE_PERIOD",
+    "ZERO_ADDRESS",
+    "Acceptance",
+    "ChannelAccount",
+    "ChannelState",
+    "EscrowEvent",
+    "OpenCall",
+    "Voucher",
+    "VoucherDomain",
+    "VoucherOutcome",
+    "accept_voucher",
+    "charge",
+    "check_channel_live",
+    "check_channel_terms",
+    "check_close_voucher",
+    "compute_channel_id",
+    "decode_channel_state",
+    "decode_escrow_log",
+    "decode_open",
+    "decode_top_up",
+    "escrow_events",
+    "normalize_address",
+    "normalize_channel_id",
+    "parse_voucher_signature",
+    "record_settlement",
+    "recover_voucher_signer",
+    "required_cumulative",
+    "sign_voucher",
+    "to_bytes65",
+    "to_compact",
+    "verify_voucher_signer",
+]

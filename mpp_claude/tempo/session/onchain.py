@@ -1,0 +1,96 @@
+"""Thin chain orchestration for sessions: read channel state, send escrow transactions.
+
+All network I/O goes through the ``RpcClient`` passed in; every decision is made by
+the pure modules (``channel``, ``accounting``, ``transactions``).  Synchronous; the
+server's async twin can mirror these few functions over ``AsyncRpcClient``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import ChainError, RpcError
+from ..escrow import decode_revert
+from ..rpc import RpcClient, hex_int
+from ..signer import Signer
+from ..tx import Call
+from .channel import ChannelState, EscrowEvent, decode_channel_state, encode_get_channel, escrow_events
+from .transactions import build_tx, sign_and_encode
+
+
+class EscrowReverted(ChainError):
+    """An escrow transaction or call reverted; ``error`` is the contract's custom error name
+    (``"AmountNotIncreasing"``, ...) when known, ``tx_hash`` the mined transaction if any."""
+
+    def __init__(self, message: str, *, error: str | None = None, tx_hash: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.tx_hash = tx_hash
+
+
+def read_channel(rpc: RpcClient, escrow: str, channel_id: str | bytes, block: str = "latest") -> ChannelState:
+    """The escrow's ``getChannel(channelId)``; an all-zero state when the channel does not exist.
+
+    Raises:
+        RpcError / RpcUnavailable: the node failed.
+        ChainError: the answer is not a ``getChannel`` result (wrong contract at ``escrow``).
+    """
+    data = "0x" + encode_get_channel(channel_id).hex()
+    result = rpc.call("eth_call", [{"to": escrow, "data": data}, block])
+    try:
+        return decode_channel_state(bytes.fromhex(str(result)[2:]))
+    except ValueError as exc:
+        raise ChainError(f"{escrow} did not answer getChannel like a v1 escrow: {exc}") from None
+
+
+def _revert_data(exc: RpcError) -> str | None:
+    data = exc.data
+    if isinstance(data, dict):
+        data = data.get("data")
+    return data if isinstance(data, str) else None
+
+
+def simulate(rpc: RpcClient, sender: str, call: Call) -> None:
+    """``eth_call`` one escrow call as ``sender``; raise ``EscrowReverted`` with the custom error
+    name when it would revert (the pre-flight check servers run before broadcasting)."""
+    params = {"from": sender, "to": "0x" + call.to.hex(), "data": "0x" + call.data.hex()}
+    try:
+        rpc.call("eth_call", [params, "latest"])
+    except RpcError as exc:
+        name = decode_revert(_revert_data(exc))
+        raise EscrowReverted(f"escrow call would revert: {name or exc.rpc_message}", error=name) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A mined escrow transaction: its hash, receipt, gas used and decoded escrow events."""
+
+    tx_hash: str
+    receipt: dict[str, Any]
+    gas_used: int
+    events: tuple[EscrowEvent, ...]
+
+
+def send_calls(rpc: RpcClient, signer: Signer, calls: tuple[Call, ...], *, escrow: str, gas_limit: int,
+               fee_token: str | None = None, timeout: float = 10.0) -> Sent:
+    """Build, sign and broadcast a ``0x76`` transaction with ``calls``; wait for its receipt.
+
+    Args:
+        escrow: whose events to decode from the receipt.
+        gas_limit: see ``transactions.GAS_*``.
+        fee_token: TIP-20 for the fee; ``None`` uses the account default (else pathUSD).
+    Raises:
+        EscrowReverted: mined with status 0 (``error`` is ``None``: receipts carry no revert
+            data; ``simulate`` first to learn the reason).
+        ReceiptTimeout: no receipt in time (anvil drops invalid Tempo transactions silently).
+        RpcError / RpcUnavailable: the node refused it or is unreachable.
+    """
+    tx = build_tx(calls, chain_id=rpc.chain_id(), nonce=rpc.nonce(signer.address), gas_limit=gas_limit,
+                  max_fee_per_gas=2 * rpc.base_fee() + 1, fee_token=fee_token)
+    tx_hash = rpc.send_raw(sign_and_encode(tx, signer))
+    receipt = rpc.wait_for_receipt(tx_hash, timeout=timeout)
+    gas_used = hex_int(receipt.get("gasUsed", "0x0"))
+    if hex_int(receipt.get("status", "0x0")) != 1:
+        raise EscrowReverted(f"escrow transaction {tx_hash} reverted (gas used {gas_used})", tx_hash=tx_hash)
+    return Sent(tx_hash, receipt, gas_used, tuple(escrow_events(receipt.get("logs") or [], escrow)))
