@@ -39,6 +39,7 @@ from .rpc import AsyncRpcClient, RpcClient
 from .signer import Signer
 from .tip20 import PATH_USD
 from .verify import (
+    CHAIN_EXPIRING_WINDOW,
     ChargeContext,
     SponsorPolicy,
     check_payment_calls,
@@ -98,10 +99,13 @@ def decode_hex_payload(value: Any, name: str, *, limit: int = MAX_TX_BYTES) -> b
 
 
 def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer: Signer | None = None,
-                 fee_token: str = PATH_USD, policy: SponsorPolicy = SponsorPolicy()) -> PreparedPull:
+                 fee_token: str = PATH_USD, policy: SponsorPolicy = SponsorPolicy(),
+                 expiring_window: int = CHAIN_EXPIRING_WINDOW) -> PreparedPull:
     """All pure checks of a ``transaction`` credential, and the sponsor's co-signature (pure).
 
     Returns the exact bytes to broadcast and their hash (to claim *before* broadcasting).
+    ``expiring_window`` is how far ahead the chain accepts an expiring nonce's
+    ``valid_before`` (30 s up to T10, 300 s from T11).
 
     Raises:
         MalformedTransaction, VerificationFailed, PaymentInsufficient, PaymentExpired: a
@@ -119,7 +123,7 @@ def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer:
     if ctx.request.fee_payer:
         check_sponsor_policy(tx, policy, now=now)
         check_payment_calls(tx, ctx)
-        check_transaction_limits(tx, ctx, now=now, max_gas=policy.max_gas)
+        check_transaction_limits(tx, ctx, now=now, max_gas=policy.max_gas, expiring_window=expiring_window)
         if fee_payer is None:
             raise ConfigError("the charge sponsors fees (feePayer: true) but no fee payer signer is set")
         tx = txmod.cosign(tx, fee_payer, fee_token=fee_token, sender=sender)
@@ -127,7 +131,7 @@ def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer:
         if tx.sponsored:
             raise VerificationFailed("transaction expects a fee payer, but this charge does not sponsor fees")
         check_payment_calls(tx, ctx)
-        check_transaction_limits(tx, ctx, now=now, max_gas=policy.max_gas)
+        check_transaction_limits(tx, ctx, now=now, max_gas=policy.max_gas, expiring_window=expiring_window)
     raw = txmod.encode(tx)
     return PreparedPull(raw, txmod.tx_hash(raw), sender, tx, fee_payer.address if ctx.request.fee_payer
                         and fee_payer else None)

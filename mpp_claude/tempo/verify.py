@@ -205,7 +205,7 @@ def check_sponsor_policy(tx: TempoTransaction, policy: SponsorPolicy, *, now: in
         raise VerificationFailed(f"fee-payer transaction must use expiring nonce key (2**256-1), "
                                  f"got {tx.nonce_key}")
     if tx.gas_limit > policy.max_gas:
-        raise VerificationFailed(f"gas limit {tx.gas_limit} exceeds sponsor policy ({policy.max_gas})")
+        raise VerificationFailed(f"gas limit exceeds sponsor policy: {tx.gas_limit} > {policy.max_gas}")
     if tx.valid_before is None or tx.valid_before - now > policy.max_validity:
         raise VerificationFailed(f"validity window exceeds sponsor policy: validBefore {tx.valid_before}, "
                                  f"at most now+{policy.max_validity}s")
