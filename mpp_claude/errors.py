@@ -22,6 +22,7 @@ subclass, so ``except ValueError`` keeps working for parse errors)::
     │   │   └── BudgetExceeded
     │   ├── InsufficientFunds             the wallet cannot cover the amount
     │   ├── PaymentRejected               the server answered 402 to our credential
+    │   ├── PaymentFailed                 our broadcast payment was refused/reverted (not moved)
     │   └── PaymentOutcomeUnknown         money may have moved: never retry blindly
     ├── VerificationError                 server side: the credential is refused
     │   ├── InvalidChallenge              unknown, expired, used or mismatched id
@@ -186,6 +187,10 @@ class PaymentRejected(ClientPaymentError):
     def __init__(self, message: str, *, problem: dict[str, Any] | None = None, **details: Any) -> None:
         super().__init__(message, problem=problem, **details)
         self.problem = problem or {}
+
+
+class PaymentFailed(ClientPaymentError):
+    """Our own broadcast payment was refused by the chain or reverted: the amount did not move."""
 
 
 class PaymentOutcomeUnknown(ClientPaymentError):
