@@ -7,19 +7,22 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
    ``Bearer`` key, are ignored; two Payment credentials are a 400);
 2. parse it (``malformed-credential``);
 3. generic checks of the echo against what *this* body costs on *this* route (``binding``:
-   HMAC, realm/method/intent, request, expires present, route, digest, not expired);
-4. the payload mode is accepted, and the pure method checks pass without touching the chain
-   (``Settler.prepare``: decode, recover the payer, calls, memo, limits, sponsor policy);
-5. ``Idempotency-Key``: a completed response stored under key + payer is replayed with no
-   charge and no upstream call; the same key with another body is a 422; in flight a 409;
-6. the challenge id and the transaction hash are claimed atomically in the shared store,
-   **before** anything is broadcast, so a credential is accepted once across every worker
-   and replica (a lost race is ``invalid-challenge``);
-7. ``Settler.settle``: co-sign when sponsoring, broadcast, wait for the receipt and check its
-   logs (or, for a ``hash`` credential, fetch and check the receipt).
+   HMAC, realm/method/intent, request, expires present, not expired, digest, route);
+4. the payload mode is one this server accepts;
+5. ``Idempotency-Key`` (only when the header is sent): the payer is identified without I/O
+   (the signature-recovered sender of a ``transaction``, the ``source`` DID of a ``hash``); a
+   completed response stored under key + payer is replayed with no charge and no upstream
+   call; the same key with another body is a 422; still in flight a 409;
+6. ``tempo.settle.AsyncChargeVerifier.verify``: the pure transaction checks (calls, memo,
+   limits, sponsor policy + co-signature), then our ``claim`` callback, then broadcast,
+   receipt and log checks.  The callback claims the **challenge id and the transaction hash**
+   atomically in the shared store *before* anything is broadcast, so a credential is accepted
+   once across every worker and replica (a lost race is ``invalid-challenge``).  For a
+   ``hash`` credential the receipt is checked first, then the claims are made.
 
-Claims are never released: if settlement fails after a claim, the credential stays used
-(fail closed); the client gets a fresh challenge with the 402.
+Claims are never released: if settlement fails after a claim the credential stays used (fail
+closed) and the client gets a fresh challenge with the 402.  A chain that does not answer
+after the claim leaves an ``unsettled`` record for the operator (the money may have moved).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
 
 from ..errors import (
     BadRequest,
@@ -43,7 +45,9 @@ from ..protocol._rfc3339 import format_rfc3339
 from ..protocol.challenge import Challenge
 from ..protocol.credential import Credential, parse_credential
 from ..protocol.receipt import Receipt, format_receipt
-from .binding import MODE_NAMES, RouteTerms, body_digest, charge_request, check_echo, make_offers
+from ..tempo.settle import AsyncChargeVerifier, SettledPayment, prepare_pull
+from ..tempo.verify import ChargeContext, source_address
+from .binding import RouteTerms, body_digest, charge_request, check_echo, make_offers
 from .config import ServerConfig
 from .pricing import Quote
 from .stores.base import IdemState, Store, StoredResponse, request_fingerprint
@@ -52,39 +56,6 @@ log = logging.getLogger("mpp_claude.server.payments")
 
 CLAIM_MARGIN = 60  # seconds a claim outlives the challenge it protects
 TX_CLAIM_TTL = 7 * 24 * 3600  # a transaction hash stays used for a week
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A credential that passed every check that needs no chain: what will be settled."""
-
-    mode: str  # "transaction" | "hash"
-    tx_hash: str
-    payer: str  # lower-case 0x address (signature-recovered for transactions)
-    state: Any = None  # settler-private data (the decoded transaction)
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """A payment that moved money on chain."""
-
-    tx_hash: str
-    payer: str
-    block_number: int | None = None
-
-
-class Settler(Protocol):
-    """The payment method (Tempo charge): pure checks, then the chain."""
-
-    def prepare(self, credential: Credential, *, challenge_id: str, realm: str, request: dict[str, Any],
-                expires: int, now: int) -> Prepared:
-        """Decode and check the credential without I/O.  Raises ``VerificationError``."""
-        ...
-
-    async def settle(self, prepared: Prepared, *, challenge_id: str, realm: str, request: dict[str, Any],
-                     expires: int) -> Settled:
-        """Move the money (or confirm it moved).  Raises ``VerificationError`` or ``ChainError``."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,16 +90,16 @@ class PaymentGate:
     Args:
         config: the server configuration (realm, secret, recipient, chain, currencies, modes).
         store: the shared store (claims, idempotency cache, records).
-        settler: the payment method.
+        verifier: the Tempo charge verifier (pooled RPC client, sponsor signer and policy).
         clock: Unix time in seconds (``time.time``).
         nonce: a fresh random string per challenge set (``secrets.token_urlsafe``).
     """
 
-    def __init__(self, config: ServerConfig, store: Store, settler: Settler, *,
+    def __init__(self, config: ServerConfig, store: Store, verifier: AsyncChargeVerifier, *,
                  clock: Callable[[], float], nonce: Callable[[], str]) -> None:
         self._config = config
         self._store = store
-        self._settler = settler
+        self._verifier = verifier
         self._clock = clock
         self._nonce = nonce
 
@@ -179,24 +150,20 @@ class PaymentGate:
             raise MalformedCredentialProblem(str(exc)) from None
         now = self._now()
         bound = check_echo(credential.challenge, terms, secret=self._config.secret, body=body, now=now)
-        request = dict(bound.request)
         mode = credential.payload.get("type")
         if mode not in self._config.modes:
             offered = ", ".join(self._config.modes)
             raise VerificationFailed(f"payload type {mode!r} is not accepted here (accepted: {offered})")
-        if self._config.fee_payer and mode == "hash":
-            raise VerificationFailed("a sponsored charge needs a 'transaction' payload, not 'hash'")
-        expires = int(bound.expires_at)
-        ctx = dict(challenge_id=bound.challenge_id, realm=terms.realm, request=request, expires=expires)
-        prepared = self._settler.prepare(credential, now=int(now.timestamp()), **ctx)
+        ctx = ChargeContext.from_values(bound.challenge_id, terms.realm, bound.request, int(bound.expires_at))
 
         scoped_key = None
         if idempotency_key is not None:
-            scoped_key = f"{prepared.payer}:{idempotency_key}"
+            payer = self._payer(credential, ctx, int(now.timestamp()))
+            scoped_key = f"{payer}:{idempotency_key}"
             found = await self._store.idem_begin(scoped_key, request_fingerprint(terms.route, body),
                                                  ttl_s=float(self._config.idempotency_ttl))
             if found.state is IdemState.COMPLETED and found.response is not None:
-                return Replayed(found.response, prepared.payer)
+                return Replayed(found.response, payer)
             if found.state is IdemState.CONFLICT:
                 raise BadRequest("Idempotency-Key was already used with a different request body",
                                  status=422, code="idempotency_key_reused")
@@ -204,40 +171,56 @@ class PaymentGate:
                 raise BadRequest("a request with this Idempotency-Key is still in progress; retry later",
                                  status=409, code="idempotency_in_progress", headers={"retry-after": "1"})
         try:
-            paid = await self._claim_and_settle(prepared, bound.challenge_id, request, expires, ctx, now)
+            settled = await self._settle(credential, ctx, now)
         except BaseException:
             if scoped_key is not None:
                 await self._store.idem_abort(scoped_key)
             raise
-        return Paid(challenge_id=bound.challenge_id, amount=int(request["amount"]),
-                    currency=str(request["currency"]), payer=paid.payer, reference=paid.tx_hash,
-                    receipt=Receipt(status="success", timestamp=format_rfc3339(self._now().replace(
-                        microsecond=0)), reference=paid.tx_hash, method="tempo"),
+        stamp = format_rfc3339(self._now().replace(microsecond=0))
+        return Paid(challenge_id=bound.challenge_id, amount=settled.amount, currency=settled.currency,
+                    payer=settled.payer, reference=settled.reference,
+                    receipt=Receipt(status="success", timestamp=stamp, reference=settled.reference,
+                                    method="tempo"),
                     idempotency_key=scoped_key)
 
-    async def _claim_and_settle(self, prepared: Prepared, challenge_id: str, request: dict[str, Any],
-                                expires: int, ctx: dict[str, Any], now: datetime) -> Settled:
-        ttl = max(1.0, expires - now.timestamp()) + CLAIM_MARGIN
-        if not await self._store.claim(f"challenge:{challenge_id}", ttl):
-            raise CredentialReplayed("this challenge was already used (each challenge pays once)")
-        if not await self._store.claim(f"tx:{prepared.tx_hash.lower()}", max(ttl, TX_CLAIM_TTL)):
-            raise CredentialReplayed("this transaction was already used to pay")
+    def _payer(self, credential: Credential, ctx: ChargeContext, now: int) -> str:
+        """Who pays, without I/O: the recovered sender, or the ``source`` of a hash credential."""
+        if credential.payload.get("type") == "transaction":
+            v = self._verifier
+            prep = prepare_pull(credential.payload.get("signature"), ctx, now=now, fee_payer=v.fee_payer,
+                                fee_token=v.fee_token, policy=v.policy)
+            return prep.sender.lower()
+        return source_address(credential.source, ctx.request.chain_id)
+
+    async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime) -> SettledPayment:
+        ttl = max(1.0, (ctx.expires or 0) - now.timestamp()) + CLAIM_MARGIN
+        claimed: list[str] = []
+
+        async def claim(tx_hash: str) -> bool:
+            if not await self._store.claim(f"challenge:{ctx.challenge_id}", ttl):
+                raise CredentialReplayed("this challenge was already used (each challenge pays once)",
+                                         challengeId=ctx.challenge_id)
+            claimed.append(tx_hash)
+            if not await self._store.claim(f"tx:{tx_hash.lower()}", max(ttl, TX_CLAIM_TTL)):
+                raise CredentialReplayed(f"transaction {tx_hash} was already used to pay")
+            return True
+
         try:
-            return await self._settler.settle(prepared, **ctx)
+            return await self._verifier.verify(credential.payload, ctx, claim=claim, source=credential.source)
         except ChainError as exc:
-            # The money may or may not have moved: keep a row so an operator can reconcile.
+            if not claimed:
+                raise VerificationFailed("the chain could not be reached to verify the payment; "
+                                         "nothing was broadcast") from None
+            # Claimed and possibly broadcast: the money may have moved.  Keep a row to reconcile.
             await self._store.record("unsettled", {
-                "challenge_id": challenge_id, "tx_hash": prepared.tx_hash, "payer": prepared.payer,
-                "amount": request.get("amount"), "error": type(exc).__name__, "at": int(now.timestamp())})
-            log.warning("settlement of %s failed: %s", prepared.tx_hash, exc)
+                "challenge_id": ctx.challenge_id, "tx_hash": claimed[0], "amount": str(ctx.request.amount),
+                "error": type(exc).__name__, "at": int(now.timestamp())})
+            log.warning("settlement of %s failed: %s", claimed[0], exc)
             raise VerificationFailed("the payment could not be settled: the chain did not answer in time "
-                                     f"(transaction {prepared.tx_hash})") from None
+                                     f"(transaction {claimed[0]})") from None
 
     async def finish(self, paid: Paid, response: StoredResponse) -> None:
         """Store the served response for ``Idempotency-Key`` replays (no-op without a key)."""
         if paid.idempotency_key is not None:
             await self._store.idem_complete(paid.idempotency_key, response)
 
-    def supported_modes(self) -> list[str]:
-        """The spec names (``pull``/``push``) of the accepted payload modes."""
-        return [MODE_NAMES[m] for m in self._config.modes]

@@ -1,0 +1,202 @@
+"""The endpoints.  Thin: read and validate the body, quote, pass the payment gate, serve.
+
+Paid routes validate the request *before* asking for money, so a request that cannot be
+served (bad JSON, unknown model, too large) gets a 4xx and never a 402 (nobody pays for a
+request that would fail).  Endpoints raise; ``app.py``'s handlers render.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from ..convert.models import resolve_model
+from ..convert.request import chat_request_to_messages
+from ..errors import BadRequest, ConversionError
+from ..protocol.encoding import decode_json
+from .discovery import llms_txt, models_list, openapi
+from .observability import RequestLog
+from .payments import Replayed
+from .pricing import count_parts, estimate_prompt_tokens, quote
+from .rendering import json_response
+from .serving import Services, serve_chat, serve_messages
+
+CHAT = "POST /v1/chat/completions"
+MESSAGES = "POST /v1/messages"
+
+# Top-level fields /v1/messages forwards; anything else (server tools' containers, MCP servers…)
+# could cost more than the quote covers, so it is refused before payment.
+_MESSAGES_FIELDS = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream",
+                              "temperature", "top_p", "top_k", "tools", "tool_choice", "metadata",
+                              "thinking", "output_config", "service_tier"})
+
+
+def services(request: Request) -> Services:
+    """The app's shared services (set in the lifespan)."""
+    svc: Services = request.app.state.services
+    return svc
+
+
+def access_log(request: Request) -> RequestLog:
+    """This request's access-log entry (created by the ``AccessLog`` middleware)."""
+    entry: RequestLog = request.state.log
+    return entry
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) before reading it all.
+
+    Raises:
+        BadRequest: 413 when the declared or actual size exceeds ``limit``.
+    """
+    declared = request.headers.get("content-length")
+    too_big = BadRequest(f"request body is larger than {limit} bytes", status=413, code="request_too_large")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object.
+
+    Raises:
+        BadRequest: 400 when it is not JSON or not an object.
+    """
+    if not body.strip():
+        raise BadRequest("request body is empty; expected a JSON object", status=400, code="invalid_json")
+    try:
+        value = decode_json(body)
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", status=400, code="invalid_json") from None
+    if not isinstance(value, dict):
+        raise BadRequest("request body must be a JSON object", status=400, code="invalid_json")
+    return value
+
+
+def _replay(replayed: Replayed, entry: RequestLog) -> Response:
+    entry.outcome, entry.payer = "replayed", replayed.payer
+    stored = replayed.response
+    response = Response(stored.body, status_code=stored.status)
+    response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in stored.headers
+                            if k.lower() != "content-length"]
+    response.raw_headers += [(b"content-length", str(len(stored.body)).encode()),
+                             (b"idempotent-replayed", b"true")]
+    return response
+
+
+async def chat_completions(request: Request) -> Response:
+    """``POST /v1/chat/completions``: OpenAI-compatible, paid per request (JSON or SSE)."""
+    svc, entry = services(request), access_log(request)
+    body = await read_body(request, svc.config.max_body_bytes)
+    payload = parse_object(body)
+    mreq = chat_request_to_messages(payload, options=svc.convert_options, now=svc.clock())
+    entry.model, entry.stream = mreq.model.id, mreq.stream
+    messages, images = count_parts(payload.get("messages"))
+    price = quote(svc.prices, mreq.model.id, max_tokens=int(mreq.body["max_tokens"]),
+                  prompt_tokens=estimate_prompt_tokens(body, messages=messages, images=images))
+    terms = svc.gate.terms(CHAT, body, price)
+    request.state.terms = terms
+    grant = await svc.gate.authorize(terms, body, request.headers.getlist("authorization"),
+                                     request.headers.get("idempotency-key"))
+    if isinstance(grant, Replayed):
+        return _replay(grant, entry)
+    entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
+    return await serve_chat(svc, mreq, grant, entry, request.headers)
+
+
+def _messages_request(payload: dict[str, Any], svc: Services) -> tuple[str, int, bool]:
+    unknown = sorted(set(payload) - _MESSAGES_FIELDS)
+    if unknown:
+        raise BadRequest(f"fields not offered by this proxy: {', '.join(unknown)}", status=400,
+                         param=unknown[0], code="unsupported_parameter")
+    info = resolve_model(payload.get("model"))
+    max_tokens = payload.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise BadRequest("max_tokens: required, a positive integer", status=400, param="max_tokens")
+    if max_tokens > info.max_output_tokens:
+        raise BadRequest(f"max_tokens: {max_tokens} > {info.max_output_tokens}, the maximum allowed for "
+                         f"{info.id}", status=400, param="max_tokens")
+    if not isinstance(payload.get("messages"), list) or not payload["messages"]:
+        raise BadRequest("messages: required, a non-empty array", status=400, param="messages")
+    for tool in payload.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("type") not in (None, "custom"):
+            raise BadRequest(f"tools: server tool {tool.get('type')!r} is not offered by this proxy",
+                             status=400, param="tools")
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("stream: expected a boolean", status=400, param="stream")
+    return info.id, max_tokens, stream
+
+
+async def messages(request: Request) -> Response:
+    """``POST /v1/messages``: Anthropic Messages passthrough, paid per request."""
+    request.state.anthropic = True
+    svc, entry = services(request), access_log(request)
+    body = await read_body(request, svc.config.max_body_bytes)
+    payload = parse_object(body)
+    model, max_tokens, stream = _messages_request(payload, svc)
+    entry.model, entry.stream = model, stream
+    msgs, images = count_parts(payload.get("messages"))
+    price = quote(svc.prices, model, max_tokens=max_tokens,
+                  prompt_tokens=estimate_prompt_tokens(body, messages=msgs, images=images))
+    terms = svc.gate.terms(MESSAGES, body, price)
+    request.state.terms = terms
+    grant = await svc.gate.authorize(terms, body, request.headers.getlist("authorization"),
+                                     request.headers.get("idempotency-key"))
+    if isinstance(grant, Replayed):
+        return _replay(grant, entry)
+    entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
+    return await serve_messages(svc, payload, model, stream, grant, entry, request.headers)
+
+
+async def list_models(request: Request) -> Response:
+    """``GET /v1/models``: free; every model with its prices."""
+    access_log(request).outcome = "free"
+    return json_response(models_list(services(request).prices), 200, {"cache-control": "max-age=300"})
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def openapi_json(request: Request) -> Response:
+    """``GET /openapi.json``: the discovery document (draft-payment-discovery)."""
+    access_log(request).outcome = "free"
+    cfg = services(request).config
+    doc = openapi(base_url=_base_url(request), realm=cfg.realm, currencies=cfg.currencies)
+    return Response(json.dumps(doc, separators=(",", ":")).encode(), media_type="application/json",
+                    headers={"cache-control": "max-age=300", "access-control-allow-origin": "*"})
+
+
+async def llms(request: Request) -> Response:
+    """``GET /llms.txt``: how an agent pays and which models exist."""
+    access_log(request).outcome = "free"
+    svc = services(request)
+    text = llms_txt(base_url=_base_url(request), realm=svc.config.realm, currencies=svc.config.currencies,
+                    table=svc.prices)
+    return PlainTextResponse(text, headers={"cache-control": "max-age=300"})
+
+
+async def health(request: Request) -> Response:
+    """``GET /health``: liveness (no chain or upstream call)."""
+    access_log(request).outcome = "free"
+    return json_response({"status": "ok"}, 200)
+
+
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: Prometheus counters (only when enabled)."""
+    access_log(request).outcome = "free"
+    registry = services(request).metrics
+    if registry is None:
+        raise ConversionError("metrics are disabled", status=404, code="not_found")
+    return PlainTextResponse(registry.render(), media_type="text/plain; version=0.0.4")

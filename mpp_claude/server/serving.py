@@ -1,0 +1,287 @@
+"""Serving a paid request: call the upstream, answer the client, record usage and credits.
+
+Everything here runs *after* the payment settled (``payments.Paid``), so every answer, success
+or failure, is stored for ``Idempotency-Key`` replays and every error carries
+``x-should-retry: false`` (a retry would meet a fresh 402 and pay again).
+
+Credit policy (what happens to the money when the upstream fails after payment):
+
+* the payer always keeps the quoted amount's worth of value on record: each paid request
+  writes a ``usage`` row (quoted amount, actual cost from the upstream's ``usage``, tokens,
+  tx hash, payer);
+* if the upstream fails before producing anything (connection error, timeout, an error
+  status, an invalid message), a ``credit`` row for the **full** amount is written, and the
+  client gets an OpenAI-shaped (or Anthropic-shaped) error with the tx hash and the credited
+  amount in ``error.payment``;
+* if a stream breaks off mid-way, the credit is the quoted amount minus the cost of what was
+  delivered;
+* credits are records for the operator (refund or reconcile out of band); nothing is sent
+  back on chain automatically, and a credit is never redeemed by re-using a credential.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from starlette.responses import Response, StreamingResponse
+
+from ..convert.error_map import anthropic_error_to_openai
+from ..convert.response import message_to_chat_completion
+from ..convert.sse import SseParser
+from ..convert.stream import StreamTranslator
+from ..convert.types import ConvertOptions, MessagesRequest
+from ..errors import ConversionError, UpstreamError
+from .config import ServerConfig
+from .observability import Metrics, RequestLog
+from .payments import Paid, PaymentGate
+from .pricing import PriceTable, Usage, usage_cost
+from .rendering import anthropic_error_body
+from .stores.base import Store, StoredResponse
+from .upstreams.base import Upstream
+
+log = logging.getLogger("mpp_claude.server")
+
+SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "x-accel-buffering": "no"}
+
+
+@dataclass
+class Services:
+    """What the endpoints share; built in the app's lifespan (no module-level state)."""
+
+    config: ServerConfig
+    prices: PriceTable
+    gate: PaymentGate
+    upstream: Upstream
+    store: Store
+    clock: Callable[[], float]
+    metrics: Metrics | None = None
+    convert_options: ConvertOptions = field(default_factory=ConvertOptions)
+
+
+def paid_headers(paid: Paid, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Headers of a successful paid answer: the receipt, ``Cache-Control: private``."""
+    return {"payment-receipt": paid.receipt_header, "cache-control": "private", **(extra or {})}
+
+
+def upstream_headers(beta: list[str]) -> dict[str, str]:
+    """Headers for the upstream call: only ``anthropic-beta``.  The client's own headers (its
+    payment credential above all) never travel upstream."""
+    return {"anthropic-beta": ",".join(beta)} if beta else {}
+
+
+async def _record(svc: Services, kind: str, row: dict[str, Any]) -> None:
+    with anyio.CancelScope(shield=True):  # a client disconnect must not lose the money trail
+        await svc.store.record(kind, row)
+
+
+async def _usage_row(svc: Services, paid: Paid, entry: RequestLog, model: str, usage: Usage) -> int:
+    try:
+        cost = int(usage_cost(svc.prices, model, usage))
+    except ConversionError:
+        cost = 0
+    entry.input_tokens, entry.output_tokens, entry.cost = usage.prompt_tokens, usage.output_tokens, cost
+    await _record(svc, "usage", {
+        "at": int(svc.clock()), "route": entry.route, "model": model, "payer": paid.payer,
+        "reference": paid.reference, "challenge_id": paid.challenge_id, "currency": paid.currency,
+        "quoted": paid.amount, "cost": cost, "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens, "outcome": entry.outcome})
+    return cost
+
+
+async def _credit(svc: Services, paid: Paid, entry: RequestLog, model: str, amount: int, reason: str) -> None:
+    entry.outcome = "upstream_error"
+    await _record(svc, "credit", {
+        "at": int(svc.clock()), "route": entry.route, "model": model, "payer": paid.payer,
+        "reference": paid.reference, "challenge_id": paid.challenge_id, "currency": paid.currency,
+        "amount": amount, "reason": reason})
+    log.warning("paid request %s failed upstream (%s): credit %d recorded", paid.reference, reason, amount)
+
+
+async def failed_after_payment(svc: Services, paid: Paid, entry: RequestLog, model: str,
+                               err: ConversionError, *, anthropic: bool) -> Response:
+    """Answer an upstream failure that follows a settled payment (see the credit policy)."""
+    await _credit(svc, paid, entry, model, paid.amount, err.code or err.type)
+    payment = {"reference": paid.reference, "amount": str(paid.amount), "credited": str(paid.amount)}
+    if anthropic:
+        body = anthropic_error_body(err.message, status=err.status)
+        body["error"]["payment"] = payment
+    else:
+        body = err.to_openai()
+        body["error"]["payment"] = payment
+    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = {**err.headers, "x-should-retry": "false", "cache-control": "no-store",
+               "content-type": "application/json"}
+    headers.pop("retry-after", None)
+    stored = StoredResponse(err.status, tuple(headers.items()), raw)
+    with anyio.CancelScope(shield=True):
+        await svc.gate.finish(paid, stored)
+    entry.status = err.status
+    return Response(raw, status_code=err.status, headers=headers)
+
+
+def _upstream_failure(exc: UpstreamError) -> ConversionError:
+    return ConversionError(f"upstream failed: {exc.message}", status=exc.status, type="server_error",
+                           code=exc.code)
+
+
+# --- chat completions ----------------------------------------------------------------------------
+
+
+async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: RequestLog,
+                     request_headers: Mapping[str, str]) -> Response:
+    """Answer a paid ``/v1/chat/completions`` request (JSON or SSE)."""
+    headers = upstream_headers(mreq.anthropic_beta)
+    model = mreq.model.id
+    try:
+        up = await svc.upstream.send(dict(mreq.body), stream=mreq.stream, headers=headers)
+    except UpstreamError as exc:
+        return await failed_after_payment(svc, paid, entry, model, _upstream_failure(exc), anthropic=False)
+    if not up.ok or (not mreq.stream and up.json is None):
+        await up.aclose()
+        err = anthropic_error_to_openai(up.status, up.json, up.headers)
+        return await failed_after_payment(svc, paid, entry, model, err, anthropic=False)
+    if mreq.stream and up.stream is not None:
+        translator = StreamTranslator(model=mreq.requested_model, created=int(svc.clock()),
+                                      include_usage=mreq.include_usage, request=mreq,
+                                      expose_reasoning=svc.convert_options.expose_reasoning)
+        resp_headers = paid_headers(paid, {**mreq.response_headers(), **SSE_HEADERS})
+        return StreamingResponse(_chat_stream(svc, paid, entry, model, up.stream, up.aclose, translator,
+                                              resp_headers), headers=resp_headers)
+    try:
+        completion = message_to_chat_completion(up.json, model=mreq.requested_model,
+                                                created=int(svc.clock()), request=mreq,
+                                                expose_reasoning=svc.convert_options.expose_reasoning)
+    except ConversionError as err:
+        return await failed_after_payment(svc, paid, entry, model, err, anthropic=False)
+    raw = json.dumps(completion, separators=(",", ":"), ensure_ascii=False).encode()
+    resp_headers = paid_headers(paid, {**mreq.response_headers(), "content-type": "application/json"})
+    entry.outcome = "paid"
+    await _usage_row(svc, paid, entry, model, Usage.from_anthropic((up.json or {}).get("usage")))
+    with anyio.CancelScope(shield=True):
+        await svc.gate.finish(paid, StoredResponse(200, tuple(resp_headers.items()), raw))
+    return Response(raw, status_code=200, headers=resp_headers)
+
+
+async def _chat_stream(svc: Services, paid: Paid, entry: RequestLog, model: str,
+                       chunks: AsyncIterator[bytes], close: Callable[[], Any], translator: StreamTranslator,
+                       resp_headers: Mapping[str, str]) -> AsyncIterator[bytes]:
+    parser = SseParser()
+    sent: list[bytes] = []
+    usage: dict[str, Any] = {}
+    interrupted: str | None = "upstream_stream_interrupted"
+    try:
+        try:
+            async for chunk in chunks:
+                for event in parser.feed(chunk):
+                    _note_usage(event.event, event.data, usage)
+                    if event.event == "message_stop":
+                        interrupted = None
+                    elif event.event == "error":
+                        interrupted = "upstream_error_event"
+                    out = translator.feed(event)
+                    if out:
+                        sent.append(out)
+                        yield out
+            out = translator.close()
+        except UpstreamError as exc:
+            interrupted = exc.code
+            out = translator.fail(_upstream_failure(exc))
+        except ConversionError as err:
+            interrupted = err.code or err.type
+            out = translator.fail(err)
+        if out:
+            sent.append(out)
+            yield out
+    finally:
+        with anyio.CancelScope(shield=True):
+            await close()
+            await _finish_stream(svc, paid, entry, model, usage, interrupted,
+                                 StoredResponse(200, tuple(resp_headers.items()), b"".join(sent)))
+
+
+def _note_usage(event: str, data: str, usage: dict[str, Any]) -> None:
+    """Keep the latest Anthropic usage numbers seen in ``message_start``/``message_delta``."""
+    if event not in ("message_start", "message_delta"):
+        return
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return
+    raw = payload.get("message", {}).get("usage") if event == "message_start" else payload.get("usage")
+    if isinstance(raw, dict):
+        usage.update({k: v for k, v in raw.items() if isinstance(v, int)})
+
+
+async def _finish_stream(svc: Services, paid: Paid, entry: RequestLog, model: str, usage: Mapping[str, Any],
+                         interrupted: str | None, stored: StoredResponse) -> None:
+    entry.outcome = "paid"
+    cost = await _usage_row(svc, paid, entry, model, Usage.from_anthropic(usage))
+    if interrupted:
+        await _credit(svc, paid, entry, model, max(0, paid.amount - cost), interrupted)
+    await svc.gate.finish(paid, stored)
+
+
+# --- native /v1/messages passthrough -------------------------------------------------------------
+
+
+async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream: bool, paid: Paid,
+                         entry: RequestLog, request_headers: Mapping[str, str]) -> Response:
+    """Answer a paid ``/v1/messages`` request: the upstream's answer, unchanged."""
+    beta = [v.strip() for v in request_headers.get("anthropic-beta", "").split(",") if v.strip()]
+    headers = upstream_headers(beta)
+    try:
+        up = await svc.upstream.send(body, stream=stream, headers=headers)
+    except UpstreamError as exc:
+        return await failed_after_payment(svc, paid, entry, model, _upstream_failure(exc), anthropic=True)
+    if not up.ok or (not stream and up.json is None):
+        await up.aclose()
+        err = anthropic_error_to_openai(up.status, up.json, up.headers)
+        err.status = up.status if up.status >= 400 else 502
+        return await failed_after_payment(svc, paid, entry, model, err, anthropic=True)
+    if stream and up.stream is not None:
+        resp_headers = paid_headers(paid, SSE_HEADERS)
+        return StreamingResponse(_passthrough(svc, paid, entry, model, up.stream, up.aclose, resp_headers),
+                                 headers=resp_headers)
+    raw = json.dumps(up.json, separators=(",", ":"), ensure_ascii=False).encode()
+    resp_headers = paid_headers(paid, {"content-type": "application/json"})
+    entry.outcome = "paid"
+    await _usage_row(svc, paid, entry, model, Usage.from_anthropic((up.json or {}).get("usage")))
+    with anyio.CancelScope(shield=True):
+        await svc.gate.finish(paid, StoredResponse(200, tuple(resp_headers.items()), raw))
+    return Response(raw, status_code=200, headers=resp_headers)
+
+
+async def _passthrough(svc: Services, paid: Paid, entry: RequestLog, model: str, chunks: AsyncIterator[bytes],
+                       close: Callable[[], Any], resp_headers: Mapping[str, str]) -> AsyncIterator[bytes]:
+    parser = SseParser()
+    sent: list[bytes] = []
+    usage: dict[str, Any] = {}
+    interrupted: str | None = "upstream_stream_interrupted"
+    try:
+        try:
+            async for chunk in chunks:
+                for event in parser.feed(chunk):
+                    _note_usage(event.event, event.data, usage)
+                    if event.event == "message_stop":
+                        interrupted = None
+                    elif event.event == "error":
+                        interrupted = "upstream_error_event"
+                sent.append(chunk)
+                yield chunk
+        except UpstreamError as exc:
+            interrupted = exc.code
+            frame = ("event: error\ndata: " + json.dumps(
+                anthropic_error_body(exc.message, status=exc.status)) + "\n\n").encode()
+            sent.append(frame)
+            yield frame
+    finally:
+        with anyio.CancelScope(shield=True):
+            await close()
+            await _finish_stream(svc, paid, entry, model, usage, interrupted,
+                                 StoredResponse(200, tuple(resp_headers.items()), b"".join(sent)))
