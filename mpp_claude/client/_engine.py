@@ -1,0 +1,457 @@
+"""The glue every shell shares: logical requests, budgets, ledger, approval, receipts.
+
+``_flow.py`` decides; this module keeps the state those decisions need across attempts and
+does the bookkeeping I/O (ledger, clock, randomness, callbacks).  :class:`SyncEngine` and
+:class:`AsyncEngine` differ only where the chain or an async approval callback is awaited.
+
+Money rules kept here (style.md "client/"): nothing is signed before the policy allowed it
+and every budget (scoped, lifetime, rolling 24 h, rate) is reserved; a reservation is given
+back only when no payment can have happened; one credential per logical request, reused
+(never re-signed) when the openai SDK retries the same request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from ..errors import (
+    ApprovalDenied,
+    BudgetExceeded,
+    ChainError,
+    ConfigError,
+    PaymentOutcomeUnknown,
+    PaymentQuoted,
+    PaymentRejected,
+)
+from ..tempo import tip20
+from . import _telemetry
+from ._flow import Deliver, Headers, Pay, PaymentFlow, Resend
+from .budget import BudgetScope, active_scopes, release_all, reserve_all
+from .ledger import DAY, AnyLedger, Entry
+from .payer import AsyncPayer, Payer, Signed
+from .policy import Policy, Target
+from .receipts import PaymentReceipt, Quote
+from .wallet import Wallet
+
+log = logging.getLogger("mpp_claude.client")
+
+EXT_FIRST_ORIGIN = "mpp_first_origin"
+RETRY_HEADER = "x-stainless-retry-count"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+LOGICAL_TTL = 900.0   # an SDK retry comes within seconds; keep paid requests 15 min
+LOGICAL_MAX = 4096
+
+Approve = Callable[[Quote], "bool | Awaitable[bool]"]
+_DRY_RUN: ContextVar[bool] = ContextVar("mpp_claude_dry_run", default=False)
+
+
+class HeaderLookup(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+
+@dataclass
+class Hooks:
+    """Observer callbacks (exceptions they raise are logged, never change a payment).
+
+    ``on_challenge(quote)``: a 402 was answered with an allowed offer (before budgets).
+    ``on_payment(quote, tx_hash)``: a credential was signed (the credential itself is a
+    bearer secret and is never handed out).  ``on_receipt(receipt)``: a paid response arrived.
+    """
+
+    on_challenge: Callable[[Quote], None] | None = None
+    on_payment: Callable[[Quote, str | None], None] | None = None
+    on_receipt: Callable[[PaymentReceipt], None] | None = None
+
+
+@dataclass
+class _Ticket:
+    """One payment in progress: what was reserved where."""
+
+    quote: Quote
+    scopes: tuple[BudgetScope, ...]
+    ledger_id: int | None = None
+    signed: Signed | None = None
+    model: str | None = None
+    done: bool = False
+
+
+@dataclass
+class _Logical:
+    """One logical request across the openai SDK's retries."""
+
+    idempotency_key: str
+    credential: Resend | None = None
+    ticket: _Ticket | None = None
+    touched: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Attempt:
+    """One pass of a shell through the flow (one ``handle_request`` call)."""
+
+    flow: PaymentFlow
+    method: str
+    url: str
+    body: bytes
+    idempotency_key: str
+    user_key: bool
+    logical: _Logical | None
+    set_headers: list[tuple[str, str]]
+
+
+def _fingerprint(method: str, url: str, body: bytes, user_key: str | None) -> str:
+    if user_key:
+        return f"key {urlsplit(url).netloc} {user_key}"
+    return f"{method} {url} {hashlib.sha256(body).hexdigest()}"
+
+
+def _model_of(body: bytes) -> str | None:
+    if not body.startswith(b"{"):
+        return None
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return None
+    return model if isinstance(model, str) else None
+
+
+def _safe_hook(name: str, fn: Callable[..., None] | None, *args: Any) -> None:
+    if fn is None:
+        return
+    try:
+        fn(*args)
+    except Exception:  # observers must not change whether money moves
+        log.exception("mpp_claude hook %s raised; ignored", name)
+
+
+class Engine:
+    """State shared by the shells of one client.  Not public: use ``MppClient``."""
+
+    def __init__(self, wallet: Wallet, policy: Policy, ledger: AnyLedger, *, approve: Approve | None = None,
+                 approve_above: int | None = None, hooks: Hooks | None = None, dry_run: bool = False) -> None:
+        self.wallet = wallet
+        self.policy = policy
+        self.ledger = ledger
+        self.approve = approve
+        self.approve_above = approve_above
+        self.hooks = hooks or Hooks()
+        self.dry_run = dry_run
+        self.owns_rpc = False
+        self.lifetime = BudgetScope(policy.max_per_client, name="max_per_client")
+        self.receipts: deque[PaymentReceipt] = deque(maxlen=10_000)
+        self._logical: OrderedDict[str, _Logical] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- start -----------------------------------------------------------------------------------
+
+    def start(self, method: str, url: str, scheme: str, host: str, port: int | None, path: str,
+              headers: HeaderLookup, body: bytes, first_origin: str | None) -> Attempt:
+        """Begin an attempt: find the logical request (SDK retry) and the headers to add."""
+        user_key = headers.get("idempotency-key")
+        retry = headers.get(RETRY_HEADER)
+        logical = None
+        if user_key or (retry is not None and retry != "0"):
+            logical = self._find(_fingerprint(method, url, body, user_key))
+        key = user_key or (logical.idempotency_key if logical else secrets.token_urlsafe(18))
+        target = Target(scheme, host, port, path, first_origin)
+        credential = logical.credential if logical else None
+        flow = PaymentFlow(self.policy, target, credential=credential)
+        set_headers: list[tuple[str, str]] = []
+        if not user_key and method not in ("GET", "HEAD", "OPTIONS"):
+            set_headers.append((IDEMPOTENCY_HEADER, key))
+        if credential is not None:
+            log.info("replaying the payment credential of %s %s%s (retry %s): not paying again",
+                     method, target.origin, path, retry)
+            set_headers.append((credential.header, credential.value))
+        return Attempt(flow, method, url, body, key, bool(user_key), logical, set_headers)
+
+    def _find(self, fp: str) -> _Logical | None:
+        now = time.monotonic()
+        with self._lock:
+            while self._logical:
+                oldest = next(iter(self._logical.values()))
+                if now - oldest.touched < LOGICAL_TTL and len(self._logical) <= LOGICAL_MAX:
+                    break
+                self._logical.popitem(last=False)
+            found = self._logical.get(fp)
+            if found is not None:
+                found.touched = now
+            return found
+
+    def _register(self, att: Attempt, ticket: _Ticket, credential: Resend) -> None:
+        fp = _fingerprint(att.method, att.url, att.body, att.idempotency_key if att.user_key else None)
+        with self._lock:
+            logical = _Logical(att.idempotency_key, credential, ticket)
+            self._logical[fp] = logical
+            self._logical.move_to_end(fp)
+        att.logical = logical
+
+    # -- responses -------------------------------------------------------------------------------
+
+    def _pinned(self, origin: str) -> str | None:
+        return self.ledger.pinned_payee(self.wallet.address, origin) if self.policy.pin_payee else None
+
+    def _decide(self, att: Attempt, status: int, headers: Headers, body: bytes) -> Deliver | Pay:
+        try:
+            return att.flow.on_response(status, headers, body, now=int(time.time()),
+                                        pinned_payee=self._pinned(att.flow.target.origin) if status == 402
+                                        else None)
+        except PaymentRejected as exc:
+            self._unknown(att, f"server rejected the credential: {exc}")
+            ticket = self._ticket(att)
+            if ticket is not None and ticket.signed is not None:
+                exc.details["tx_hash"] = ticket.signed.tx_hash
+            raise
+
+    def _ticket(self, att: Attempt) -> _Ticket | None:
+        return att.logical.ticket if att.logical is not None else None
+
+    def _unknown(self, att: Attempt, why: str) -> None:
+        ticket = self._ticket(att)
+        if ticket is not None and ticket.ledger_id is not None and not ticket.done:
+            self.ledger.mark_unknown(ticket.ledger_id, error=why, now=time.time())
+
+    def deliver(self, att: Attempt, action: Deliver) -> PaymentReceipt | None:
+        """Bookkeeping for a response handed to the caller; the receipt to attach, if paid."""
+        ticket = self._ticket(att)
+        if not action.paid or ticket is None:
+            return None
+        if not 200 <= action.status < 300:
+            self._unknown(att, f"server answered {action.status} after payment")
+            return None
+        signed = ticket.signed
+        tx_hash = signed.tx_hash if signed else None
+        if action.receipt is None:
+            log.warning("paid response from %s%s carried no valid Payment-Receipt (%s); keeping tx %s",
+                        ticket.quote.origin, ticket.quote.path, action.receipt_error or "missing", tx_hash)
+        q = ticket.quote
+        receipt = PaymentReceipt(action.receipt, q.amount, q.currency, q.symbol, q.payee, q.chain_id, tx_hash,
+                                 q.challenge_id, q.origin, q.path, att.idempotency_key, ticket.ledger_id,
+                                 ticket.model)
+        if not ticket.done:
+            ticket.done = True
+            if ticket.ledger_id is not None:
+                self.ledger.settle(ticket.ledger_id, reference=receipt.reference, now=time.time())
+            self.receipts.append(receipt)
+            log.info("paid %s %s to %s for %s%s (tx %s)", q.display_amount, q.symbol, q.payee, q.origin,
+                     q.path, receipt.reference)
+            _safe_hook("on_receipt", self.hooks.on_receipt, receipt)
+        return receipt
+
+    def _lost(self, att: Attempt) -> Resend | None:
+        """The connection failed.  ``None``: nothing was paid, let the error through."""
+        resend = att.flow.on_lost()
+        if resend is not None:
+            self._unknown(att, "connection lost after sending the payment credential")
+            log.warning("connection lost after paying for %s; resending the same credential", att.url)
+        return resend
+
+    # -- paying ----------------------------------------------------------------------------------
+
+    def _quote(self, att: Attempt, pay: Pay, scopes: tuple[BudgetScope, ...]) -> Quote:
+        o, amount = pay.offer, pay.offer.amount
+        left: dict[str, int] = {}
+        if self.policy.max_payment is not None:
+            left["max_payment"] = self.policy.max_payment - amount
+        for s in scopes:
+            if s.remaining is not None:
+                left[s.budget.name] = s.remaining - amount
+        if self.policy.max_per_day is not None:
+            day = self.ledger.spent(self.wallet.address, since=time.time() - DAY)
+            left["max_per_day"] = self.policy.max_per_day - day - amount
+        target = att.flow.target
+        chain = o.chain_id or 0
+        symbol = tip20.token_symbol(chain, o.currency)
+        return Quote(target.origin, target.path, o.method, o.intent, amount, o.currency,
+                     symbol if symbol != o.currency else "units", tip20.DECIMALS, o.recipient, o.chain_id,
+                     o.challenge_id, o.expires, o.description, left)
+
+    def _reserve(self, att: Attempt, pay: Pay) -> _Ticket:
+        """Dry-run check, then every budget reserved (scopes, lifetime, ledger), all or nothing."""
+        scopes = (*active_scopes(), self.lifetime)
+        quote = self._quote(att, pay, scopes)
+        _safe_hook("on_challenge", self.hooks.on_challenge, quote)
+        if self.dry_run or _DRY_RUN.get():
+            raise PaymentQuoted(f"dry run: {quote}", quote=quote)
+        reserve_all(scopes, pay.offer.amount)
+        ticket = _Ticket(quote, scopes, model=_model_of(att.body))
+        try:
+            ticket.ledger_id = self.ledger.reserve(
+                Entry(self.wallet.address, pay.offer.amount, pay.offer.currency, pay.offer.chain_id,
+                      pay.offer.recipient, quote.origin, quote.path, ticket.model, att.idempotency_key,
+                      pay.challenge.id),
+                now=time.time(), max_per_day=self.policy.max_per_day,
+                max_per_minute=self.policy.max_per_minute)
+        except BudgetExceeded:
+            release_all(scopes, pay.offer.amount)
+            raise
+        return ticket
+
+    def _needs_approval(self, quote: Quote) -> bool:
+        return self.approve is not None and (self.approve_above is None or quote.amount > self.approve_above)
+
+    def _abort(self, ticket: _Ticket, why: str) -> None:
+        """No credential exists: give every reservation back."""
+        release_all(ticket.scopes, ticket.quote.amount)
+        if ticket.ledger_id is not None:
+            self.ledger.release(ticket.ledger_id, error=why, now=time.time())
+
+    def _signed(self, att: Attempt, pay: Pay, ticket: _Ticket, signed: Signed) -> Resend:
+        ticket.signed = signed
+        if ticket.ledger_id is not None:
+            self.ledger.mark_signed(ticket.ledger_id, tx_hash=signed.tx_hash,
+                                    valid_before=signed.valid_before,
+                                    now=time.time())
+        resend = att.flow.on_credential(signed.header, signed.value)
+        self._register(att, ticket, resend)
+        _safe_hook("on_payment", self.hooks.on_payment, ticket.quote, signed.tx_hash)
+        return resend
+
+    def _denied(self, ticket: _Ticket) -> ApprovalDenied:
+        self._abort(ticket, "approval callback declined")
+        return ApprovalDenied(f"approval callback declined paying {ticket.quote}", rule="approval",
+                              quote=ticket.quote)
+
+    def _outcome_unknown(self, att: Attempt, exc: PaymentOutcomeUnknown, mined: bool | None) -> None:
+        ticket = self._ticket(att)
+        tx = ticket.signed.tx_hash if ticket and ticket.signed else None
+        exc.details["tx_hash"] = tx
+        if mined and ticket is not None and ticket.ledger_id is not None:
+            ticket.done = True
+            self.ledger.settle(ticket.ledger_id, reference=tx, now=time.time())
+            exc.message += f"; the payment settled on chain (tx {tx}) but the response was lost"
+        else:
+            exc.message += f" (tx {tx} not mined yet; the ledger keeps it reserved until reconciled)"
+
+
+class SyncEngine(Engine):
+    """Engine for the sync shells (``MppClient``, ``MppTransport``)."""
+
+    def __init__(self, wallet: Wallet, policy: Policy, ledger: AnyLedger, payer: Payer, **kw: Any) -> None:
+        super().__init__(wallet, policy, ledger, **kw)
+        self.payer = payer
+
+    def on_response(self, att: Attempt, status: int, headers: Headers, body: bytes) -> Deliver | Pay:
+        if status == 402 and self.policy.chain_id is None and "any_chain" not in self.policy.unsafe:
+            self.policy = self.policy.with_chain(self.payer.chain_id())
+            att.flow.policy = self.policy
+        return self._decide(att, status, headers, body)
+
+    def pay(self, att: Attempt, pay: Pay) -> Resend:
+        """Reserve, approve, sign.  Raises the ``PaymentDeclined`` family, ``InsufficientFunds``."""
+        ticket = self._reserve(att, pay)
+        with _telemetry.span("mpp.pay", ticket.quote) as span:
+            try:
+                if self._needs_approval(ticket.quote):
+                    assert self.approve is not None
+                    verdict = self.approve(ticket.quote)
+                    if inspect.isawaitable(verdict):
+                        if hasattr(verdict, "close"):
+                            verdict.close()
+                        raise ConfigError("an async approval callback needs AsyncMppClient")
+                    if not verdict:
+                        raise self._denied(ticket)
+                signed = self.payer.sign(pay.challenge, pay.charge)
+            except ApprovalDenied:
+                raise
+            except BaseException as exc:
+                self._abort(ticket, f"{type(exc).__name__}: {exc}")
+                raise
+            _telemetry.tx(span, signed.tx_hash)
+            return self._signed(att, pay, ticket, signed)
+
+    def lost(self, att: Attempt) -> Resend | None:
+        """The connection failed: ``None`` (unpaid, re-raise it), the credential to resend once,
+        or ``PaymentOutcomeUnknown`` after asking the chain whether the payment settled."""
+        try:
+            return self._lost(att)
+        except PaymentOutcomeUnknown as exc:
+            self._lost_again(att, exc)
+            raise
+
+    def _lost_again(self, att: Attempt, exc: PaymentOutcomeUnknown) -> None:
+        ticket = self._ticket(att)
+        tx = ticket.signed.tx_hash if ticket and ticket.signed else None
+        mined = None
+        if tx:
+            try:
+                mined = self.payer.tx_status(tx)
+            except ChainError:
+                log.warning("could not ask the chain about tx %s", tx)
+        self._outcome_unknown(att, exc, mined)
+
+
+class AsyncEngine(Engine):
+    """Engine for the async shells (``AsyncMppClient``, ``AsyncMppTransport``)."""
+
+    def __init__(self, wallet: Wallet, policy: Policy, ledger: AnyLedger, payer: AsyncPayer,
+                 **kw: Any) -> None:
+        super().__init__(wallet, policy, ledger, **kw)
+        self.payer = payer
+
+    async def on_response(self, att: Attempt, status: int, headers: Headers, body: bytes) -> Deliver | Pay:
+        if status == 402 and self.policy.chain_id is None and "any_chain" not in self.policy.unsafe:
+            self.policy = self.policy.with_chain(await self.payer.chain_id())
+            att.flow.policy = self.policy
+        return self._decide(att, status, headers, body)
+
+    async def pay(self, att: Attempt, pay: Pay) -> Resend:
+        """See :meth:`SyncEngine.pay`; the approval callback may be sync or async."""
+        ticket = self._reserve(att, pay)
+        with _telemetry.span("mpp.pay", ticket.quote) as span:
+            try:
+                if self._needs_approval(ticket.quote):
+                    assert self.approve is not None
+                    verdict = self.approve(ticket.quote)
+                    if inspect.isawaitable(verdict):
+                        verdict = await verdict
+                    if not verdict:
+                        raise self._denied(ticket)
+                signed = await self.payer.sign(pay.challenge, pay.charge)
+            except ApprovalDenied:
+                raise
+            except BaseException as exc:
+                self._abort(ticket, f"{type(exc).__name__}: {exc}")
+                raise
+            _telemetry.tx(span, signed.tx_hash)
+            return self._signed(att, pay, ticket, signed)
+
+    async def lost(self, att: Attempt) -> Resend | None:
+        """See :meth:`SyncEngine.lost`."""
+        try:
+            return self._lost(att)
+        except PaymentOutcomeUnknown as exc:
+            await self._lost_again(att, exc)
+            raise
+
+    async def _lost_again(self, att: Attempt, exc: PaymentOutcomeUnknown) -> None:
+        ticket = self._ticket(att)
+        tx = ticket.signed.tx_hash if ticket and ticket.signed else None
+        mined = None
+        if tx:
+            try:
+                mined = await self.payer.tx_status(tx)
+            except ChainError:
+                log.warning("could not ask the chain about tx %s", tx)
+        self._outcome_unknown(att, exc, mined)
+
+
+def set_dry_run(value: bool) -> Any:
+    """Set the dry-run flag for this context; returns the token for ``reset_dry_run``."""
+    return _DRY_RUN.set(value)
+
+
+def reset_dry_run(token: Any) -> None:
+    _DRY_RUN.reset(token)

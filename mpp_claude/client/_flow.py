@@ -1,0 +1,219 @@
+"""The sans-I/O payment flow of one logical request (style.md Part 2, "A sketch").
+
+Owns no sockets, keys, clocks or randomness.  A shell sends the request, feeds the status,
+headers and (for a 402) the body to :meth:`PaymentFlow.on_response`, and carries out the
+action it gets back:
+
+* :class:`Deliver`: hand the response to the caller (with the receipt, if paid);
+* :class:`Pay`: get a credential for this challenge (the engine: budget, approval, signing),
+  then call :meth:`PaymentFlow.on_credential`, which answers :class:`Resend`;
+* :class:`Resend`: send the same request again with this credential header.
+
+Invariants (draft-httpauth-payment §"Retries"; agent-payments-ux.md §4.4):
+
+* at most one credential per logical request: a 402 in answer to a credential is a
+  :class:`PaymentRejected` carrying the server's problem details, never a new invoice;
+* a lost connection after the credential was sent gets exactly one resend of the *same*
+  credential (the server's replay protection makes it single-use), then
+  :class:`PaymentOutcomeUnknown`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import MalformedChallenge, PaymentOutcomeUnknown, PaymentRejected, PolicyDenied, ProtocolError
+from ..protocol.challenge import Challenge, parse_challenges
+from ..protocol.problem import Problem
+from ..protocol.receipt import Receipt, parse_receipt
+from ..tempo.request import ChargeRequest
+from .policy import Offer, Policy, Target
+
+Headers = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Pay:
+    """Get a credential for ``challenge`` (already allowed by the policy)."""
+
+    challenge: Challenge
+    offer: Offer
+    charge: ChargeRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """Send the request again with ``header: value`` (``Authorization: Payment …`` by default)."""
+
+    header: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Return the response.  ``paid``: a credential went with it; ``receipt`` when parseable."""
+
+    status: int
+    paid: bool
+    receipt: Receipt | None = None
+    receipt_error: str | None = None
+
+
+Action = Pay | Resend | Deliver
+
+
+def header_values(headers: Headers, name: str) -> list[str]:
+    """Every value of header ``name`` (case-insensitive), in order."""
+    lname = name.lower()
+    return [v for k, v in headers if k.lower() == lname]
+
+
+def to_offer(challenge: Challenge) -> tuple[Offer, ChargeRequest | None]:
+    """The policy's view of a challenge; the Tempo charge request when it is one.
+
+    Raises:
+        MalformedChallenge: a ``tempo``/``charge`` challenge whose request is invalid.
+    """
+    expires = challenge.expires_at
+    expires_s = None if expires is None else int(expires.timestamp())
+    if challenge.method == "tempo" and challenge.intent == "charge":
+        charge = ChargeRequest.from_request(challenge.request_data)
+        offer = Offer(challenge_id=challenge.id, realm=challenge.realm, method=challenge.method,
+                      intent=challenge.intent, amount=charge.amount, currency=charge.currency,
+                      recipient=charge.recipient, chain_id=charge.chain_id, expires=expires_s,
+                      split_recipients=tuple(s.recipient for s in charge.splits),
+                      description=challenge.description)
+        return offer, charge
+    data = challenge.request_data
+    amount = data.get("amount")
+    return Offer(challenge_id=challenge.id, realm=challenge.realm, method=challenge.method,
+                 intent=challenge.intent,
+                 amount=int(amount) if isinstance(amount, str) and amount.isdigit() else 0,
+                 currency=str(data.get("currency", "")), recipient=str(data.get("recipient", "")),
+                 chain_id=None, expires=expires_s, description=challenge.description), None
+
+
+def problem_of(body: bytes) -> Problem | None:
+    """The RFC 9457 problem in a 402 body, or ``None`` when it is not one."""
+    try:
+        return Problem.from_dict(json.loads(body))
+    except (ValueError, TypeError, ProtocolError):
+        return None
+
+
+class PaymentFlow:
+    """The payment side of one logical request.
+
+    Args:
+        policy: decides which challenge may be paid.
+        target: where the request goes (origin, path, origin before redirects).
+        credential: the credential this logical request already paid with (an SDK retry of a
+            paid request); it is sent straight away and nothing is paid again.
+    """
+
+    __slots__ = ("_credential", "_lost", "_offers", "policy", "target")
+
+    def __init__(self, policy: Policy, target: Target, *, credential: Resend | None = None) -> None:
+        self.policy = policy
+        self.target = target
+        self._credential = credential
+        self._lost = False
+        self._offers: dict[str, tuple[Challenge, Offer, ChargeRequest]] = {}
+
+    @property
+    def credential(self) -> Resend | None:
+        """The credential to send (``None`` until paid)."""
+        return self._credential
+
+    @property
+    def paid(self) -> bool:
+        return self._credential is not None
+
+    def needs_body(self, status: int) -> bool:
+        """Whether the shell must read the body before calling :meth:`on_response` (402 only)."""
+        return status == 402
+
+    def on_response(self, status: int, headers: Headers, body: bytes = b"", *, now: int,
+                    pinned_payee: str | None = None) -> Deliver | Pay:
+        """Decide what to do with a response.
+
+        Args:
+            status: HTTP status code.
+            headers: all response headers as ``(name, value)`` pairs.
+            body: the body, for a 402 only (problem details).
+            now: Unix seconds.
+            pinned_payee: the payee this wallet first paid at the target origin, if any.
+        Returns:
+            :class:`Deliver` or :class:`Pay`.
+        Raises:
+            PaymentRejected: a 402 in answer to our credential (carries the problem details).
+            PolicyDenied / OriginNotAllowed / BudgetExceeded: nothing payable (also raised for
+                a malformed challenge, rule ``malformed_challenge``).
+        """
+        if status != 402:
+            return self._deliver(status, headers)
+        if self._credential is not None:
+            problem = problem_of(body)
+            detail = f": {problem.detail or problem.title}" if problem and (problem.detail or problem.title) \
+                else ""
+            raise PaymentRejected(f"the server answered 402 to our payment credential{detail}",
+                                  problem=problem.to_dict() if problem else {}, status=status)
+        try:
+            challenges = parse_challenges(header_values(headers, "www-authenticate"))
+        except MalformedChallenge as exc:
+            raise PolicyDenied(f"cannot pay: {exc}", rule="malformed_challenge") from exc
+        offers: list[Offer] = []
+        first_error: MalformedChallenge | None = None
+        for challenge in challenges:
+            try:
+                offer, charge = to_offer(challenge)
+            except MalformedChallenge as exc:
+                first_error = first_error or exc
+                continue
+            offers.append(offer)
+            if charge is not None:
+                self._offers[offer.challenge_id] = (challenge, offer, charge)
+        if not offers and first_error is not None:
+            raise PolicyDenied(f"cannot pay: {first_error}", rule="malformed_challenge") from first_error
+        chosen = self.policy.choose(offers, self.target, now=now, pinned_payee=pinned_payee)
+        if chosen.challenge_id not in self._offers:  # a policy allowing a method we cannot pay with
+            raise PolicyDenied(f"no payer for {chosen.method}/{chosen.intent} challenges", rule="intent")
+        challenge, offer, charge = self._offers[chosen.challenge_id]
+        return Pay(challenge, offer, charge)
+
+    def on_credential(self, header: str, value: str) -> Resend:
+        """Record the credential for the chosen challenge and say how to resend.
+
+        Raises:
+            RuntimeError: a credential was already recorded (a bug in the caller: one payment
+                per logical request).
+        """
+        if self._credential is not None:
+            raise RuntimeError("a logical request can carry only one payment credential")
+        self._credential = Resend(header, value)
+        return self._credential
+
+    def on_lost(self) -> Resend | None:
+        """The connection failed.  Before paying: ``None`` (let the error through, nothing was
+        paid).  After the credential was sent: the same credential once more, then
+        :class:`PaymentOutcomeUnknown`.
+        """
+        if self._credential is None:
+            return None
+        if self._lost:
+            raise PaymentOutcomeUnknown("the connection failed twice after sending a payment credential; "
+                                        "the payment may have settled: not paying again")
+        self._lost = True
+        return self._credential
+
+    def _deliver(self, status: int, headers: Headers) -> Deliver:
+        paid = self._credential is not None
+        values = header_values(headers, "payment-receipt")
+        if not paid or not values or not 200 <= status < 300:
+            return Deliver(status, paid)
+        try:
+            return Deliver(status, paid, parse_receipt(values[0]))
+        except ProtocolError as exc:
+            return Deliver(status, paid, None, str(exc))

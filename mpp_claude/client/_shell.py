@@ -1,0 +1,93 @@
+"""The I/O loop every transport runs, written once for httpx and httpx2 (same API).
+
+A shell only converts its library's request and response objects to plain values, sends,
+and carries out the engine's actions; it has no ``if`` about money (style.md "client/").
+``mod`` is the ``httpx`` or ``httpx2`` module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._engine import EXT_FIRST_ORIGIN, IDEMPOTENCY_HEADER, AsyncEngine, Attempt, SyncEngine
+from ._flow import Deliver, Resend
+from .receipts import EXT_RECEIPT
+
+
+def _start(engine: SyncEngine | AsyncEngine, request: Any) -> tuple[Attempt, Any]:
+    url = request.url
+    att = engine.start(request.method, str(url), url.scheme, url.host, url.port, url.path, request.headers,
+                       request.content, request.extensions.get(EXT_FIRST_ORIGIN))
+    credential = None
+    for name, value in att.set_headers:
+        if name == IDEMPOTENCY_HEADER:
+            request.headers[name] = value  # not a secret: set in place, no copy on the hot path
+        else:
+            credential = Resend(name, value)
+    return att, credential
+
+
+def _with_credential(mod: Any, request: Any, credential: Resend) -> Any:
+    """A new request carrying the credential (the caller's request object never holds it)."""
+    headers = request.headers.copy()
+    headers[credential.header] = credential.value  # replaces ``Authorization: Bearer …``
+    return mod.Request(request.method, request.url, headers=headers, content=request.content,
+                       extensions=request.extensions)
+
+
+def handle_sync(engine: SyncEngine, inner: Any, request: Any, mod: Any) -> Any:
+    """Send ``request`` through ``inner``, paying one 402 at most.  Returns the final response."""
+    request.read()
+    att, credential = _start(engine, request)
+    req = request if credential is None else _with_credential(mod, request, credential)
+    while True:
+        try:
+            response = inner.handle_request(req)
+        except mod.TransportError:
+            resend = engine.lost(att)
+            if resend is None:
+                raise
+            req = _with_credential(mod, request, resend)
+            continue
+        body = b""
+        if att.flow.needs_body(response.status_code):
+            try:
+                body = response.read()
+            finally:
+                response.close()
+        action = engine.on_response(att, response.status_code, response.headers.multi_items(), body)
+        if isinstance(action, Deliver):
+            receipt = engine.deliver(att, action)
+            if receipt is not None:
+                response.extensions[EXT_RECEIPT] = receipt
+            return response
+        req = _with_credential(mod, request, engine.pay(att, action))
+
+
+async def handle_async(engine: AsyncEngine, inner: Any, request: Any, mod: Any) -> Any:
+    """The async twin of :func:`handle_sync`."""
+    await request.aread()
+    att, credential = _start(engine, request)
+    req = request if credential is None else _with_credential(mod, request, credential)
+    while True:
+        try:
+            response = await inner.handle_async_request(req)
+        except mod.TransportError:
+            resend = await engine.lost(att)
+            if resend is None:
+                raise
+            req = _with_credential(mod, request, resend)
+            continue
+        body = b""
+        if att.flow.needs_body(response.status_code):
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
+        action = await engine.on_response(att, response.status_code, response.headers.multi_items(), body)
+        if isinstance(action, Deliver):
+            receipt = engine.deliver(att, action)
+            if receipt is not None:
+                response.extensions[EXT_RECEIPT] = receipt
+            return response
+        req = _with_credential(mod, request, await engine.pay(att, action))

@@ -1,0 +1,316 @@
+"""The spend ledger: one row per payment attempt, and the store behind the rolling budgets.
+
+SQLite in WAL mode, safe across threads (one connection behind a lock) and processes
+(``BEGIN IMMEDIATE`` serialises the check-and-insert of a reservation, so N processes sharing
+one file can never pass ``max_per_day`` together).  Rows never hold credentials or keys.
+
+Life of a row (agent-payments-ux.md §4.4)::
+
+    reserved ──► signed ──► settled            budget counted
+        │           └─────► unknown ──► settled / released   (resolved from the chain)
+        └─────────────────► released           budget given back: provably no payment
+
+Every method takes ``now`` (Unix seconds, float) from the caller; nothing here reads the clock.
+:class:`MemoryLedger` has the same interface without persistence (``ledger=None``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BudgetExceeded
+
+DAY = 86_400.0
+MINUTE = 60.0
+COUNTED = ("reserved", "signed", "settled", "unknown")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS payments (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    wallet        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    amount        INTEGER NOT NULL,
+    currency      TEXT NOT NULL,
+    chain_id      INTEGER,
+    payee         TEXT NOT NULL,
+    origin        TEXT NOT NULL,
+    path          TEXT NOT NULL,
+    model         TEXT,
+    request_id    TEXT,
+    challenge_id  TEXT,
+    tx_hash       TEXT,
+    reference     TEXT,
+    valid_before  INTEGER,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    error         TEXT
+);
+CREATE INDEX IF NOT EXISTS payments_wallet_time ON payments (wallet, created_at);
+CREATE TABLE IF NOT EXISTS payee_pins (
+    wallet      TEXT NOT NULL,
+    origin      TEXT NOT NULL,
+    payee       TEXT NOT NULL,
+    first_seen  REAL NOT NULL,
+    PRIMARY KEY (wallet, origin)
+);
+"""
+
+
+def default_path() -> Path:
+    """``<user data dir>/mpp-claude/ledger.sqlite3`` (platformdirs)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("mpp-claude", appauthor=False)) / "ledger.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What is known about a payment before it is signed."""
+
+    wallet: str
+    amount: int
+    currency: str
+    chain_id: int | None
+    payee: str
+    origin: str
+    path: str
+    model: str | None = None
+    request_id: str | None = None
+    challenge_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One ledger row as reported by :meth:`Ledger.rows`."""
+
+    id: int
+    wallet: str
+    status: str
+    amount: int
+    currency: str
+    chain_id: int | None
+    payee: str
+    origin: str
+    path: str
+    model: str | None
+    request_id: str | None
+    challenge_id: str | None
+    tx_hash: str | None
+    reference: str | None
+    valid_before: int | None
+    created_at: float
+    updated_at: float
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _exceeded(limit: str, value: int, amount: int, used: int, what: str) -> BudgetExceeded:
+    return BudgetExceeded(f"payment of {amount} base units would exceed {limit} {value} "
+                          f"({used} {what})", limit=limit, limit_value=value, requested=amount, used=used)
+
+
+class Ledger:
+    """A SQLite spend ledger.
+
+    Args:
+        path: the database file (created 0600, parent 0700); ``None`` = :func:`default_path`.
+        busy_timeout: seconds to wait for another process's write lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:  # idempotent DDL; another process creating it meanwhile is fine
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def reserve(self, entry: Entry, *, now: float, max_per_day: int | None,
+                max_per_minute: int | None) -> int:
+        """Atomically check the rolling limits for ``entry.wallet`` and insert a ``reserved`` row.
+
+        Returns:
+            the row id.
+        Raises:
+            BudgetExceeded: ``max_per_day`` (rolling 24 h sum, counting reserved, signed, settled
+                and unknown rows) or ``max_per_minute`` (payment count in the last 60 s).
+        """
+        marks = ",".join("?" * len(COUNTED))
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if max_per_day is not None:
+                    (day,) = db.execute(
+                        f"SELECT COALESCE(SUM(amount), 0) FROM payments WHERE wallet = ? AND created_at > ? "
+                        f"AND status IN ({marks})", (entry.wallet, now - DAY, *COUNTED)).fetchone()
+                    if day + entry.amount > max_per_day:
+                        raise _exceeded("max_per_day", max_per_day, entry.amount, day, "in the last 24 h")
+                if max_per_minute is not None:
+                    (count,) = db.execute(
+                        f"SELECT COUNT(*) FROM payments WHERE wallet = ? AND created_at > ? "
+                        f"AND status IN ({marks})", (entry.wallet, now - MINUTE, *COUNTED)).fetchone()
+                    if count + 1 > max_per_minute:
+                        raise BudgetExceeded(
+                            f"payment would exceed max_per_minute {max_per_minute} ({count} in the last "
+                            "60 s)", limit="max_per_minute", limit_value=max_per_minute,
+                            requested=entry.amount, used=count)
+                cur = db.execute(
+                    "INSERT INTO payments (wallet, status, amount, currency, chain_id, payee, origin, path, "
+                    "model, request_id, challenge_id, created_at, updated_at) "
+                    "VALUES (?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (entry.wallet, entry.amount, entry.currency, entry.chain_id, entry.payee, entry.origin,
+                     entry.path, entry.model, entry.request_id, entry.challenge_id, now, now))
+                db.execute("INSERT OR IGNORE INTO payee_pins (wallet, origin, payee, first_seen) "
+                           "VALUES (?, ?, ?, ?)", (entry.wallet, entry.origin, entry.payee.lower(), now))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return int(cur.lastrowid or 0)
+
+    def _update(self, row_id: int, now: float, **fields: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE payments SET {cols}, updated_at = ? WHERE id = ?",
+                             (*fields.values(), now, row_id))
+
+    def mark_signed(self, row_id: int, *, tx_hash: str | None, valid_before: int | None, now: float) -> None:
+        """The credential exists: money can move from here on."""
+        self._update(row_id, now, status="signed", tx_hash=tx_hash, valid_before=valid_before)
+
+    def settle(self, row_id: int, *, reference: str | None, now: float) -> None:
+        """The server (receipt) or the chain confirmed the payment."""
+        self._update(row_id, now, status="settled", reference=reference)
+
+    def mark_unknown(self, row_id: int, *, error: str, now: float) -> None:
+        """Money may have moved; the budget stays held until :meth:`settle` or :meth:`release`."""
+        self._update(row_id, now, status="unknown", error=error[:500])
+
+    def release(self, row_id: int, *, error: str, now: float) -> None:
+        """Provably no payment: the reservation no longer counts."""
+        self._update(row_id, now, status="released", error=error[:500])
+
+    def pinned_payee(self, wallet: str, origin: str) -> str | None:
+        """The first payee this wallet reserved a payment to at ``origin``."""
+        with self._lock:
+            got = self._db.execute("SELECT payee FROM payee_pins WHERE wallet = ? AND origin = ?",
+                                   (wallet, origin)).fetchone()
+        return None if got is None else str(got[0])
+
+    def rows(self, *, wallet: str | None = None, since: float | None = None,
+             status: tuple[str, ...] | None = None) -> list[Row]:
+        """Rows, oldest first, optionally filtered."""
+        sql, args = "SELECT * FROM payments WHERE 1 = 1", list[Any]()
+        if wallet is not None:
+            sql, args = sql + " AND wallet = ?", [*args, wallet]
+        if since is not None:
+            sql, args = sql + " AND created_at >= ?", [*args, since]
+        if status is not None:
+            sql += f" AND status IN ({','.join('?' * len(status))})"
+            args.extend(status)
+        with self._lock:
+            got = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [Row(*r) for r in got]
+
+    def spent(self, wallet: str, *, since: float) -> int:
+        """Base units counted against ``wallet`` since ``since``."""
+        marks = ",".join("?" * len(COUNTED))
+        with self._lock:
+            (total,) = self._db.execute(
+                f"SELECT COALESCE(SUM(amount), 0) FROM payments WHERE wallet = ? AND created_at > ? "
+                f"AND status IN ({marks})", (wallet, since, *COUNTED)).fetchone()
+        return int(total)
+
+
+class MemoryLedger:
+    """The :class:`Ledger` interface in memory (one process; lost at exit)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: list[dict[str, Any]] = []
+        self._pins: dict[tuple[str, str], str] = {}
+        self.path = None
+
+    def close(self) -> None:
+        pass
+
+    def _counted(self, wallet: str, since: float) -> list[dict[str, Any]]:
+        return [r for r in self._rows
+                if r["wallet"] == wallet and r["created_at"] > since and r["status"] in COUNTED]
+
+    def reserve(self, entry: Entry, *, now: float, max_per_day: int | None,
+                max_per_minute: int | None) -> int:
+        with self._lock:
+            if max_per_day is not None:
+                day = sum(r["amount"] for r in self._counted(entry.wallet, now - DAY))
+                if day + entry.amount > max_per_day:
+                    raise _exceeded("max_per_day", max_per_day, entry.amount, day, "in the last 24 h")
+            if max_per_minute is not None:
+                count = len(self._counted(entry.wallet, now - MINUTE))
+                if count + 1 > max_per_minute:
+                    raise BudgetExceeded(f"payment would exceed max_per_minute {max_per_minute} ({count} in "
+                                         "the last 60 s)", limit="max_per_minute",
+                                         limit_value=max_per_minute, requested=entry.amount, used=count)
+            row = {"id": len(self._rows) + 1, "status": "reserved", **asdict(entry), "tx_hash": None,
+                   "reference": None, "valid_before": None, "created_at": now, "updated_at": now,
+                   "error": None}
+            self._rows.append(row)
+            self._pins.setdefault((entry.wallet, entry.origin), entry.payee.lower())
+            return int(row["id"])
+
+    def _update(self, row_id: int, now: float, **fields: Any) -> None:
+        with self._lock:
+            self._rows[row_id - 1].update(fields, updated_at=now)
+
+    def mark_signed(self, row_id: int, *, tx_hash: str | None, valid_before: int | None, now: float) -> None:
+        self._update(row_id, now, status="signed", tx_hash=tx_hash, valid_before=valid_before)
+
+    def settle(self, row_id: int, *, reference: str | None, now: float) -> None:
+        self._update(row_id, now, status="settled", reference=reference)
+
+    def mark_unknown(self, row_id: int, *, error: str, now: float) -> None:
+        self._update(row_id, now, status="unknown", error=error[:500])
+
+    def release(self, row_id: int, *, error: str, now: float) -> None:
+        self._update(row_id, now, status="released", error=error[:500])
+
+    def pinned_payee(self, wallet: str, origin: str) -> str | None:
+        with self._lock:
+            return self._pins.get((wallet, origin))
+
+    def rows(self, *, wallet: str | None = None, since: float | None = None,
+             status: tuple[str, ...] | None = None) -> list[Row]:
+        with self._lock:
+            got = [r for r in self._rows
+                   if (wallet is None or r["wallet"] == wallet)
+                   and (since is None or r["created_at"] >= since)
+                   and (status is None or r["status"] in status)]
+        fields = Row.__dataclass_fields__
+        return [Row(**{k: r[k] for k in fields}) for r in got]
+
+    def spent(self, wallet: str, *, since: float) -> int:
+        with self._lock:
+            return sum(r["amount"] for r in self._counted(wallet, since))
+
+
+AnyLedger = Ledger | MemoryLedger
