@@ -43,6 +43,12 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpp-claude", description=(
         "Pay per request for LLM calls over MPP (HTTP 402) on the Tempo chain."))
@@ -56,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--fund", action="append", metavar="ADDRESS", help="fund this address (repeatable)")
     dev.add_argument("--amount", default="100", help="pathUSD per funded address (default 100)")
     dev.set_defaults(handler=_cmd_devnet)
+
+    from .server.cli import add_arguments as _serve_arguments
+
+    serve = sub.add_parser("serve", help="run the paid OpenAI-compatible proxy (Starlette + uvicorn)",
+                           description="Serve /v1/chat/completions and /v1/messages, paid per request.")
+    _serve_arguments(serve)
+    serve.set_defaults(handler=_cmd_serve)
     return parser
 
 
