@@ -49,6 +49,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_spend(args: argparse.Namespace) -> int:
+    from .client.report import spend_report
+
+    since = time.time() - args.days * 86_400 if args.days is not None else None
+    fmt = "json" if args.json else "csv" if args.csv else "table"
+    print(spend_report(args.ledger, fmt=fmt, wallet=args.wallet, since=since))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpp-claude", description=(
         "Pay per request for LLM calls over MPP (HTTP 402) on the Tempo chain."))
@@ -69,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Serve /v1/chat/completions and /v1/messages, paid per request.")
     _serve_arguments(serve)
     serve.set_defaults(handler=_cmd_serve)
+
+    spend = sub.add_parser("spend", help="show the client's payment ledger",
+                           description="Print the spend ledger (one row per payment): table, JSON or CSV.")
+    spend.add_argument("--ledger", metavar="PATH", help="ledger file (default: the user data dir's)")
+    spend.add_argument("--wallet", metavar="ADDRESS", help="only this wallet's payments")
+    spend.add_argument("--days", type=float, metavar="N", help="only the last N days")
+    out = spend.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON (amounts in base units)")
+    out.add_argument("--csv", action="store_true", help="CSV with a header line")
+    spend.set_defaults(handler=_cmd_spend)
     return parser
 
 
