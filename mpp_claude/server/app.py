@@ -126,14 +126,15 @@ def _make_upstream(config: ServerConfig) -> Upstream:
 
 
 def create_app(config: ServerConfig, *, store: Store | None = None, upstream: Upstream | None = None,
-               clock: Callable[[], float] = time.time, nonce: Callable[[], str] | None = None,
-               prices: PriceTable | None = None) -> Starlette:
+               rpc: AsyncRpcClient | None = None, clock: Callable[[], float] = time.time,
+               nonce: Callable[[], str] | None = None, prices: PriceTable | None = None) -> Starlette:
     """Build the paid proxy.
 
     Args:
         config: validated configuration (see ``config.load_config``).
         store: use this store instead of opening ``config.store`` (it is not closed by the app).
         upstream: use this upstream instead of the configured one (not closed by the app).
+        rpc: use this JSON-RPC client instead of one for ``config.rpc_url`` (not closed by the app).
         clock: Unix time source (tests may pass a fixed one).
         nonce: source of challenge nonces (default ``secrets.token_urlsafe(12)``).
         prices: the price table (default: ``convert``'s model table with config overrides).
@@ -151,9 +152,11 @@ def create_app(config: ServerConfig, *, store: Store | None = None, upstream: Up
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with contextlib.AsyncExitStack() as stack:
-            rpc = AsyncRpcClient(config.rpc_url)
-            stack.push_async_callback(rpc.aclose)
-            served = await rpc.chain_id()
+            chain = rpc
+            if chain is None:
+                chain = AsyncRpcClient(config.rpc_url)
+                stack.push_async_callback(chain.aclose)
+            served = await chain.chain_id()
             if served != config.chain_id:
                 raise ConfigError(f"chain_id: configured {config.chain_id}, but {config.rpc_url} serves "
                                   f"chain {served}")
@@ -166,7 +169,7 @@ def create_app(config: ServerConfig, *, store: Store | None = None, upstream: Up
                 up = _make_upstream(config)
                 stack.push_async_callback(up.aclose)
             fee_payer = LocalSigner(config.fee_payer_key) if config.fee_payer_key else None
-            verifier = AsyncChargeVerifier(rpc, fee_payer=fee_payer, clock=clock,
+            verifier = AsyncChargeVerifier(chain, fee_payer=fee_payer, clock=clock,
                                            policy=SponsorPolicy(max_gas=config.sponsor_max_gas))
             gate = PaymentGate(config, st, verifier, clock=clock, nonce=make_nonce)
             app.state.services = Services(
