@@ -89,7 +89,9 @@ class ChargeRequest:
         """
         if not isinstance(request, Mapping):
             raise MalformedChallenge("charge request must be a JSON object")
-        details = request.get("methodDetails") or {}
+        details = request.get("methodDetails")
+        if details is None:
+            details = {}
         if not isinstance(details, Mapping):
             raise MalformedChallenge("methodDetails must be a JSON object")
         chain_id = details.get("chainId", DEFAULT_CHAIN_ID)
