@@ -1,0 +1,361 @@
+"""The paid proxy on the devnet: real payments, receipts on chain, the replay matrix, idempotency.
+
+The server runs under uvicorn on loopback with the offline local upstream (so upstream calls
+can be counted); payments are real Tempo transactions on the anvil devnet (never mocked).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from eth_account import Account
+from paying_transport import PayingTransport, pay_challenge
+from server_harness import paid_server, server_config
+
+from mpp_claude.devnet import Devnet
+from mpp_claude.protocol.challenge import Challenge, parse_challenges
+from mpp_claude.protocol.credential import Credential, format_credential, parse_credential
+from mpp_claude.protocol.problem import Problem
+from mpp_claude.protocol.receipt import parse_receipt
+from mpp_claude.server.stores import MemoryStore
+from mpp_claude.server.upstreams import LocalUpstream
+from mpp_claude.tempo import tip20
+from mpp_claude.tempo.charge import build_charge_transaction, sign_charge
+from mpp_claude.tempo.memo import attribution_memo
+from mpp_claude.tempo.request import ChargeRequest
+from mpp_claude.tempo.signer import LocalSigner
+
+pytestmark = pytest.mark.devnet
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
+
+
+class Server:
+    """A running paid server plus what tests inspect: its URL, upstream, store and recipient."""
+
+    def __init__(self, url: str, upstream: LocalUpstream, store: MemoryStore, recipient: str) -> None:
+        self.url, self.upstream, self.store, self.recipient = url, upstream, store, recipient
+        self.http = httpx2.Client(base_url=url, timeout=30)
+
+    def post(self, path: str, body: bytes, authorization: str | None = None,
+             **headers: str) -> httpx2.Response:
+        hdrs = {"content-type": "application/json", **headers}
+        if authorization:
+            hdrs["authorization"] = authorization
+        return self.http.post(path, content=body, headers=hdrs)
+
+    def challenge(self, path: str, body: bytes) -> Challenge:
+        r = self.post(path, body)
+        assert r.status_code == 402, r.text
+        return parse_challenges(r.headers.get_list("www-authenticate"))[0]
+
+
+@pytest.fixture(scope="module")
+def server(devnet: Devnet) -> Iterator[Server]:
+    recipient = Account.create().address
+    upstream, store = LocalUpstream(seed=b"paid"), MemoryStore()
+    with paid_server(server_config(devnet.rpc_url, devnet.chain_id, recipient=recipient),
+                     upstream=upstream, store=store) as (url, _):
+        srv = Server(url, upstream, store, recipient)
+        yield srv
+        srv.http.close()
+
+
+@pytest.fixture
+def signer(funded_account: Any) -> LocalSigner:
+    return LocalSigner.from_account(funded_account)
+
+
+def _body(**changes: Any) -> bytes:
+    return json.dumps({**BODY, **changes}).encode()
+
+
+def _problem(r: httpx2.Response) -> str | None:
+    assert r.headers["content-type"] == "application/problem+json", r.text
+    return Problem.from_json(r.content).suffix
+
+
+def _transfer_log(receipt: dict[str, Any], recipient: str) -> tuple[int, bytes]:
+    """(amount, memo) of the TransferWithMemo log from pathUSD to ``recipient``."""
+    for lg in receipt["logs"]:
+        topics = lg["topics"]
+        if (lg["address"].lower() == tip20.PATH_USD and topics[0] == tip20.TOPIC_TRANSFER_WITH_MEMO
+                and int(topics[2], 16) == int(recipient, 16)):
+            return int(lg["data"], 16), bytes.fromhex(topics[3][2:])
+    raise AssertionError(f"no TransferWithMemo to {recipient} in {receipt['logs']}")
+
+
+def _openai(server: Server, devnet: Devnet, account: Any) -> tuple[openai.OpenAI, PayingTransport]:
+    transport = PayingTransport(account, devnet.rpc_url)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="not-needed", max_retries=0,
+                           http_client=httpx2.Client(transport=transport))
+    return client, transport
+
+
+# --- acceptance: an unmodified openai client pays and gets a completion ---------------------------
+
+
+def test_openai_client_completion_with_receipt_on_chain(server: Server, devnet: Devnet,
+                                                        funded_account: Any) -> None:
+    """Non-streaming: completion, receipt whose tx is on chain with the right amount, payee and memo."""
+    client, transport = _openai(server, devnet, funded_account)
+    before = devnet.balance(server.recipient)
+    raw = client.chat.completions.with_raw_response.create(
+        model="claude-haiku-4-5", messages=[{"role": "user", "content": "hello"}])
+    completion = raw.parse()
+    assert completion.choices[0].message.content
+    assert raw.headers["cache-control"] == "private"
+    receipt = parse_receipt(raw.headers["payment-receipt"])
+    (payment,) = transport.payments
+    assert receipt.reference == payment.tx_hash and receipt.status == "success"
+    chain_receipt = devnet.rpc.receipt(receipt.reference)
+    assert chain_receipt is not None and int(chain_receipt["status"], 16) == 1
+    amount, memo = _transfer_log(chain_receipt, server.recipient)
+    assert amount == int(payment.challenge.request_data["amount"])
+    assert memo == attribution_memo(payment.challenge.id, payment.challenge.realm)
+    assert devnet.balance(server.recipient) - before == amount
+
+
+def test_openai_client_streaming_with_receipt(server: Server, devnet: Devnet, funded_account: Any) -> None:
+    """Streaming: chunks arrive, the receipt is in the initial headers, and the usage is recorded."""
+    client, transport = _openai(server, devnet, funded_account)
+    with client.chat.completions.with_streaming_response.create(
+            model="claude-haiku-4-5", messages=[{"role": "user", "content": "stream please"}], stream=True,
+            stream_options={"include_usage": True}) as response:
+        receipt = parse_receipt(response.headers["payment-receipt"])
+        chunks = list(response.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert receipt.reference == transport.payments[0].tx_hash
+    assert devnet.rpc.receipt(receipt.reference) is not None
+
+
+def test_native_messages_route_is_paid(server: Server, devnet: Devnet, funded_account: Any) -> None:
+    """/v1/messages passes the Anthropic answer through after payment, with a receipt."""
+    transport = PayingTransport(funded_account, devnet.rpc_url)
+    with httpx2.Client(transport=transport, base_url=server.url) as http:
+        r = http.post("/v1/messages", json={"model": "claude-haiku-4-5", "max_tokens": 50,
+                                            "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200, r.text
+    assert r.json()["type"] == "message"
+    assert parse_receipt(r.headers["payment-receipt"]).reference == transport.payments[0].tx_hash
+
+
+def test_hash_mode_payment_is_accepted(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """A push (hash) credential: the payer broadcast the transfer; the server checks the receipt."""
+    body = _body()
+    auth, tx_hash = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc, mode="hash")
+    r = server.post(CHAT, body, auth)
+    assert r.status_code == 200, r.text
+    assert parse_receipt(r.headers["payment-receipt"]).reference == tx_hash
+
+
+# --- the replay matrix: each refused with the right problem, no upstream call ----------------------
+
+
+def _refused(server: Server, devnet: Devnet, path: str, body: bytes, auth: str, problem: str) -> None:
+    calls, balance = server.upstream.calls, devnet.balance(server.recipient)
+    r = server.post(path, body, auth)
+    assert r.status_code == 402, r.text
+    assert _problem(r) == problem
+    assert parse_challenges(r.headers.get_list("www-authenticate"))  # a fresh challenge to pay
+    assert "payment-receipt" not in r.headers
+    assert server.upstream.calls == calls
+    assert devnet.balance(server.recipient) == balance
+
+
+def test_same_credential_twice(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """The same transaction credential sent again is refused (invalid-challenge), not charged again."""
+    body = _body()
+    auth, _ = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    assert server.post(CHAT, body, auth).status_code == 200
+    _refused(server, devnet, CHAT, body, auth, "invalid-challenge")
+
+
+def test_same_challenge_paid_twice(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """A second, different transaction for an already used challenge is refused and not broadcast."""
+    body = _body()
+    challenge = server.challenge(CHAT, body)
+    first, tx1 = pay_challenge(challenge, signer, devnet.rpc)
+    assert server.post(CHAT, body, first).status_code == 200
+    second, tx2 = pay_challenge(challenge, signer, devnet.rpc, now=int(time.time()) - 1)
+    assert tx2 != tx1
+    _refused(server, devnet, CHAT, body, second, "invalid-challenge")
+    assert tx2 is not None and devnet.rpc.receipt(tx2) is None
+
+
+def test_credential_for_route_a_on_route_b(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """A credential for /v1/chat/completions presented on /v1/messages (same body, same price) is refused."""
+    body = _body()
+    auth, _ = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    paid_request = parse_credential(auth).challenge.request_data
+    assert server.challenge("/v1/messages", body).request_data == paid_request
+    _refused(server, devnet, "/v1/messages", body, auth, "invalid-challenge")
+
+
+def test_credential_for_body_x_with_body_y(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """A credential paid for one prompt cannot buy another prompt of the same price (digest binding)."""
+    auth, _ = pay_challenge(server.challenge(CHAT, _body()), signer, devnet.rpc)
+    other = _body(messages=[{"role": "user", "content": "ho"}])
+    _refused(server, devnet, CHAT, other, auth, "invalid-challenge")
+
+
+def test_tampered_echo(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """Editing the echoed amount breaks the HMAC binding: invalid-challenge."""
+    body = _body()
+    challenge = server.challenge(CHAT, body)
+    request = challenge.request_data
+    request["amount"] = "1"
+    forged = Challenge.from_dict({**challenge.to_echo(), "request": request})
+    cheap = ChargeRequest.from_request(request)
+    tx = build_charge_transaction(cheap, challenge_id=forged.id, realm=forged.realm, now=int(time.time()),
+                                  expires=int(time.time()) + 60, max_fee_per_gas=2 * devnet.rpc.base_fee())
+    signed = sign_charge(tx, signer)
+    auth = format_credential(Credential(challenge=forged, payload=signed.payload(), source=signed.source))
+    _refused(server, devnet, CHAT, body, auth, "invalid-challenge")
+
+
+def test_wrong_amount_is_payment_insufficient(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """A transaction paying less than the challenge asks is refused before broadcast."""
+    body = _body()
+    challenge = server.challenge(CHAT, body)
+    request = challenge.request_data
+    request["amount"] = str(int(request["amount"]) - 1)
+    tx = build_charge_transaction(ChargeRequest.from_request(request), challenge_id=challenge.id,
+                                  realm=challenge.realm, now=int(time.time()),
+                                  expires=int(time.time()) + 60, max_fee_per_gas=2 * devnet.rpc.base_fee())
+    signed = sign_charge(tx, signer)
+    auth = format_credential(Credential(challenge=challenge, payload=signed.payload(), source=signed.source))
+    _refused(server, devnet, CHAT, body, auth, "payment-insufficient")
+    assert signed.tx_hash is not None and devnet.rpc.receipt(signed.tx_hash) is None
+
+
+def test_other_realm(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """A credential for another realm (same secret) is refused by this server."""
+    other_cfg = server_config(devnet.rpc_url, devnet.chain_id, recipient=server.recipient,
+                              realm="other.realm")
+    with paid_server(other_cfg, upstream=LocalUpstream(), store=MemoryStore()) as (url, _):
+        other = Server(url, LocalUpstream(), MemoryStore(), server.recipient)
+        auth, _ = pay_challenge(other.challenge(CHAT, _body()), signer, devnet.rpc)
+        other.http.close()
+    _refused(server, devnet, CHAT, _body(), auth, "invalid-challenge")
+
+
+def test_expired_challenge(devnet: Devnet, signer: LocalSigner) -> None:
+    """A credential presented after its challenge expired is payment-expired (and nothing moves)."""
+    offset = [0.0]
+    upstream, recipient = LocalUpstream(), Account.create().address
+    cfg = server_config(devnet.rpc_url, devnet.chain_id, recipient=recipient)
+    with paid_server(cfg, upstream=upstream, store=MemoryStore(),
+                     clock=lambda: time.time() + offset[0]) as (url, _):
+        srv = Server(url, upstream, MemoryStore(), recipient)
+        auth, _ = pay_challenge(srv.challenge(CHAT, _body()), signer, devnet.rpc)
+        offset[0] = 301.0
+        _refused(srv, devnet, CHAT, _body(), auth, "payment-expired")
+        srv.http.close()
+
+
+def test_concurrent_replay_one_wins(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """Two identical credentials sent at once: exactly one 200 and one 402, one payment on chain."""
+    body = _body()
+    auth, _ = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    before = devnet.balance(server.recipient)
+    results: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def send() -> None:
+        with httpx2.Client(base_url=server.url, timeout=30) as http:
+            barrier.wait()
+            r = http.post(CHAT, content=body,
+                          headers={"authorization": auth, "content-type": "application/json"})
+            results.append(r.status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200, 402]
+    amount = int(parse_credential(auth).challenge.request_data["amount"])
+    assert devnet.balance(server.recipient) - before == amount
+
+
+# --- Idempotency-Key --------------------------------------------------------------------------------
+
+
+def test_idempotent_retry_replays_without_charge_or_upstream(server: Server, devnet: Devnet,
+                                                             signer: LocalSigner) -> None:
+    """Same key + same credential: the stored answer, no second charge, no second upstream call."""
+    body = _body(messages=[{"role": "user", "content": "idempotent"}])
+    auth, _ = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    first = server.post(CHAT, body, auth, **{"idempotency-key": "idem-1"})
+    assert first.status_code == 200
+    calls, balance = server.upstream.calls, devnet.balance(server.recipient)
+    again = server.post(CHAT, body, auth, **{"idempotency-key": "idem-1"})
+    assert again.status_code == 200
+    assert again.content == first.content
+    assert again.headers["payment-receipt"] == first.headers["payment-receipt"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert server.upstream.calls == calls and devnet.balance(server.recipient) == balance
+
+
+def test_idempotency_key_with_another_body_is_422(server: Server, devnet: Devnet,
+                                                  signer: LocalSigner) -> None:
+    """Same key, different body (with a valid credential for it): 422, nothing charged."""
+    body = _body(messages=[{"role": "user", "content": "first"}])
+    auth, _ = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    assert server.post(CHAT, body, auth, **{"idempotency-key": "idem-2"}).status_code == 200
+    other = _body(messages=[{"role": "user", "content": "second"}])
+    auth2, _ = pay_challenge(server.challenge(CHAT, other), signer, devnet.rpc)
+    balance = devnet.balance(server.recipient)
+    r = server.post(CHAT, other, auth2, **{"idempotency-key": "idem-2"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "idempotency_key_reused"
+    assert devnet.balance(server.recipient) == balance
+
+
+# --- upstream failure after payment ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["529", "drop"])
+def test_upstream_failure_after_payment_is_credited(server: Server, devnet: Devnet, signer: LocalSigner,
+                                                    fault: str) -> None:
+    """Upstream fails after the payment settled: OpenAI error, x-should-retry false, credit recorded."""
+    import anyio
+
+    body = _body(messages=[{"role": "user", "content": f"fault {fault}"}])
+    auth, tx_hash = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    server.upstream.inject(fault)
+    r = server.post(CHAT, body, auth)
+    assert r.status_code >= 500, r.text
+    assert r.headers["x-should-retry"] == "false"
+    assert "payment-receipt" not in r.headers
+    error = r.json()["error"]
+    assert error["payment"]["reference"] == tx_hash
+    amount = parse_credential(auth).challenge.request_data["amount"]
+    assert error["payment"]["credited"] == amount
+    credits = anyio.run(server.store.records, "credit")
+    assert any(c["reference"] == tx_hash and c["amount"] == int(amount) for c in credits)
+
+
+def test_usage_is_recorded_next_to_the_quote(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """Every paid request records its quoted amount and the actual cost from the upstream usage."""
+    import anyio
+
+    body = _body(messages=[{"role": "user", "content": "usage row"}])
+    auth, tx_hash = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    assert server.post(CHAT, body, auth).status_code == 200
+    rows = [r for r in anyio.run(server.store.records, "usage") if r["reference"] == tx_hash]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["quoted"] == int(parse_credential(auth).challenge.request_data["amount"])
+    assert 0 < row["cost"] <= row["quoted"]
+    assert row["output_tokens"] > 0 and row["model"] == "claude-haiku-4-5"
