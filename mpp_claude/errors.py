@@ -25,6 +25,7 @@ subclass, so ``except ValueError`` keeps working for parse errors)::
     │   ├── PaymentFailed                 our broadcast payment was refused/reverted (not moved)
     │   └── PaymentOutcomeUnknown         money may have moved: never retry blindly
     ├── VerificationError                 server side: the credential is refused
+    │   ├── PaymentRequired               no credential sent (402 payment-required)
     │   ├── InvalidChallenge              unknown, expired, used or mismatched id
     │   ├── PaymentExpired
     │   ├── PaymentInsufficient
@@ -48,6 +49,7 @@ subclass, so ``except ValueError`` keeps working for parse errors)::
     │   ├── RpcUnavailable                transport failure / timeout
     │   └── ReceiptTimeout                no receipt before the deadline (tx may be dropped)
     ├── ConversionError                   OpenAI <-> Anthropic request cannot be mapped
+    │   └── BadRequest                    server refuses a request before payment (4xx)
     ├── UpstreamError                     the LLM upstream is unreachable or sent garbage
     ├── ConfigError (ValueError)          invalid configuration
     └── DevnetError                       the local anvil devnet could not be found/started
