@@ -115,7 +115,7 @@ def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer:
     if not ctx.request.allows("pull"):
         raise VerificationFailed("this charge does not accept transaction (pull) credentials")
     decoded = txmod.decode(decode_hex_payload(signature_hex, "signature"))
-    tx = decoded.tx
+    tx = txmod.canonical_signature(decoded.tx)
     sender = txmod.recover_sender(tx)
     if decoded.declared_sender is not None and decoded.declared_sender != sender:
         raise VerificationFailed(f"fee-payer envelope names sender {decoded.declared_sender}, "

@@ -319,6 +319,23 @@ def recover_sender(tx: TempoTransaction) -> str:
     raise MalformedTransaction(f"unsupported sender signature type (0x{sig[:1].hex()}, {len(sig)} bytes)")
 
 
+def canonical_signature(tx: TempoTransaction) -> TempoTransaction:
+    """``tx`` with its secp256k1 sender signature re-encoded as ``r || s || (27 + y)``.
+
+    The node accepts ``v`` as 0/1 or 27/28, so one signed transaction has two encodings
+    and two hashes.  Settling only the canonical form makes the hash a stable replay key.
+    """
+    sig = tx.sender_signature
+    try:
+        if sig and len(sig) == 65:
+            return replace(tx, sender_signature=Signature.from_bytes65(sig).to_bytes65())
+        if sig and len(sig) == 86 and sig[0] == KEYCHAIN_V2:
+            return replace(tx, sender_signature=sig[:21] + Signature.from_bytes65(sig[21:]).to_bytes65())
+    except SignatureError as exc:
+        raise MalformedTransaction(f"sender signature is invalid: {exc}") from None
+    return tx
+
+
 def recover_fee_payer(tx: TempoTransaction, sender: str) -> str:
     """The fee payer's address recovered from ``fee_payer_signature``.
 
