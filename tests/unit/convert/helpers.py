@@ -26,7 +26,7 @@ Event = tuple[str, dict[str, Any]]
 MODEL = "claude-haiku-4-5"
 
 
-def req(messages: list[dict[str, Any]] | None = None, **fields: Any) -> MessagesRequest:
+def req(messages: list[dict[str, Any]] | None = None, /, **fields: Any) -> MessagesRequest:
     """Map a request for ``MODEL`` (override with ``model=``) with one user message by default."""
     body: dict[str, Any] = {"model": MODEL, "messages": messages or [{"role": "user", "content": "Hi"}]}
     body.update(fields)
@@ -37,53 +37,99 @@ def user(text: str = "Hi") -> dict[str, Any]:
     return {"role": "user", "content": text}
 
 
-def message(content: list[dict[str, Any]], stop_reason: str | None = "end_turn",
-            usage: dict[str, Any] | None = None, msg_id: str = "msg_01") -> dict[str, Any]:
+def message(
+    content: list[dict[str, Any]],
+    stop_reason: str | None = "end_turn",
+    usage: dict[str, Any] | None = None,
+    msg_id: str = "msg_01",
+) -> dict[str, Any]:
     """An Anthropic message as the Messages API returns it."""
-    return {"id": msg_id, "type": "message", "role": "assistant", "model": MODEL, "content": content,
-            "stop_reason": stop_reason, "stop_sequence": None,
-            "usage": usage or {"input_tokens": 10, "output_tokens": 5}}
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage or {"input_tokens": 10, "output_tokens": 5},
+    }
 
 
 def events_for(msg: dict[str, Any], *, split: int = 3, ping: bool = True) -> list[Event]:
     """The SSE events Anthropic would stream for ``msg`` (text and JSON cut into ``split``-char pieces)."""
     usage = dict(msg["usage"])
     start_usage = {k: v for k, v in usage.items() if k != "output_tokens"} | {"output_tokens": 1}
-    out: list[Event] = [("message_start", {"type": "message_start", "message": {
-        **msg, "content": [], "stop_reason": None, "usage": start_usage}})]
+    out: list[Event] = [
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {**msg, "content": [], "stop_reason": None, "usage": start_usage},
+            },
+        )
+    ]
     if ping:
         out.append(("ping", {"type": "ping"}))
 
     def pieces(text: str) -> list[str]:
-        return [text[i:i + split] for i in range(0, len(text), split)]
+        return [text[i : i + split] for i in range(0, len(text), split)]
 
     for i, block in enumerate(msg["content"]):
         kind = block["type"]
         if kind == "text":
-            out.append(("content_block_start", {"type": "content_block_start", "index": i,
-                                                "content_block": {"type": "text", "text": ""}}))
+            out.append(
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": i,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+            )
             deltas = [{"type": "text_delta", "text": p} for p in pieces(block["text"])]
         elif kind in ("tool_use", "server_tool_use"):
-            out.append(("content_block_start", {"type": "content_block_start", "index": i,
-                                                "content_block": {**block, "input": {}}}))
+            out.append(
+                (
+                    "content_block_start",
+                    {"type": "content_block_start", "index": i, "content_block": {**block, "input": {}}},
+                )
+            )
             raw = json.dumps(block["input"]) if block["input"] else ""
             deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces(raw)]
         elif kind == "thinking":
-            out.append(("content_block_start", {"type": "content_block_start", "index": i,
-                                                "content_block": {"type": "thinking", "thinking": "",
-                                                                  "signature": ""}}))
+            out.append(
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": i,
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                    },
+                )
+            )
             deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(block["thinking"])]
             deltas.append({"type": "signature_delta", "signature": block["signature"]})
         else:
-            out.append(("content_block_start", {"type": "content_block_start", "index": i,
-                                                "content_block": block}))
+            out.append(
+                ("content_block_start", {"type": "content_block_start", "index": i, "content_block": block})
+            )
             deltas = []
-        out.extend(("content_block_delta", {"type": "content_block_delta", "index": i, "delta": d})
-                   for d in deltas)
+        out.extend(
+            ("content_block_delta", {"type": "content_block_delta", "index": i, "delta": d}) for d in deltas
+        )
         out.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
-    out.append(("message_delta", {"type": "message_delta",
-                                  "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
-                                  "usage": {"output_tokens": usage["output_tokens"]}}))
+    out.append(
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+    )
     out.append(("message_stop", {"type": "message_stop"}))
     return out
 
@@ -102,7 +148,7 @@ def translate(events: Sequence[Event], *, step: int = 17, close: bool = True, **
     raw = sse(events)
     out = b""
     for i in range(0, len(raw), step):
-        for event in parser.feed(raw[i:i + step]):
+        for event in parser.feed(raw[i : i + step]):
             out += translator.feed(event)
     for event in parser.flush():
         out += translator.feed(event)
@@ -121,18 +167,24 @@ def accumulate(events: Sequence[Event]) -> dict[str, Any]:
 
 
 def _client(handler: Any) -> openai.OpenAI:
-    return openai.OpenAI(api_key="x", base_url="http://proxy.test/v1", max_retries=0,
-                         http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    return openai.OpenAI(
+        api_key="x",
+        base_url="http://proxy.test/v1",
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
 
 
 def sdk_stream(body: bytes) -> list[ChatCompletionChunk]:
     """Parse our SSE bytes with the openai SDK's own streaming iterator."""
+
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
     with _client(handler) as client:
-        stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
-                                                stream=True)
+        stream = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
         return list(stream)
 
 
@@ -164,8 +216,13 @@ def concat(chunks: Sequence[ChatCompletionChunk]) -> dict[str, Any]:
                     slot["arguments"] += tc.function.arguments
             if choice.finish_reason:
                 finish.append(choice.finish_reason)
-    return {"content": "".join(content), "tool_calls": [calls[k] for k in sorted(calls)], "finish": finish,
-            "usage": usage, "ids": ids}
+    return {
+        "content": "".join(content),
+        "tool_calls": [calls[k] for k in sorted(calls)],
+        "finish": finish,
+        "usage": usage,
+        "ids": ids,
+    }
 
 
 def frames(body: bytes) -> list[Any]:
@@ -175,6 +232,6 @@ def frames(body: bytes) -> list[Any]:
         if not block:
             continue
         assert block.startswith("data: "), block
-        data = block[len("data: "):]
+        data = block[len("data: ") :]
         out.append(data if data == "[DONE]" else json.loads(data))
     return out

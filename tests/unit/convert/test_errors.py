@@ -20,23 +20,33 @@ def test_T71_invalid_request_with_request_id() -> None:
     """A 400 keeps its message, appends the request id and uses the Anthropic type as code."""
     err = anthropic_error_to_openai(400, _body("invalid_request_error", "messages.1: bad", "req_x"), {})
     assert err.status == 400
-    assert err.to_openai() == {"error": {"message": "messages.1: bad (request_id: req_x)",
-                                         "type": "invalid_request_error", "param": None,
-                                         "code": "invalid_request_error"}}
+    assert err.to_openai() == {
+        "error": {
+            "message": "messages.1: bad (request_id: req_x)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_request_error",
+        }
+    }
 
 
 def test_T72_prompt_too_long() -> None:
     """'prompt is too long' becomes context_length_exceeded."""
     err = anthropic_error_to_openai(
-        400, _body("invalid_request_error", "prompt is too long: 220000 tokens > 200000 maximum"), {})
+        400, _body("invalid_request_error", "prompt is too long: 220000 tokens > 200000 maximum"), {}
+    )
     assert err.status == 400 and err.code == "context_length_exceeded"
 
 
-@pytest.mark.parametrize(("status", "etype", "message", "code"), [
-    (401, "authentication_error", "invalid x-api-key", "authentication_error"),
-    (403, "permission_error", "no access", "permission_error"),
-    (404, "not_found_error", "model: claude-sonnet-4-20250514", "model_not_found"),
-], ids=["T73-401", "T73-403", "T73-404"])
+@pytest.mark.parametrize(
+    ("status", "etype", "message", "code"),
+    [
+        (401, "authentication_error", "invalid x-api-key", "authentication_error"),
+        (403, "permission_error", "no access", "permission_error"),
+        (404, "not_found_error", "model: claude-sonnet-4-20250514", "model_not_found"),
+    ],
+    ids=["T73-401", "T73-403", "T73-404"],
+)
 def test_T73_auth_permission_not_found(status: int, etype: str, message: str, code: str) -> None:
     """401/403/404 keep their status; a 404 naming the model is model_not_found."""
     err = anthropic_error_to_openai(status, _body(etype, message), {})
@@ -56,10 +66,16 @@ def test_T75_spend_cap_not_retried() -> None:
     assert err.headers["x-should-retry"] == "false"
 
 
-@pytest.mark.parametrize(("status", "etype", "otype"), [
-    (402, "billing_error", "insufficient_quota"), (413, "request_too_large", "invalid_request_error"),
-    (500, "api_error", "server_error"), (504, "timeout_error", "server_error"),
-], ids=["T76-402", "T76-413", "T76-500", "T76-504"])
+@pytest.mark.parametrize(
+    ("status", "etype", "otype"),
+    [
+        (402, "billing_error", "insufficient_quota"),
+        (413, "request_too_large", "invalid_request_error"),
+        (500, "api_error", "server_error"),
+        (504, "timeout_error", "server_error"),
+    ],
+    ids=["T76-402", "T76-413", "T76-500", "T76-504"],
+)
 def test_T76_other_statuses(status: int, etype: str, otype: str) -> None:
     """402/413/500/504 keep their status; the code is the Anthropic type."""
     err = anthropic_error_to_openai(status, _body(etype, "x"), {})
@@ -92,6 +108,9 @@ class TestErrorEdges:
 
     def test_ratelimit_headers_translated(self) -> None:
         """anthropic-ratelimit-* counts are exposed under OpenAI's x-ratelimit-* names."""
-        err = anthropic_error_to_openai(429, _body("rate_limit_error", "x"),
-                                        {"anthropic-ratelimit-requests-remaining": "0", "retry-after": "1"})
+        err = anthropic_error_to_openai(
+            429,
+            _body("rate_limit_error", "x"),
+            {"anthropic-ratelimit-requests-remaining": "0", "retry-after": "1"},
+        )
         assert err.headers["x-ratelimit-remaining-requests"] == "0"

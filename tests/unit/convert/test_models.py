@@ -52,13 +52,16 @@ class TestResolve:
 
 
 class TestCapabilities:
-    @pytest.mark.parametrize("model", ["claude-opus-5-5", "claude-sonnet-5-5", "claude-fable-5-1",
-                                       "claude-mythos-5-1"])
+    @pytest.mark.parametrize(
+        "model", ["claude-opus-5-5", "claude-sonnet-5-5", "claude-fable-5-1", "claude-mythos-5-1"]
+    )
     def test_forced_tools_refused(self, model: str) -> None:
         """The models A3/A5 name as rejecting forced tool use are marked so."""
         assert MODELS[model].forced_tool_choice is False
 
-    @pytest.mark.parametrize("model", ["claude-opus-4-7", "claude-opus-4-8", "claude-sonnet-5", "claude-opus-5"])
+    @pytest.mark.parametrize(
+        "model", ["claude-opus-4-7", "claude-opus-4-8", "claude-sonnet-5", "claude-opus-5"]
+    )
     def test_sampling_refused(self, model: str) -> None:
         """4.7+ and 5.x reject sampling parameters."""
         assert MODELS[model].sampling == "none"
@@ -74,7 +77,12 @@ class TestPrices:
         """Spot checks against §6 (USD per million tokens)."""
         p = PRICES["claude-sonnet-5-5"]
         assert (p.input, p.output, p.cache_read, p.cache_write, p.cache_write_1h) == (
-            Decimal("2.00"), Decimal("10.00"), Decimal("0.10"), Decimal("2.50"), Decimal("4.00"))
+            Decimal("2.00"),
+            Decimal("10.00"),
+            Decimal("0.10"),
+            Decimal("2.50"),
+            Decimal("4.00"),
+        )
         assert PRICES["claude-opus-5-5"].cache_read == Decimal("0.20")
         assert PRICES["claude-fable-5-1"].cache_read == Decimal("0.25")
         assert PRICES["claude-sonnet-4-20250514"].output == Decimal("15.00")

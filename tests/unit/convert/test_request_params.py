@@ -18,8 +18,10 @@ from mpp_claude.errors import ConversionError
 
 from .helpers import MODEL, req, user
 
-TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
-         for n in ("a", "b", "f")]
+TOOLS = [
+    {"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+    for n in ("a", "b", "f")
+]
 
 
 def _refused(**fields: Any) -> ConversionError:
@@ -38,21 +40,36 @@ def test_T17_tool_without_parameters() -> None:
 
 def test_T18_strict_tool_on_structured_output_model() -> None:
     """strict: true is forwarded where structured outputs exist and absent elsewhere."""
-    tool = [{"type": "function", "function": {"name": "f", "strict": True,
-                                              "parameters": {"type": "object", "properties": {},
-                                                             "additionalProperties": False}}}]
+    tool = [
+        {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "strict": True,
+                "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+            },
+        }
+    ]
     assert req(model="claude-sonnet-4-6", tools=tool).body["tools"][0]["strict"] is True
     plain = replace(MODELS["claude-sonnet-4-6"], structured_outputs=False)
     table = {**MODELS, "claude-sonnet-4-6": plain}
-    out = chat_request_to_messages({"model": "claude-sonnet-4-6", "messages": [user()], "tools": tool},
-                                   options=ConvertOptions(models=table))
+    out = chat_request_to_messages(
+        {"model": "claude-sonnet-4-6", "messages": [user()], "tools": tool},
+        options=ConvertOptions(models=table),
+    )
     assert "strict" not in out.body["tools"][0]
 
 
-@pytest.mark.parametrize(("choice", "expected"), [
-    ("none", {"type": "none"}), ("auto", {"type": "auto"}), ("required", {"type": "any"}),
-    ({"type": "function", "function": {"name": "f"}}, {"type": "tool", "name": "f"}),
-], ids=["T19-none", "T19-auto", "T19-required", "T19-named"])
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ("none", {"type": "none"}),
+        ("auto", {"type": "auto"}),
+        ("required", {"type": "any"}),
+        ({"type": "function", "function": {"name": "f"}}, {"type": "tool", "name": "f"}),
+    ],
+    ids=["T19-none", "T19-auto", "T19-required", "T19-named"],
+)
 def test_T19_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
     """Each OpenAI tool_choice maps to its Anthropic form."""
     assert req(tools=TOOLS, tool_choice=choice).body["tool_choice"] == expected
@@ -60,18 +77,25 @@ def test_T19_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
 
 def test_T19_named_tool_must_exist() -> None:
     """A named tool_choice that is not in tools is refused."""
-    assert _refused(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "zz"}}).param == "tool_choice"
+    assert (
+        _refused(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "zz"}}).param
+        == "tool_choice"
+    )
 
 
 def test_T20_parallel_false_without_choice() -> None:
     """parallel_tool_calls false creates auto with disable_parallel_tool_use."""
     assert req(tools=TOOLS, parallel_tool_calls=False).body["tool_choice"] == {
-        "type": "auto", "disable_parallel_tool_use": True}
+        "type": "auto",
+        "disable_parallel_tool_use": True,
+    }
 
 
 def test_T21_parallel_false_with_none() -> None:
     """tool_choice none never carries the disable flag."""
-    assert req(tools=TOOLS, tool_choice="none", parallel_tool_calls=False).body["tool_choice"] == {"type": "none"}
+    assert req(tools=TOOLS, tool_choice="none", parallel_tool_calls=False).body["tool_choice"] == {
+        "type": "none"
+    }
 
 
 def test_T22_forced_tool_refused_on_opus_5_5() -> None:
@@ -83,16 +107,23 @@ def test_T22_forced_tool_refused_on_opus_5_5() -> None:
 
 def test_T22_lenient_downgrades_to_auto() -> None:
     """With lenient_tool_choice the choice becomes auto and is listed as degraded."""
-    out = chat_request_to_messages({"model": "claude-opus-5-5", "messages": [user()], "tools": TOOLS,
-                                    "tool_choice": "required"}, options=ConvertOptions(lenient_tool_choice=True))
+    out = chat_request_to_messages(
+        {"model": "claude-opus-5-5", "messages": [user()], "tools": TOOLS, "tool_choice": "required"},
+        options=ConvertOptions(lenient_tool_choice=True),
+    )
     assert out.body["tool_choice"] == {"type": "auto"}
     assert "tool_choice" in out.response_headers()["x-proxy-degraded-params"]
 
 
 def test_T23_allowed_tools_filters_and_forces() -> None:
     """allowed_tools keeps only the listed tools; mode required becomes any."""
-    body = req(tools=TOOLS[:2], tool_choice={"type": "allowed_tools", "allowed_tools": {
-        "mode": "required", "tools": [{"type": "function", "function": {"name": "b"}}]}}).body
+    body = req(
+        tools=TOOLS[:2],
+        tool_choice={
+            "type": "allowed_tools",
+            "allowed_tools": {"mode": "required", "tools": [{"type": "function", "function": {"name": "b"}}]},
+        },
+    ).body
     assert [t["name"] for t in body["tools"]] == ["b"]
     assert body["tool_choice"] == {"type": "any"}
 
@@ -120,8 +151,10 @@ def test_T27_temperature_dropped_on_opus_4_7() -> None:
     assert "temperature" not in out.body
     assert "temperature" in out.response_headers()["x-proxy-ignored-params"]
     with pytest.raises(ConversionError) as info:
-        chat_request_to_messages({"model": "claude-opus-4-7", "messages": [user()], "temperature": 0.2},
-                                 options=ConvertOptions(strict_mode=True))
+        chat_request_to_messages(
+            {"model": "claude-opus-4-7", "messages": [user()], "temperature": 0.2},
+            options=ConvertOptions(strict_mode=True),
+        )
     assert info.value.code == "unsupported_value" and info.value.param == "temperature"
 
 
@@ -131,9 +164,15 @@ def test_T28_temperature_and_top_p_exclusive_on_sonnet_4_5() -> None:
     assert body["temperature"] == 0.3 and "top_p" not in body
 
 
-@pytest.mark.parametrize(("stop", "expected"), [
-    ("END", ["END"]), (["\n", "END", ""], ["END"]), (["\n"], None),
-], ids=["T29-string", "T29-list", "T29-whitespace"])
+@pytest.mark.parametrize(
+    ("stop", "expected"),
+    [
+        ("END", ["END"]),
+        (["\n", "END", ""], ["END"]),
+        (["\n"], None),
+    ],
+    ids=["T29-string", "T29-list", "T29-whitespace"],
+)
 def test_T29_stop_sequences(stop: Any, expected: list[str] | None) -> None:
     """Stop sequences keep non-whitespace entries only; none left means no field."""
     assert req(stop=stop).body.get("stop_sequences") == expected
@@ -153,20 +192,32 @@ def test_T31_logprobs() -> None:
 
 def test_T32_ignored_params_listed_not_forwarded() -> None:
     """OpenAI-only knobs are accepted, not sent, and listed in the ignored header."""
-    fields = {"presence_penalty": 0.5, "frequency_penalty": 0.5, "seed": 1, "logit_bias": {"1": 2}, "store": True,
-              "metadata": {"k": "v"}, "prediction": {"type": "content", "content": "x"},
-              "service_tier": "default", "verbosity": "low"}
+    fields = {
+        "presence_penalty": 0.5,
+        "frequency_penalty": 0.5,
+        "seed": 1,
+        "logit_bias": {"1": 2},
+        "store": True,
+        "metadata": {"k": "v"},
+        "prediction": {"type": "content", "content": "x"},
+        "service_tier": "default",
+        "verbosity": "low",
+    }
     out = req(**fields)
     listed = out.response_headers()["x-proxy-ignored-params"].split(",")
     assert set(fields) <= set(listed)
     assert not set(fields) & set(out.body)
 
 
-@pytest.mark.parametrize(("fields", "expected"), [
-    ({"user": "u_123"}, "u_123"),
-    ({"user": "alice@example.com"}, hashlib.sha256(b"alice@example.com").hexdigest()),
-    ({"safety_identifier": "s1", "user": "u"}, "s1"),
-], ids=["T33-opaque", "T33-email", "T33-safety"])
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"user": "u_123"}, "u_123"),
+        ({"user": "alice@example.com"}, hashlib.sha256(b"alice@example.com").hexdigest()),
+        ({"safety_identifier": "s1", "user": "u"}, "s1"),
+    ],
+    ids=["T33-opaque", "T33-email", "T33-safety"],
+)
 def test_T33_user_id(fields: dict[str, str], expected: str) -> None:
     """user/safety_identifier become metadata.user_id, personal data hashed."""
     assert req(**fields).body["metadata"] == {"user_id": expected}
@@ -174,9 +225,20 @@ def test_T33_user_id(fields: dict[str, str], expected: str) -> None:
 
 def test_T34_json_schema_structured_output() -> None:
     """json_schema maps to output_config.format with a closed, cleaned schema; no tools added."""
-    body = req(model="claude-sonnet-4-6", response_format={"type": "json_schema", "json_schema": {
-        "name": "x", "schema": {"type": "object", "properties": {"a": {"type": "string", "minLength": 2}},
-                                "required": ["a"]}}}).body
+    body = req(
+        model="claude-sonnet-4-6",
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "x",
+                "schema": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string", "minLength": 2}},
+                    "required": ["a"],
+                },
+            },
+        },
+    ).body
     schema = body["output_config"]["format"]["schema"]
     assert body["output_config"]["format"]["type"] == "json_schema"
     assert schema["additionalProperties"] is False
@@ -205,8 +267,10 @@ def test_T37_budget_bounded_by_client_limit() -> None:
     """A client limit bounds the budget (limit - 1); a limit too small is refused."""
     body = req(model="claude-sonnet-4-5", reasoning_effort="high", max_completion_tokens=2000).body
     assert body["thinking"]["budget_tokens"] == 1999
-    assert _refused(model="claude-sonnet-4-5", reasoning_effort="high",
-                    max_completion_tokens=1000).param == "max_completion_tokens"
+    assert (
+        _refused(model="claude-sonnet-4-5", reasoning_effort="high", max_completion_tokens=1000).param
+        == "max_completion_tokens"
+    )
 
 
 def test_T38_adaptive_effort_on_opus_4_8() -> None:
@@ -216,11 +280,15 @@ def test_T38_adaptive_effort_on_opus_4_8() -> None:
     assert body["output_config"] == {"effort": "medium"}
 
 
-@pytest.mark.parametrize(("model", "thinking", "effort", "degraded"), [
-    ("claude-sonnet-5", {"type": "disabled"}, None, False),
-    ("claude-sonnet-5-5", {"type": "between_tools"}, None, False),
-    ("claude-opus-5-5", {"type": "adaptive"}, "low", True),
-], ids=["T39-sonnet-5", "T39-sonnet-5-5", "T39-opus-5-5"])
+@pytest.mark.parametrize(
+    ("model", "thinking", "effort", "degraded"),
+    [
+        ("claude-sonnet-5", {"type": "disabled"}, None, False),
+        ("claude-sonnet-5-5", {"type": "between_tools"}, None, False),
+        ("claude-opus-5-5", {"type": "adaptive"}, "low", True),
+    ],
+    ids=["T39-sonnet-5", "T39-sonnet-5-5", "T39-opus-5-5"],
+)
 def test_T39_reasoning_none(model: str, thinking: dict[str, str], effort: str | None, degraded: bool) -> None:
     """none disables thinking where possible, else the lightest thinking the model allows."""
     out = req(model=model, reasoning_effort="none")
@@ -234,8 +302,11 @@ def test_T40_xhigh_falls_back_to_high() -> None:
     assert req(model="claude-opus-4-6", reasoning_effort="xhigh").body["output_config"] == {"effort": "high"}
 
 
-@pytest.mark.parametrize("fields", [{"modalities": ["text", "audio"]}, {"audio": {"voice": "alloy", "format": "mp3"}}],
-                         ids=["T41-modalities", "T41-audio"])
+@pytest.mark.parametrize(
+    "fields",
+    [{"modalities": ["text", "audio"]}, {"audio": {"voice": "alloy", "format": "mp3"}}],
+    ids=["T41-modalities", "T41-audio"],
+)
 def test_T41_audio_output_refused(fields: dict[str, Any]) -> None:
     """Audio output has no Claude equivalent: 400."""
     assert _refused(**fields).message == "audio output is not supported"
@@ -254,8 +325,12 @@ def test_T42_web_search_when_enabled() -> None:
 class TestParamEdges:
     def test_forced_tool_refused_with_manual_thinking(self) -> None:
         """Manual (enabled) thinking forbids forced tool use."""
-        assert _refused(model="claude-sonnet-4-5", reasoning_effort="low", tools=TOOLS,
-                        tool_choice="required").param == "tool_choice"
+        assert (
+            _refused(
+                model="claude-sonnet-4-5", reasoning_effort="low", tools=TOOLS, tool_choice="required"
+            ).param
+            == "tool_choice"
+        )
 
     def test_custom_tools_refused(self) -> None:
         """Grammar/custom tools have no equivalent."""

@@ -28,7 +28,9 @@ def _complete(msg: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
 
 def test_T49_text_answer_envelope() -> None:
     """A text answer gets the full chat.completion envelope and usage details."""
-    out = _complete(message([{"type": "text", "text": "Hello"}], usage={"input_tokens": 10, "output_tokens": 5}))
+    out = _complete(
+        message([{"type": "text", "text": "Hello"}], usage={"input_tokens": 10, "output_tokens": 5})
+    )
     assert out["object"] == "chat.completion" and out["id"].startswith("chatcmpl-")
     choice = out["choices"][0]
     assert choice["message"]["role"] == "assistant" and choice["message"]["content"] == "Hello"
@@ -52,13 +54,21 @@ def test_T50_tool_call_only() -> None:
 
 def test_T51_text_and_tool_call() -> None:
     """Text plus tool_use sets both content and tool_calls."""
-    msg = _complete(message([{"type": "text", "text": "Let me check"}, TOOL], "tool_use"))["choices"][0]["message"]
+    msg = _complete(message([{"type": "text", "text": "Let me check"}, TOOL], "tool_use"))["choices"][0][
+        "message"
+    ]
     assert msg["content"] == "Let me check" and len(msg["tool_calls"]) == 1
 
 
-@pytest.mark.parametrize(("reason", "expected"), [
-    ("max_tokens", "length"), ("model_context_window_exceeded", "length"), ("stop_sequence", "stop"),
-], ids=["T52-max_tokens", "T52-context", "T52-stop_sequence"])
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("max_tokens", "length"),
+        ("model_context_window_exceeded", "length"),
+        ("stop_sequence", "stop"),
+    ],
+    ids=["T52-max_tokens", "T52-context", "T52-stop_sequence"],
+)
 def test_T52_finish_reasons(reason: str, expected: str) -> None:
     """Length-like stops map to length; stop_sequence to stop."""
     out = _complete(message([{"type": "text", "text": "x"}], reason))
@@ -78,14 +88,21 @@ def test_T53_refusal() -> None:
 def test_T54_pause_turn_continuation_and_merge() -> None:
     """pause_turn: the continuation ends with the paused content; the merged answer sums usage."""
     mapped = req()
-    paused = message([{"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
-                      {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
-                      {"type": "text", "text": "Found "}], "pause_turn",
-                     usage={"input_tokens": 10, "output_tokens": 3})
+    paused = message(
+        [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            {"type": "text", "text": "Found "},
+        ],
+        "pause_turn",
+        usage={"input_tokens": 10, "output_tokens": 3},
+    )
     body = continue_after_pause(mapped, paused)
     assert body["messages"][-1] == {"role": "assistant", "content": paused["content"]}
     assert len(mapped.body["messages"]) == 1  # original untouched
-    final = message([{"type": "text", "text": "it."}], "end_turn", usage={"input_tokens": 20, "output_tokens": 4})
+    final = message(
+        [{"type": "text", "text": "it."}], "end_turn", usage={"input_tokens": 20, "output_tokens": 4}
+    )
     out = _complete(merge_paused([paused, final]))
     assert out["choices"][0]["message"]["content"] == "Found it."
     assert "tool_calls" not in out["choices"][0]["message"]
@@ -95,17 +112,27 @@ def test_T54_pause_turn_continuation_and_merge() -> None:
 
 def test_T55_cache_usage() -> None:
     """Cached tokens are inside prompt_tokens and reported in the details."""
-    usage = _complete(message([{"type": "text", "text": "x"}], usage={
-        "input_tokens": 100, "cache_read_input_tokens": 900, "cache_creation_input_tokens": 50,
-        "output_tokens": 20}))["usage"]
+    usage = _complete(
+        message(
+            [{"type": "text", "text": "x"}],
+            usage={
+                "input_tokens": 100,
+                "cache_read_input_tokens": 900,
+                "cache_creation_input_tokens": 50,
+                "output_tokens": 20,
+            },
+        )
+    )["usage"]
     assert usage["prompt_tokens"] == 1050 and usage["total_tokens"] == 1070
     assert usage["prompt_tokens_details"] == {"cached_tokens": 900, "cache_write_tokens": 50}
 
 
 def test_T56_thinking_hidden_by_default() -> None:
     """Thinking text is not returned unless exposed; reasoning tokens are reported."""
-    msg = message([{"type": "thinking", "thinking": "hmm", "signature": "s"}, {"type": "text", "text": "42"}],
-                  usage={"input_tokens": 1, "output_tokens": 40, "output_tokens_details": {"thinking_tokens": 30}})
+    msg = message(
+        [{"type": "thinking", "thinking": "hmm", "signature": "s"}, {"type": "text", "text": "42"}],
+        usage={"input_tokens": 1, "output_tokens": 40, "output_tokens_details": {"thinking_tokens": 30}},
+    )
     out = _complete(msg)
     assert out["choices"][0]["message"]["content"] == "42"
     assert "reasoning_content" not in out["choices"][0]["message"]
@@ -116,7 +143,9 @@ def test_T56_thinking_hidden_by_default() -> None:
 @pytest.mark.parametrize("reason", [None, "something_new"], ids=["T57-null", "T57-unknown"])
 def test_T57_unknown_stop_reason(reason: str | None) -> None:
     """Null or unknown stop reasons never leave OpenAI's enum: stop."""
-    assert _complete(message([{"type": "text", "text": "x"}], reason))["choices"][0]["finish_reason"] == "stop"
+    assert (
+        _complete(message([{"type": "text", "text": "x"}], reason))["choices"][0]["finish_reason"] == "stop"
+    )
 
 
 class TestResponseEdges:
@@ -143,7 +172,14 @@ class TestResponseEdges:
 
     def test_server_tool_use_not_a_tool_call(self) -> None:
         """A tool_use stop with only server tools gives finish stop and no tool_calls."""
-        out = _complete(message([{"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}},
-                                 {"type": "text", "text": "ok"}], "tool_use"))
+        out = _complete(
+            message(
+                [
+                    {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}},
+                    {"type": "text", "text": "ok"},
+                ],
+                "tool_use",
+            )
+        )
         assert out["choices"][0]["finish_reason"] == "stop"
         assert "tool_calls" not in out["choices"][0]["message"]

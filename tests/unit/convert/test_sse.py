@@ -9,13 +9,19 @@ from hypothesis import strategies as st
 from mpp_claude.convert import SseEvent, SseParser
 from mpp_claude.errors import ConversionError
 
-RAW = (b": comment\n"
-       b"event: message_start\ndata: {\"a\": 1}\n\n"
-       b"event: ping\r\ndata: {}\r\n\r\n"
-       b"data: line1\rdata: line2\r\r"
-       b"event: x\ndata:no-space\nid: 7\nretry: 10\n\n")
-EXPECTED = [SseEvent("message_start", '{"a": 1}'), SseEvent("ping", "{}"),
-            SseEvent("message", "line1\nline2"), SseEvent("x", "no-space")]
+RAW = (
+    b": comment\n"
+    b'event: message_start\ndata: {"a": 1}\n\n'
+    b"event: ping\r\ndata: {}\r\n\r\n"
+    b"data: line1\rdata: line2\r\r"
+    b"event: x\ndata:no-space\nid: 7\nretry: 10\n\n"
+)
+EXPECTED = [
+    SseEvent("message_start", '{"a": 1}'),
+    SseEvent("ping", "{}"),
+    SseEvent("message", "line1\nline2"),
+    SseEvent("x", "no-space"),
+]
 
 
 def _parse(chunks: list[bytes]) -> list[SseEvent]:

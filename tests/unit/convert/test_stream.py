@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import openai
 import pytest
@@ -68,15 +67,24 @@ def test_T59_include_usage() -> None:
 
 def test_T60_parallel_tool_slots_are_dense() -> None:
     """Tool blocks 1 and 2 become tool_calls indexes 0 and 1; arguments parse to the inputs."""
-    msg = message([{"type": "text", "text": "Two calls"},
-                   {"type": "tool_use", "id": "toolu_a", "name": "f", "input": {"x": 1}},
-                   {"type": "tool_use", "id": "toolu_b", "name": "g", "input": {"y": [1, 2]}}], "tool_use")
+    msg = message(
+        [
+            {"type": "text", "text": "Two calls"},
+            {"type": "tool_use", "id": "toolu_a", "name": "f", "input": {"x": 1}},
+            {"type": "tool_use", "id": "toolu_b", "name": "g", "input": {"y": [1, 2]}},
+        ],
+        "tool_use",
+    )
     chunks = frames(translate(events_for(msg)))[:-1]
-    firsts = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks
-              if c["choices"][0]["delta"].get("tool_calls") and "id" in c["choices"][0]["delta"]["tool_calls"][0]]
+    firsts = [
+        c["choices"][0]["delta"]["tool_calls"][0]
+        for c in chunks
+        if c["choices"][0]["delta"].get("tool_calls") and "id" in c["choices"][0]["delta"]["tool_calls"][0]
+    ]
     assert [(f["index"], f["id"], f["type"], f["function"]) for f in firsts] == [
         (0, "toolu_a", "function", {"name": "f", "arguments": ""}),
-        (1, "toolu_b", "function", {"name": "g", "arguments": ""})]
+        (1, "toolu_b", "function", {"name": "g", "arguments": ""}),
+    ]
     calls = concat(sdk_stream(translate(events_for(msg))))["tool_calls"]
     assert [json.loads(c["arguments"]) for c in calls] == [{"x": 1}, {"y": [1, 2]}]
 
@@ -106,8 +114,9 @@ def test_T63_midstream_error() -> None:
     evs.append(("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
     out = frames(translate(evs))
     assert [c["choices"][0]["delta"].get("content") for c in out[1:3]] == ["Hello", "!"]
-    assert out[-1] == {"error": {"message": "Overloaded", "type": "server_error", "param": None,
-                                 "code": "overloaded_error"}}
+    assert out[-1] == {
+        "error": {"message": "Overloaded", "type": "server_error", "param": None, "code": "overloaded_error"}
+    }
     assert not any(isinstance(c, dict) and c.get("choices") and c["choices"][0]["finish_reason"] for c in out)
     with pytest.raises(openai.APIError):
         sdk_stream(translate(evs))
@@ -115,7 +124,9 @@ def test_T63_midstream_error() -> None:
 
 def test_T64_pre_stream_529_is_json_503() -> None:
     """Upstream 529 before any event is a plain 503 JSON error (not SSE)."""
-    err = anthropic_error_to_openai(529, b'{"type":"error","error":{"type":"overloaded_error","message":"x"}}', {})
+    err = anthropic_error_to_openai(
+        529, b'{"type":"error","error":{"type":"overloaded_error","message":"x"}}', {}
+    )
     assert err.status == 503 and err.to_openai()["error"]["code"] == "overloaded_error"
 
 
@@ -125,10 +136,21 @@ def test_T65_thinking_replayed_on_next_turn() -> None:
     msg = message([think, {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {}}], "tool_use")
     store = ThinkingStore()
     translate(events_for(msg), thinking_store=store, now=100)
-    turn2 = {"model": "claude-sonnet-5", "tools": [{"type": "function", "function": {"name": "f"}}],
-             "messages": [user(), {"role": "assistant", "content": None, "tool_calls": [
-                 {"id": "toolu_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-                          {"role": "tool", "tool_call_id": "toolu_9", "content": "done"}]}
+    turn2 = {
+        "model": "claude-sonnet-5",
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "messages": [
+            user(),
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "toolu_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "toolu_9", "content": "done"},
+        ],
+    }
     body = chat_request_to_messages(turn2, thinking_store=store, now=200).body
     assert body["messages"][1]["content"][0] == think
     assert body["messages"][1]["content"][1]["id"] == "toolu_9"
@@ -137,10 +159,20 @@ def test_T65_thinking_replayed_on_next_turn() -> None:
 
 def test_T65_cache_off_disables_thinking() -> None:
     """Without the blocks, a model that allows it gets thinking disabled for the open loop."""
-    turn2 = {"model": "claude-sonnet-5", "tools": [{"type": "function", "function": {"name": "f"}}],
-             "messages": [user(), {"role": "assistant", "tool_calls": [
-                 {"id": "toolu_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-                          {"role": "tool", "tool_call_id": "toolu_9", "content": "done"}]}
+    turn2 = {
+        "model": "claude-sonnet-5",
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "messages": [
+            user(),
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "toolu_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "toolu_9", "content": "done"},
+        ],
+    }
     body = chat_request_to_messages(turn2).body
     assert body["thinking"] == {"type": "disabled"}
     assert body["messages"][1]["content"][0]["type"] == "tool_use"
@@ -165,9 +197,13 @@ def test_T67_unknown_event_ignored() -> None:
 
 def test_T68_server_tools_hidden() -> None:
     """server_tool_use (with JSON deltas) and search results produce no chunks; text passes."""
-    msg = message([{"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "cats"}},
-                   {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
-                   {"type": "text", "text": "Cats are great."}])
+    msg = message(
+        [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "cats"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            {"type": "text", "text": "Cats are great."},
+        ]
+    )
     got = concat(sdk_stream(translate(events_for(msg))))
     assert got["content"] == "Cats are great." and got["tool_calls"] == []
     assert got["finish"] == ["stop"]
@@ -175,12 +211,19 @@ def test_T68_server_tools_hidden() -> None:
 
 PARITY = {
     "text": message([{"type": "text", "text": "Hello, world. ünïcødé ✓"}]),
-    "tools": message([{"type": "text", "text": "Checking"},
-                      {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "SF"}},
-                      {"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}}], "tool_use",
-                     usage={"input_tokens": 472, "cache_read_input_tokens": 30, "output_tokens": 89}),
-    "thinking": message([{"type": "thinking", "thinking": "hmm", "signature": "s"},
-                         {"type": "text", "text": "42"}], "max_tokens"),
+    "tools": message(
+        [
+            {"type": "text", "text": "Checking"},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "SF"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}},
+        ],
+        "tool_use",
+        usage={"input_tokens": 472, "cache_read_input_tokens": 30, "output_tokens": 89},
+    ),
+    "thinking": message(
+        [{"type": "thinking", "thinking": "hmm", "signature": "s"}, {"type": "text", "text": "42"}],
+        "max_tokens",
+    ),
 }
 
 
@@ -195,9 +238,10 @@ def test_T69_stream_and_json_agree(name: str) -> None:
     choice = whole["choices"][0]
     assert got["content"] == (choice["message"]["content"] or "")
     assert got["finish"] == [choice["finish_reason"]]
-    expected_calls = [{"id": c["id"], "name": c["function"]["name"],
-                       "arguments": json.loads(c["function"]["arguments"])}
-                      for c in choice["message"].get("tool_calls", [])]
+    expected_calls = [
+        {"id": c["id"], "name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
+        for c in choice["message"].get("tool_calls", [])
+    ]
     assert [{**c, "arguments": json.loads(c["arguments"])} for c in got["tool_calls"]] == expected_calls
     assert got["usage"] == CompletionUsage.model_validate(whole["usage"]).model_dump()
     assert got["ids"] == {whole["id"]}
@@ -206,9 +250,15 @@ def test_T69_stream_and_json_agree(name: str) -> None:
 def test_T70_cumulative_usage() -> None:
     """message_delta output_tokens replaces message_start's placeholder (never summed)."""
     t = StreamTranslator(model=MODEL, created=1, include_usage=True)
-    t.feed_event("message_start", {"message": {"id": "m", "usage": {"input_tokens": 25,
-                                                                     "cache_read_input_tokens": 0,
-                                                                     "output_tokens": 1}}})
+    t.feed_event(
+        "message_start",
+        {
+            "message": {
+                "id": "m",
+                "usage": {"input_tokens": 25, "cache_read_input_tokens": 0, "output_tokens": 1},
+            }
+        },
+    )
     t.feed_event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 15}})
     out = frames(t.feed_event("message_stop", {}))
     assert out[0]["usage"]["prompt_tokens"] == 25 and out[0]["usage"]["completion_tokens"] == 15
@@ -217,10 +267,12 @@ def test_T70_cumulative_usage() -> None:
 class TestStreamEdges:
     def test_pause_turn_continues_in_same_stream(self) -> None:
         """A paused stream continues with the next upstream stream: one id, one finish, summed usage."""
-        first = message([{"type": "text", "text": "Found "}], "pause_turn",
-                        usage={"input_tokens": 10, "output_tokens": 3})
-        second = message([{"type": "text", "text": "it."}], usage={"input_tokens": 20, "output_tokens": 4},
-                         msg_id="msg_02")
+        first = message(
+            [{"type": "text", "text": "Found "}], "pause_turn", usage={"input_tokens": 10, "output_tokens": 3}
+        )
+        second = message(
+            [{"type": "text", "text": "it."}], usage={"input_tokens": 20, "output_tokens": 4}, msg_id="msg_02"
+        )
         t = StreamTranslator(model=MODEL, created=1, include_usage=True)
         body = b"".join(t.feed_event(n, d) for n, d in events_for(first))
         assert t.paused and not t.done

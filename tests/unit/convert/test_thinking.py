@@ -60,6 +60,12 @@ def test_bad_config() -> None:
 def test_blocks_by_tool_id() -> None:
     """Each tool_use gets the thinking blocks since the previous tool_use."""
     red = {"type": "redacted_thinking", "data": "zz"}
-    content = [BLOCK, {"type": "text", "text": "x"}, {"type": "tool_use", "id": "a"},
-               {"type": "tool_use", "id": "b"}, red, {"type": "tool_use", "id": "c"}]
+    content = [
+        BLOCK,
+        {"type": "text", "text": "x"},
+        {"type": "tool_use", "id": "a"},
+        {"type": "tool_use", "id": "b"},
+        red,
+        {"type": "tool_use", "id": "c"},
+    ]
     assert blocks_by_tool_id(content) == [("a", [BLOCK]), ("c", [red])]
