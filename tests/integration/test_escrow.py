@@ -292,3 +292,42 @@ def test_gas_used_by_escrow_transactions(devnet: Devnet, domain: VoucherDomain) 
         assert 0 < sent.gas_used < limit
     assert hex_int(closed.receipt["status"]) == 1
     assert _state(net, cid).finalized
+
+
+def test_server_open_flow_from_raw_transaction(devnet: Devnet, domain: VoucherDomain) -> None:
+    """Payer signs approve+open; server decodes, verifies, broadcasts, checks state and the 0 voucher."""
+    from mpp_claude.tempo import tx as txmod
+    from mpp_claude.tempo.session.transactions import build_tx, sign_and_encode
+    from mpp_claude.tempo.session.verify import check_open_transaction
+
+    net, escrow, rpc = devnet, devnet.escrow_address, devnet.rpc
+    payer, payee = _party(net, 3 * UNIT), _party(net, 0)
+    salt = os.urandom(32)
+    unsigned = build_tx(open_calls(escrow, payee=payee.address, token=TOKEN, deposit=2 * UNIT, salt=salt),
+                        chain_id=net.chain_id, nonce=rpc.nonce(payer.address), gas_limit=GAS_OPEN,
+                        max_fee_per_gas=2 * rpc.base_fee() + 1, fee_token=FEE)
+    raw = sign_and_encode(unsigned, payer.signer)
+    claimed = compute_channel_id(payer=payer.address, payee=payee.address, token=TOKEN, salt=salt,
+                                 authorized_signer="0x" + "00" * 20, escrow=escrow, chain_id=net.chain_id)
+    initial = sign_voucher(payer.signer, domain, claimed, 0)
+
+    # server side
+    opened = check_open_transaction(txmod.decode(raw).tx, escrow=escrow, chain_id=net.chain_id,
+                                    payee=payee.address, token=TOKEN, channel_id=claimed, min_deposit=UNIT)
+    receipt = rpc.wait_for_receipt(rpc.send_raw(raw))
+    assert hex_int(receipt["status"]) == 1
+    state = read_channel(rpc, escrow, opened.channel_id)
+    check_channel_terms(state, opened.channel_id, payee=payee.address, token=TOKEN)
+    acc = accept_voucher(ChannelAccount(opened.channel_id), initial, state, domain)
+    assert acc.outcome is VoucherOutcome.ACCEPTED and acc.signer == opened.payer == payer.address
+    assert state.deposit == 2 * UNIT
+
+
+def test_deploy_with_a_signed_tempo_create(devnet: Devnet) -> None:
+    """deploy_escrow with a funded key sends a 0x76 CREATE and checks the code that landed."""
+    from mpp_claude.tempo.escrow.deploy import deploy_escrow
+
+    deployer = _party(devnet, 0)
+    address = deploy_escrow(devnet.rpc, deployer=deployer.signer, fee_token=FEE)
+    assert address != devnet.escrow_address
+    assert devnet.rpc.call("eth_getCode", [address, "latest"]) == artifact()["deployedBytecode"]

@@ -4,6 +4,7 @@
 * ``channel``: channel ids, escrow calldata, ``getChannel`` state and escrow events.
 * ``accounting``: the server's voucher acceptance, charging and close rules.
 * ``transactions``: escrow calls as signed Tempo ``0x76`` transactions.
+* ``verify``: server checks of a payer's ``open`` / ``topUp`` transaction before broadcasting.
 * ``onchain``: read a channel, simulate and send escrow transactions through an ``RpcClient``.
 
 Spec: draft-tempo-session-00 (shared/docs/mpp-protocol.md §4), protocol ``v1`` (contract
@@ -39,6 +40,7 @@ from .channel import (
     decode_top_up,
     escrow_events,
 )
+from .verify import OpenedChannel, check_open_transaction, check_top_up_transaction
 from .voucher import (
     Voucher,
     VoucherDomain,
@@ -57,6 +59,7 @@ __all__ = [
     "ChannelState",
     "EscrowEvent",
     "OpenCall",
+    "OpenedChannel",
     "Voucher",
     "VoucherDomain",
     "VoucherOutcome",
@@ -65,6 +68,8 @@ __all__ = [
     "check_channel_live",
     "check_channel_terms",
     "check_close_voucher",
+    "check_open_transaction",
+    "check_top_up_transaction",
     "compute_channel_id",
     "decode_channel_state",
     "decode_escrow_log",
