@@ -8,7 +8,6 @@ openai SDK's ``with_raw_response`` wrappers and ``APIStatusError``s.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from ..protocol.receipt import Receipt
@@ -16,6 +15,12 @@ from ..tempo import tip20
 
 EXT_RECEIPT = "mpp_receipt"
 EXT_QUOTE = "mpp_quote"
+
+
+def display(amount: int, decimals: int = tip20.DECIMALS) -> str:
+    """Base units as a plain decimal string without trailing zeros: ``10000`` -> ``"0.01"``."""
+    text = format(tip20.to_display(amount, decimals), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +48,9 @@ class Quote:
     budget_left: dict[str, int]
 
     @property
-    def display_amount(self) -> Decimal:
-        """``amount`` in whole tokens (``Decimal``, for display only)."""
-        return tip20.to_display(self.amount, self.decimals)
+    def display_amount(self) -> str:
+        """``amount`` in whole tokens without trailing zeros (``"0.01"``), for display only."""
+        return display(self.amount, self.decimals)
 
     def __str__(self) -> str:
         return (f"{self.display_amount} {self.symbol} to {self.payee} for {self.origin}{self.path} "
@@ -87,8 +92,8 @@ class PaymentReceipt:
         return self.receipt.reference if self.receipt is not None else self.tx_hash
 
     @property
-    def display_amount(self) -> Decimal:
-        return tip20.to_display(self.amount)
+    def display_amount(self) -> str:
+        return display(self.amount)
 
 
 def receipt_of(response: Any) -> PaymentReceipt | None:

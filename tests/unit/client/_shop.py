@@ -32,30 +32,33 @@ class Shop:
 
     def __init__(self, *, price: int = 10_000, payee: str = PAYEE, chain_id: int = 31337,
                  currency: str = tip20.PATH_USD, expires_in: float = 300, paid_status: int = 200,
-                 realm: str = "shop.test", stream: bool = False, method: str = "tempo") -> None:
+                 realm: str = "shop.test", stream: bool = False, method: str = "tempo", mod: Any = httpx2,
+                 fail_first_paid: bool = False) -> None:
         self.price, self.payee, self.chain_id, self.currency = price, payee, chain_id, currency
         self.expires_in, self.paid_status, self.realm, self.stream = expires_in, paid_status, realm, stream
-        self.method = method
-        self.requests: list[httpx2.Request] = []
+        self.method, self.mod, self.fail_first_paid = method, mod, fail_first_paid
+        self.requests: list[Any] = []
+        self.issued = 0
         self.accepted: list[Credential] = []
         self.used: set[str] = set()
         self.stored: dict[str, tuple[int, bytes, dict[str, str]]] = {}
-        self.on_paid: Callable[[httpx2.Request], None] | None = None
+        self.on_paid: Callable[[Any], None] | None = None
 
     def challenge(self) -> Challenge:
         request: dict[str, Any] = {"amount": str(self.price), "currency": self.currency,
                                    "recipient": self.payee, "methodDetails": {"chainId": self.chain_id}}
         expires = datetime.now(timezone.utc) + timedelta(seconds=self.expires_in)
+        self.issued += 1  # a nonce in opaque makes every challenge id unique, as real servers do
         return new_challenge(SECRET, realm=self.realm, method=self.method, intent="charge", request=request,
-                             expires=expires.replace(microsecond=0))
+                             expires=expires.replace(microsecond=0), opaque={"n": str(self.issued)})
 
-    def _402(self, problem: Problem | None = None) -> httpx2.Response:
+    def _402(self, problem: Problem | None = None) -> Any:
         body = (problem or Problem.of("payment-required", "pay first")).to_json()
-        return httpx2.Response(402, headers={"www-authenticate": format_challenge(self.challenge()),
+        return self.mod.Response(402, headers={"www-authenticate": format_challenge(self.challenge()),
                                              "content-type": "application/problem+json",
                                              "cache-control": "no-store"}, content=body)
 
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+    def __call__(self, request: Any) -> Any:
         self.requests.append(request)
         auth = request.headers.get("authorization", "")
         key = request.headers.get("idempotency-key")
@@ -64,7 +67,7 @@ class Shop:
         cred = parse_credential(auth)
         if key and key in self.stored:
             status, body, headers = self.stored[key]
-            return httpx2.Response(status, headers=headers, content=body)
+            return self.mod.Response(status, headers=headers, content=body)
         if not verify_challenge_id(SECRET, cred.challenge) or cred.challenge.id in self.used:
             return self._402(Problem.of("invalid-challenge", "challenge already used or unknown"))
         self.used.add(cred.challenge.id)
@@ -72,7 +75,7 @@ class Shop:
         if self.on_paid is not None:
             self.on_paid(request)
         if self.paid_status != 200:
-            return httpx2.Response(self.paid_status, json={"error": {"message": "upstream failed"}})
+            return self.mod.Response(self.paid_status, json={"error": {"message": "upstream failed"}})
         receipt = Receipt(status="success", timestamp="2026-11-25T12:00:00Z", reference="0x" + "cd" * 32,
                           method="tempo")
         headers = {"payment-receipt": format_receipt(receipt), "cache-control": "private"}
@@ -82,10 +85,13 @@ class Shop:
                     b'"choices":[]}\n\ndata: [DONE]\n\n')
         else:
             headers["content-type"] = "application/json"
-            body = json.dumps(completion()).encode()
+            shape = message() if request.url.path.endswith("/messages") else completion()
+            body = json.dumps(shape).encode()
         if key:
             self.stored[key] = (200, body, headers)
-        return httpx2.Response(200, headers=headers, content=body)
+        if self.fail_first_paid and len(self.accepted) == 1:
+            return self.mod.Response(500, json={"error": {"message": "upstream failed after payment"}})
+        return self.mod.Response(200, headers=headers, content=body)
 
 
 def completion() -> dict[str, Any]:
@@ -93,6 +99,12 @@ def completion() -> dict[str, Any]:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def message() -> dict[str, Any]:
+    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1}}
 
 
 class FakePayer:
