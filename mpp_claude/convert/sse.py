@@ -48,12 +48,11 @@ class SseParser:
     """
 
     def __init__(self, *, max_event_bytes: int = 16 * 1024 * 1024) -> None:
-        self._buf = bytearray()
+        self._buf = b""
         self._event = ""
         self._data: list[str] = []
         self._size = 0
         self._max = max_event_bytes
-        self._skip_lf = False
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """Parse ``chunk``; returns the events completed by it (possibly none).
@@ -61,33 +60,25 @@ class SseParser:
         Raises:
             ConversionError: 502 when an event exceeds ``max_event_bytes``.
         """
-        if not chunk:
+        if b"\n" not in chunk and b"\r" not in chunk:  # no line ends: only buffer
+            self._buf += chunk
+            if len(self._buf) > self._max:
+                raise self._too_big()
             return []
-        buf = self._buf
-        if self._skip_lf and chunk[:1] == b"\n":
-            chunk = chunk[1:]
-        self._skip_lf = False
-        buf += chunk
+        work = self._buf + chunk
+        held = b""
+        if work[-1:] == b"\r":  # a CR at the end: a following LF may belong to it
+            work, held = work[:-1], b"\r"
+        if b"\r" in work:
+            work = work.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        cut = work.rfind(b"\n")
+        self._buf = work[cut + 1:] + held
         events: list[SseEvent] = []
-        start = 0
-        n = len(buf)
-        while start < n:
-            lf = buf.find(b"\n", start)
-            cr = buf.find(b"\r", start, lf if lf >= 0 else n)
-            if cr >= 0:
-                end, nxt = cr, cr + 1
-                if nxt < n and buf[nxt] == 0x0A:
-                    nxt += 1
-                elif nxt == n:
-                    self._skip_lf = True  # a CR at the end: a following LF belongs to it
-            elif lf >= 0:
-                end, nxt = lf, lf + 1
-            else:
-                break
-            self._line(bytes(buf[start:end]), events)
-            start = nxt
-        del buf[:start]
-        if len(buf) > self._max:
+        if cut >= 0:
+            # splitting at LF never cuts a UTF-8 sequence, so the complete part decodes as a whole
+            for line in work[:cut].decode("utf-8", "replace").split("\n"):
+                self._line(line, events)
+        if len(self._buf) > self._max:
             raise self._too_big()
         return events
 
@@ -98,9 +89,10 @@ class SseParser:
         stream from the missing ``message_stop`` instead.)
         """
         events: list[SseEvent] = []
-        if self._buf:
-            self._line(bytes(self._buf), events)
-            self._buf.clear()
+        rest = self._buf.rstrip(b"\r")
+        if rest:
+            self._line(rest.decode("utf-8", "replace"), events)
+        self._buf = b""
         self._event, self._data, self._size = "", [], 0
         return events
 
@@ -108,21 +100,19 @@ class SseParser:
         return ConversionError("upstream event too large", status=502, type="server_error",
                                code="upstream_invalid_response")
 
-    def _line(self, raw: bytes, events: list[SseEvent]) -> None:
-        if not raw:
-            if self._data or self._event:
-                if self._data:
-                    events.append(SseEvent(self._event or "message", "\n".join(self._data)))
-                self._event, self._data, self._size = "", [], 0
+    def _line(self, line: str, events: list[SseEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(SseEvent(self._event or "message", "\n".join(self._data)))
+            self._event, self._data, self._size = "", [], 0
             return
-        if raw[:1] == b":":
+        if line[0] == ":":
             return
-        line = raw.decode("utf-8", "replace")
         name, sep, value = line.partition(":")
         if sep and value[:1] == " ":
             value = value[1:]
         if name == "data":
-            self._size += len(raw)
+            self._size += len(value)
             if self._size > self._max:
                 raise self._too_big()
             self._data.append(value)
