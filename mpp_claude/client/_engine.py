@@ -308,6 +308,13 @@ class Engine:
         if ticket.ledger_id is not None:
             self.ledger.release(ticket.ledger_id, error=why, now=time.time())
 
+    def _hold(self, ticket: _Ticket, exc: PaymentOutcomeUnknown) -> None:
+        """Money may have moved: keep every reservation; the ledger row waits for reconcile()."""
+        if ticket.ledger_id is not None:
+            tx = exc.details.get("tx_hash")
+            self.ledger.mark_signed(ticket.ledger_id, tx_hash=tx, valid_before=None, now=time.time())
+            self.ledger.mark_unknown(ticket.ledger_id, error=str(exc), now=time.time())
+
     def _signed(self, att: Attempt, pay: Pay, ticket: _Ticket, signed: Signed) -> Resend:
         ticket.signed = signed
         if ticket.ledger_id is not None:
@@ -366,6 +373,9 @@ class SyncEngine(Engine):
                 signed = self.payer.sign(pay.challenge, pay.charge)
             except ApprovalDenied:
                 raise
+            except PaymentOutcomeUnknown as exc:  # push mode: broadcast, not confirmed
+                self._hold(ticket, exc)
+                raise
             except BaseException as exc:
                 self._abort(ticket, f"{type(exc).__name__}: {exc}")
                 raise
@@ -421,6 +431,9 @@ class AsyncEngine(Engine):
                         raise self._denied(ticket)
                 signed = await self.payer.sign(pay.challenge, pay.charge)
             except ApprovalDenied:
+                raise
+            except PaymentOutcomeUnknown as exc:  # push mode: broadcast, not confirmed
+                self._hold(ticket, exc)
                 raise
             except BaseException as exc:
                 self._abort(ticket, f"{type(exc).__name__}: {exc}")

@@ -1,13 +1,13 @@
 """Turn an allowed Tempo charge challenge into a signed credential (sync and async twins).
 
-The only client module that talks to the chain.  Per payment in the steady state it makes
-no RPC call at all: the chain id and base fee are cached by ``tempo.rpc``, the token balance
-here (refreshed when it may not cover the next payment, or after ``BALANCE_TTL`` seconds), and
-the expiring nonce (TIP-1009) needs no nonce lookup.  pympp makes three RPCs per payment through
-three new HTTP clients (pympp.md §6.3); that is most of its client-side latency.
+The only client module that talks to the chain, through ``tempo.pay``'s ``ChargePayer``
+(build, sign, and for push mode broadcast) plus a balance check.  Per payment in the steady
+state it makes no RPC call at all: the chain id and base fee are cached by ``tempo.rpc``, the
+token balance here (refreshed when it may not cover the next payment, or after
+``BALANCE_TTL`` seconds), and the expiring nonce (TIP-1009) needs no nonce lookup.  pympp makes
+three RPCs per payment through three new HTTP clients (pympp.md §6.3), most of its latency.
 
-Budget reservation and approval happen before these methods are called (``_engine.py``); what
-happens here is: balance check -> build -> sign -> encode.
+Budget reservation and approval happen before these methods are called (``_engine.py``).
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InsufficientFunds, PaymentDeclined
+from ..errors import InsufficientFunds
 from ..protocol.challenge import Challenge
 from ..protocol.credential import Credential, format_credential
 from ..tempo import tip20
-from ..tempo.charge import SignedCharge, build_charge_transaction, sign_charge
+from ..tempo.pay import AsyncChargePayer, ChargeCredential, ChargePayer, Mode
 from ..tempo.request import ChargeRequest
 from ..tempo.rpc import AsyncRpcClient, RpcClient, hex_int
 from .wallet import Wallet
 
 BALANCE_TTL = 5.0
-FEE_MULTIPLIER = 2  # max_fee_per_gas = 2 x latest base fee: room for a few blocks of fee rise
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +39,15 @@ class Signed:
     valid_before: int | None
 
 
-def _credential(challenge: Challenge, signed: SignedCharge) -> Signed:
-    cred = Credential(challenge=challenge, payload=signed.payload("transaction"), source=signed.source)
-    return Signed(challenge.header or "Authorization", format_credential(cred), signed.tx_hash,
-                  signed.tx.valid_before)
+def _signed(challenge: Challenge, cc: ChargeCredential) -> Signed:
+    cred = Credential(challenge=challenge, payload=cc.payload, source=cc.source)
+    valid_before = cc.signed.tx.valid_before if cc.signed is not None else None
+    return Signed(challenge.header or "Authorization", format_credential(cred), cc.tx_hash, valid_before)
+
+
+def _expires(challenge: Challenge) -> int | None:
+    at = challenge.expires_at
+    return None if at is None else int(at.timestamp())
 
 
 def _balance_call(token: str, owner: str) -> list[Any]:
@@ -81,27 +85,22 @@ def _check_funds(token: str, needed: int, available: int) -> None:
             token=token, needed=needed, available=available)
 
 
-def _build(challenge: Challenge, charge: ChargeRequest, wallet: Wallet, now: int, base_fee: int) -> Signed:
-    if charge.amount == 0:
-        raise PaymentDeclined("zero-amount (proof) challenges are not supported by this client yet")
-    expires = challenge.expires_at
-    tx = build_charge_transaction(charge, challenge_id=challenge.id, realm=challenge.realm, now=now,
-                                  expires=None if expires is None else int(expires.timestamp()),
-                                  max_fee_per_gas=max(base_fee, 1) * FEE_MULTIPLIER)
-    return _credential(challenge, sign_charge(tx, wallet.signer))
-
-
 class Payer:
     """Signs Tempo charge credentials for ``wallet`` using ``rpc`` (sync).
 
     Args:
         wallet: the paying wallet.
         rpc: a pooled JSON-RPC client for the chain the wallet pays on.
+        mode: ``"transaction"`` (pull: the server broadcasts), ``"hash"`` (push: we broadcast and
+            wait for the receipt), or ``None``: pull when the challenge allows it.
+        **kwargs: ``tempo.pay.ChargePayer`` options (``fee_token``, ``client_id``, ``gas_limit``).
     """
 
-    def __init__(self, wallet: Wallet, rpc: RpcClient) -> None:
+    def __init__(self, wallet: Wallet, rpc: RpcClient, *, mode: Mode | None = None, **kwargs: Any) -> None:
         self.wallet = wallet
         self.rpc = rpc
+        self.mode = mode
+        self._charge = ChargePayer(rpc, wallet.signer, **kwargs)
         self._balances = _Balances()
 
     def chain_id(self) -> int:
@@ -113,17 +112,19 @@ class Payer:
 
         Raises:
             InsufficientFunds: the wallet's balance of the currency is below the amount.
-            PaymentDeclined: a zero-amount or already expired challenge.
+            PaymentDeclined: an expired challenge, another chain, an unaccepted mode.
+            PaymentFailed / PaymentOutcomeUnknown: push mode only (see ``tempo.pay``).
             ChainError: the RPC node failed.
         """
         now = time.time()
-        if not self._balances.covers(charge.currency, charge.amount, now):
+        if charge.amount and not self._balances.covers(charge.currency, charge.amount, now):
             value = hex_int(self.rpc.call("eth_call", _balance_call(charge.currency, self.wallet.address)))
             self._balances.set(charge.currency, value, now)
             _check_funds(charge.currency, charge.amount, value)
-        signed = _build(challenge, charge, self.wallet, int(now), self.rpc.base_fee())
+        cc = self._charge.credential(charge, challenge_id=challenge.id, realm=challenge.realm,
+                                     expires=_expires(challenge), mode=self.mode)
         self._balances.debit(charge.currency, charge.amount)
-        return signed
+        return _signed(challenge, cc)
 
     def tx_status(self, tx_hash: str) -> bool | None:
         """``True`` mined and succeeded, ``False`` mined and reverted, ``None`` not mined."""
@@ -134,9 +135,12 @@ class Payer:
 class AsyncPayer:
     """The async twin of :class:`Payer` over an ``AsyncRpcClient``."""
 
-    def __init__(self, wallet: Wallet, rpc: AsyncRpcClient) -> None:
+    def __init__(self, wallet: Wallet, rpc: AsyncRpcClient, *, mode: Mode | None = None,
+                 **kwargs: Any) -> None:
         self.wallet = wallet
         self.rpc = rpc
+        self.mode = mode
+        self._charge = AsyncChargePayer(rpc, wallet.signer, **kwargs)
         self._balances = _Balances()
 
     async def chain_id(self) -> int:
@@ -145,14 +149,15 @@ class AsyncPayer:
     async def sign(self, challenge: Challenge, charge: ChargeRequest) -> Signed:
         """See :meth:`Payer.sign`."""
         now = time.time()
-        if not self._balances.covers(charge.currency, charge.amount, now):
+        if charge.amount and not self._balances.covers(charge.currency, charge.amount, now):
             raw = await self.rpc.call("eth_call", _balance_call(charge.currency, self.wallet.address))
             value = hex_int(raw)
             self._balances.set(charge.currency, value, now)
             _check_funds(charge.currency, charge.amount, value)
-        signed = _build(challenge, charge, self.wallet, int(now), await self.rpc.base_fee())
+        cc = await self._charge.credential(charge, challenge_id=challenge.id, realm=challenge.realm,
+                                           expires=_expires(challenge), mode=self.mode)
         self._balances.debit(charge.currency, charge.amount)
-        return signed
+        return _signed(challenge, cc)
 
     async def tx_status(self, tx_hash: str) -> bool | None:
         rec = await self.rpc.receipt(tx_hash)
