@@ -36,27 +36,53 @@ REQUEST_GOAL_US = 100.0
 EVENT_GOAL_US = 10.0
 
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "get_weather", "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"},
-                                                        "unit": {"type": "string", "enum": ["c", "f"]}},
-                       "required": ["city"]}}},
-    {"type": "function", "function": {
-        "name": "search_docs", "description": "Search the knowledge base",
-        "parameters": {"type": "object", "properties": {"query": {"type": "string"},
-                                                        "limit": {"type": "integer"}}, "required": ["query"]}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "search_docs",
+            "description": "Search the knowledge base",
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}},
+                "required": ["query"],
+            },
+        },
+    },
 ]
 CHAT: dict[str, Any] = {
     "model": "claude-sonnet-4-6",
     "messages": [
         {"role": "system", "content": "You are a helpful assistant. Answer briefly and cite sources."},
         {"role": "user", "content": "What's the weather like in Paris today?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_abc123", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "c"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_abc123",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "c"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_abc123", "content": '{"temp": 14, "sky": "cloudy"}'},
         {"role": "assistant", "content": "It is 14 °C and cloudy in Paris."},
-        {"role": "user", "content": [{"type": "text", "text": "And what should I wear for a walk by the Seine?"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "And what should I wear for a walk by the Seine?"}],
+        },
     ],
     "tools": TOOLS,
     "tool_choice": "auto",
@@ -65,37 +91,92 @@ CHAT: dict[str, Any] = {
     "user": "user_42",
 }
 ANSWER: dict[str, Any] = {
-    "id": "msg_01XyZ", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+    "id": "msg_01XyZ",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-6",
     "content": [{"type": "text", "text": "A light waterproof jacket and comfortable shoes: it may drizzle."}],
-    "stop_reason": "end_turn", "stop_sequence": None,
-    "usage": {"input_tokens": 412, "cache_read_input_tokens": 1800, "cache_creation_input_tokens": 0,
-              "output_tokens": 23},
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 412,
+        "cache_read_input_tokens": 1800,
+        "cache_creation_input_tokens": 0,
+        "output_tokens": 23,
+    },
 }
 
 
 def _stream_events() -> list[tuple[str, dict[str, Any]]]:
     """message_start, ping, 180 text deltas, one tool_use with 10 JSON deltas, message_delta, message_stop."""
     ev: list[tuple[str, dict[str, Any]]] = [
-        ("message_start", {"type": "message_start", "message": {**ANSWER, "content": [], "stop_reason": None,
-                                                                "usage": {"input_tokens": 412, "output_tokens": 1}}}),
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    **ANSWER,
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": 412, "output_tokens": 1},
+                },
+            },
+        ),
         ("ping", {"type": "ping"}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}})]
-    ev += [("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                    "delta": {"type": "text_delta", "text": f"word{i} and some more "}})
-           for i in range(180)]
-    ev += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
-           ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
-               "type": "tool_use", "id": "toolu_01", "name": "search_docs", "input": {}}})]
-    ev += [("content_block_delta", {"type": "content_block_delta", "index": 1,
-                                    "delta": {"type": "input_json_delta", "partial_json": '{"q' if i == 0 else "x"}})
-           for i in range(9)]
-    ev += [("content_block_delta", {"type": "content_block_delta", "index": 1,
-                                    "delta": {"type": "input_json_delta", "partial_json": '": 1}'}}),
-           ("content_block_stop", {"type": "content_block_stop", "index": 1}),
-           ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
-                              "usage": {"output_tokens": 640}}),
-           ("message_stop", {"type": "message_stop"})]
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+    ]
+    ev += [
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": f"word{i} and some more "},
+            },
+        )
+        for i in range(180)
+    ]
+    ev += [
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 1,
+                "content_block": {"type": "tool_use", "id": "toolu_01", "name": "search_docs", "input": {}},
+            },
+        ),
+    ]
+    ev += [
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": '{"q' if i == 0 else "x"},
+            },
+        )
+        for i in range(9)
+    ]
+    ev += [
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": '": 1}'},
+            },
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+        (
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 640}},
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
     return ev
 
 
@@ -114,16 +195,20 @@ def median_us(fn: Callable[[], object], n: int = N) -> float:
 def main() -> int:
     def roundtrip() -> object:
         mapped = chat_request_to_messages(CHAT)
-        return message_to_chat_completion(ANSWER, model="claude-sonnet-4-6", created=1_700_000_000, request=mapped)
+        return message_to_chat_completion(
+            ANSWER, model="claude-sonnet-4-6", created=1_700_000_000, request=mapped
+        )
 
     req_us = median_us(roundtrip)
     req_only = median_us(lambda: chat_request_to_messages(CHAT))
-    print(f"request+response translation  median {req_us:7.1f} µs  (request alone {req_only:.1f} µs; "
-          f"goal <= {REQUEST_GOAL_US:.0f} µs; ratio {req_us / REQUEST_GOAL_US:.2f})")
+    print(
+        f"request+response translation  median {req_us:7.1f} µs  (request alone {req_only:.1f} µs; "
+        f"goal <= {REQUEST_GOAL_US:.0f} µs; ratio {req_us / REQUEST_GOAL_US:.2f})"
+    )
 
     events = _stream_events()
     raw = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
-    chunks = [raw[i:i + 1400] for i in range(0, len(raw), 1400)]  # TCP-segment-sized reads
+    chunks = [raw[i : i + 1400] for i in range(0, len(raw), 1400)]  # TCP-segment-sized reads
 
     def translate_only() -> object:
         t = StreamTranslator(model="claude-sonnet-4-6", created=1, include_usage=True)
@@ -136,19 +221,29 @@ def main() -> int:
 
     per_event = median_us(translate_only, n=N // 10) / len(events)
     per_event_full = median_us(full_pipeline, n=N // 10) / len(events)
-    print(f"stream, translator only       median {per_event:7.2f} µs/event over {len(events)} events  "
-          f"(goal <= {EVENT_GOAL_US:.0f} µs; ratio {per_event / EVENT_GOAL_US:.2f})")
-    print(f"stream, bytes->SSE->frames    median {per_event_full:7.2f} µs/event  "
-          f"(goal <= {EVENT_GOAL_US:.0f} µs; ratio {per_event_full / EVENT_GOAL_US:.2f})")
+    print(
+        f"stream, translator only       median {per_event:7.2f} µs/event over {len(events)} events  "
+        f"(goal <= {EVENT_GOAL_US:.0f} µs; ratio {per_event / EVENT_GOAL_US:.2f})"
+    )
+    print(
+        f"stream, bytes->SSE->frames    median {per_event_full:7.2f} µs/event  "
+        f"(goal <= {EVENT_GOAL_US:.0f} µs; ratio {per_event_full / EVENT_GOAL_US:.2f})"
+    )
     print()
     print("| scenario | mpp_claude | goal | ratio to goal |")
     print("|---|---|---|---|")
-    print(f"| convert request+response (typical chat) | {req_us:.1f} µs | {REQUEST_GOAL_US:.0f} µs | "
-          f"{req_us / REQUEST_GOAL_US:.2f} |")
-    print(f"| convert stream per event (translator) | {per_event:.2f} µs | {EVENT_GOAL_US:.0f} µs | "
-          f"{per_event / EVENT_GOAL_US:.2f} |")
-    print(f"| convert stream per event (bytes to frames) | {per_event_full:.2f} µs | {EVENT_GOAL_US:.0f} µs | "
-          f"{per_event_full / EVENT_GOAL_US:.2f} |")
+    print(
+        f"| convert request+response (typical chat) | {req_us:.1f} µs | {REQUEST_GOAL_US:.0f} µs | "
+        f"{req_us / REQUEST_GOAL_US:.2f} |"
+    )
+    print(
+        f"| convert stream per event (translator) | {per_event:.2f} µs | {EVENT_GOAL_US:.0f} µs | "
+        f"{per_event / EVENT_GOAL_US:.2f} |"
+    )
+    print(
+        f"| convert stream per event (bytes to frames) | {per_event_full:.2f} µs | {EVENT_GOAL_US:.0f} µs | "
+        f"{per_event_full / EVENT_GOAL_US:.2f} |"
+    )
     return 0
 
 

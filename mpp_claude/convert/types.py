@@ -117,7 +117,6 @@ class MessagesRequest:
     legacy_functions: bool = False
     thinking_active: bool = False
     anthropic_beta: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_id(self) -> str:

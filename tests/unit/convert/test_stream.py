@@ -294,6 +294,9 @@ class TestStreamEdges:
         chunks = frames(translate(events_for(PARITY["thinking"]), expose_reasoning=True))[:-1]
         text = "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks)
         assert text == "hmm"
+        parsed = sdk_stream(translate(events_for(PARITY["thinking"]), expose_reasoning=True))
+        extra = [getattr(c.choices[0].delta, "reasoning_content", None) for c in parsed if c.choices]
+        assert "".join(e for e in extra if e) == "hmm"
 
     def test_event_before_message_start(self) -> None:
         """A content event before message_start is an upstream_invalid_response error frame."""
