@@ -331,3 +331,48 @@ def test_deploy_with_a_signed_tempo_create(devnet: Devnet) -> None:
     address = deploy_escrow(devnet.rpc, deployer=deployer.signer, fee_token=FEE)
     assert address != devnet.escrow_address
     assert devnet.rpc.call("eth_getCode", [address, "latest"]) == artifact()["deployedBytecode"]
+
+
+def test_open_and_top_up_refusals_on_chain(devnet: Devnet, domain: VoucherDomain) -> None:
+    """The contract refuses zero/oversized deposits, a zero payee, a reused id, strangers, unknown ids."""
+    from eth_abi.abi import encode as abi_encode
+    from eth_hash.auto import keccak
+
+    from mpp_claude.tempo.session.channel import SEL_OPEN, SEL_TOP_UP
+
+    net, escrow = devnet, devnet.escrow_address
+    payer, payee = _party(net, 3 * UNIT), _party(net, 0)
+    to = bytes.fromhex(escrow[2:])
+    salt = os.urandom(32)
+
+    def open_raw(payee_addr: str, deposit: int, salt_: bytes = salt) -> Call:
+        args = abi_encode(["address", "address", "uint128", "bytes32", "address"],
+                          [payee_addr, TOKEN, deposit, salt_, "0x" + "00" * 20])
+        return Call(to, SEL_OPEN + args)
+
+    assert _revert_name(net, payer, open_raw(payee.address, 0)) == "ZeroDeposit"
+    assert _revert_name(net, payer, open_raw("0x" + "00" * 20, 5)) == "InvalidPayee"
+    assert _revert_name(net, payer, open_raw(payee.address, 2**96)) == "DepositOverflow"
+    opened = _send(net, payer, open_calls(escrow, payee=payee.address, token=TOKEN, deposit=UNIT, salt=salt),
+                   GAS_OPEN)
+    cid = opened.events[0].channel_id
+    reuse = open_calls(escrow, payee=payee.address, token=TOKEN, deposit=UNIT, salt=os.urandom(32))[1]
+    assert _revert_name(net, payer, reuse) == "TransferFailed"  # no allowance left: nothing is pulled
+
+    def top_up_raw(channel: str, amount: int) -> Call:
+        return Call(to, SEL_TOP_UP + bytes.fromhex(channel[2:]) + amount.to_bytes(32, "big"))
+
+    assert _revert_name(net, payer, top_up_raw(cid, 0)) == "ZeroDeposit"
+    assert _revert_name(net, payer, top_up_raw(cid, 2**96)) == "DepositOverflow"
+    assert _revert_name(net, payer, top_up_raw(cid, 2**256 - 1)) == "DepositOverflow"
+    assert _revert_name(net, payee, top_up_raw(cid, 1)) == "NotPayer"
+    unknown = "0x" + keccak(b"no such channel").hex()
+    assert _revert_name(net, payer, top_up_raw(unknown, 1)) == "ChannelNotFound"
+    v = sign_voucher(payer.signer, domain, unknown, 1)
+    assert _revert_name(net, payee, settle_call(escrow, unknown, 1, v.signature)) == "ChannelNotFound"
+    assert not read_channel(net.rpc, escrow, unknown).exists
+
+    # the same parameters again (same payer, payee, token, salt, signer) give the same id: refused
+    approve_and_open = open_calls(escrow, payee=payee.address, token=TOKEN, deposit=UNIT, salt=salt)
+    _send(net, payer, approve_and_open[:1], GAS_OPEN)  # approve only, so the pull would succeed
+    assert _revert_name(net, payer, approve_and_open[1]) == "ChannelAlreadyExists"

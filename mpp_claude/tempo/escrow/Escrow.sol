@@ -156,8 +156,9 @@ contract Escrow {
         Record storage ch = _live(channelId);
         if (msg.sender != ch.payer) revert NotPayer();
         if (additionalDeposit == 0) revert ZeroDeposit();
-        uint256 newDeposit = uint256(ch.deposit) + additionalDeposit; // cannot overflow: both < 2^96 / 2^256
-        if (additionalDeposit > type(uint96).max || newDeposit > type(uint96).max) revert DepositOverflow();
+        if (additionalDeposit > type(uint96).max) revert DepositOverflow();
+        uint256 newDeposit = uint256(ch.deposit) + additionalDeposit; // both < 2^96: no overflow
+        if (newDeposit > type(uint96).max) revert DepositOverflow();
 
         ch.deposit = uint96(newDeposit);
         bool cancelled = ch.closeRequestedAt != 0;
