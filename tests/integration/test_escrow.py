@@ -376,3 +376,39 @@ def test_open_and_top_up_refusals_on_chain(devnet: Devnet, domain: VoucherDomain
     approve_and_open = open_calls(escrow, payee=payee.address, token=TOKEN, deposit=UNIT, salt=salt)
     _send(net, payer, approve_and_open[:1], GAS_OPEN)  # approve only, so the pull would succeed
     assert _revert_name(net, payer, approve_and_open[1]) == "ChannelAlreadyExists"
+
+
+def test_sponsored_open_server_pays_the_fee(devnet: Devnet, domain: VoucherDomain) -> None:
+    """feePayer: the payer signs approve+open with an expiring nonce, the payee co-signs and pays."""
+    from mpp_claude.tempo import tx as txmod
+    from mpp_claude.tempo.session.transactions import build_tx, sign_and_encode
+    from mpp_claude.tempo.session.verify import check_open_transaction
+    from mpp_claude.tempo.verify import SponsorPolicy, check_sponsor_policy
+
+    net, escrow, rpc = devnet, devnet.escrow_address, devnet.rpc
+    payer = LocalSigner(os.urandom(32))
+    net.fund(payer.address, 2 * UNIT, native=False)  # pathUSD for the deposit only: no fee token at all
+    payee = _party(net, 0)
+    net.mine()  # a fresh block timestamp (the devnet only mines on demand)
+    now = hex_int(rpc.call("eth_getBlockByNumber", ["latest", False])["timestamp"])
+    salt = os.urandom(32)
+    unsigned = build_tx(open_calls(escrow, payee=payee.address, token=TOKEN, deposit=2 * UNIT, salt=salt),
+                        chain_id=net.chain_id, nonce=0, nonce_key=2**256 - 1, valid_before=now + 25,
+                        gas_limit=GAS_OPEN, max_fee_per_gas=2 * rpc.base_fee() + 1, sponsored=True)
+    raw = sign_and_encode(unsigned, payer)
+    claimed = compute_channel_id(payer=payer.address, payee=payee.address, token=TOKEN, salt=salt,
+                                 authorized_signer="0x" + "00" * 20, escrow=escrow, chain_id=net.chain_id)
+
+    # server: policy, open checks, co-sign with its own key and fee token, broadcast
+    decoded = txmod.decode(raw).tx
+    check_sponsor_policy(decoded, SponsorPolicy(), now=now)
+    opened = check_open_transaction(decoded, escrow=escrow, chain_id=net.chain_id, payee=payee.address,
+                                    token=TOKEN, channel_id=claimed)
+    fee_before = net.balance(payee.address, FEE)
+    cosigned = txmod.cosign(decoded, payee.signer, fee_token=FEE, sender=opened.payer)
+    receipt = rpc.wait_for_receipt(rpc.send_raw(txmod.encode(cosigned)))
+    assert hex_int(receipt["status"]) == 1
+    assert net.balance(payer.address) == 0  # exactly the deposit left the payer, no fee
+    assert net.balance(payee.address, FEE) < fee_before  # the server paid the fee
+    state = read_channel(rpc, escrow, claimed)
+    assert state.payer == payer.address and state.deposit == 2 * UNIT
