@@ -412,3 +412,33 @@ def test_sponsored_open_server_pays_the_fee(devnet: Devnet, domain: VoucherDomai
     assert net.balance(payee.address, FEE) < fee_before  # the server paid the fee
     state = read_channel(rpc, escrow, claimed)
     assert state.payer == payer.address and state.deposit == 2 * UNIT
+
+
+def test_async_twins(devnet: Devnet, domain: VoucherDomain) -> None:
+    """read_channel_async, simulate_async and send_calls_async behave like the sync helpers."""
+    import asyncio
+
+    from mpp_claude.tempo.rpc import AsyncRpcClient
+    from mpp_claude.tempo.session.onchain import read_channel_async, send_calls_async, simulate_async
+
+    net, escrow = devnet, devnet.escrow_address
+    payer, payee = _party(net, 2 * UNIT), _party(net, 0)
+    cid, _ = _open(net, payer, payee, UNIT)
+    v = sign_voucher(payer.signer, domain, cid, 300_000)
+
+    async def run() -> tuple[ChannelState, Sent, str | None]:
+        async with AsyncRpcClient(net.rpc_url) as rpc:
+            state = await read_channel_async(rpc, escrow, cid)
+            call = settle_call(escrow, cid, 300_000, v.signature)
+            sent = await send_calls_async(rpc, payee.signer, (call,), escrow=escrow, gas_limit=GAS_SETTLE,
+                                          fee_token=FEE)
+            try:
+                await simulate_async(rpc, payee.address, settle_call(escrow, cid, 300_000, v.signature))
+            except EscrowReverted as exc:
+                return state, sent, exc.error
+            return state, sent, None
+
+    state, sent, error = asyncio.run(run())
+    assert state.deposit == UNIT and state.settled == 0
+    assert sent.events[0].values["deltaPaid"] == 300_000
+    assert error == "AmountNotIncreasing"

@@ -1,8 +1,9 @@
 """Thin chain orchestration for sessions: read channel state, send escrow transactions.
 
 All network I/O goes through the ``RpcClient`` passed in; every decision is made by
-the pure modules (``channel``, ``accounting``, ``transactions``).  Synchronous; the
-server's async twin can mirror these few functions over ``AsyncRpcClient``.
+the pure modules (``channel``, ``accounting``, ``transactions``).  Each function has an
+``_async`` twin over ``AsyncRpcClient``; the request shaping and result checks are shared
+module functions, so the twins differ only in ``await``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from ...errors import ChainError, RpcError
 from ..escrow import decode_revert
-from ..rpc import RpcClient, hex_int
+from ..rpc import AsyncRpcClient, RpcClient, hex_int
 from ..signer import Signer
 from ..tx import Call
 from .channel import ChannelState, EscrowEvent, decode_channel_state, encode_get_channel, escrow_events
@@ -29,6 +30,17 @@ class EscrowReverted(ChainError):
         self.tx_hash = tx_hash
 
 
+def _get_channel_params(escrow: str, channel_id: str | bytes, block: str) -> list[Any]:
+    return [{"to": escrow, "data": "0x" + encode_get_channel(channel_id).hex()}, block]
+
+
+def _channel_result(escrow: str, result: Any) -> ChannelState:
+    try:
+        return decode_channel_state(bytes.fromhex(str(result)[2:]))
+    except ValueError as exc:
+        raise ChainError(f"{escrow} did not answer getChannel like a v1 escrow: {exc}") from None
+
+
 def read_channel(rpc: RpcClient, escrow: str, channel_id: str | bytes, block: str = "latest") -> ChannelState:
     """The escrow's ``getChannel(channelId)``; an all-zero state when the channel does not exist.
 
@@ -36,12 +48,13 @@ def read_channel(rpc: RpcClient, escrow: str, channel_id: str | bytes, block: st
         RpcError / RpcUnavailable: the node failed.
         ChainError: the answer is not a ``getChannel`` result (wrong contract at ``escrow``).
     """
-    data = "0x" + encode_get_channel(channel_id).hex()
-    result = rpc.call("eth_call", [{"to": escrow, "data": data}, block])
-    try:
-        return decode_channel_state(bytes.fromhex(str(result)[2:]))
-    except ValueError as exc:
-        raise ChainError(f"{escrow} did not answer getChannel like a v1 escrow: {exc}") from None
+    return _channel_result(escrow, rpc.call("eth_call", _get_channel_params(escrow, channel_id, block)))
+
+
+async def read_channel_async(rpc: AsyncRpcClient, escrow: str, channel_id: str | bytes,
+                             block: str = "latest") -> ChannelState:
+    """Async twin of ``read_channel``."""
+    return _channel_result(escrow, await rpc.call("eth_call", _get_channel_params(escrow, channel_id, block)))
 
 
 def _revert_data(exc: RpcError) -> str | None:
@@ -51,15 +64,33 @@ def _revert_data(exc: RpcError) -> str | None:
     return data if isinstance(data, str) else None
 
 
+def _call_params(sender: str, call: Call) -> list[Any]:
+    return [{"from": sender, "to": "0x" + call.to.hex(), "data": "0x" + call.data.hex()}, "latest"]
+
+
+def _reverted(exc: RpcError) -> EscrowReverted:
+    name = decode_revert(_revert_data(exc))
+    return EscrowReverted(f"escrow call would revert: {name or exc.rpc_message}", error=name)
+
+
 def simulate(rpc: RpcClient, sender: str, call: Call) -> None:
     """``eth_call`` one escrow call as ``sender``; raise ``EscrowReverted`` with the custom error
-    name when it would revert (the pre-flight check servers run before broadcasting)."""
-    params = {"from": sender, "to": "0x" + call.to.hex(), "data": "0x" + call.data.hex()}
+    name when it would revert (the pre-flight check servers run before broadcasting).
+
+    On an on-demand-mining devnet, mine a block first when the call depends on time.
+    """
     try:
-        rpc.call("eth_call", [params, "latest"])
+        rpc.call("eth_call", _call_params(sender, call))
     except RpcError as exc:
-        name = decode_revert(_revert_data(exc))
-        raise EscrowReverted(f"escrow call would revert: {name or exc.rpc_message}", error=name) from None
+        raise _reverted(exc) from None
+
+
+async def simulate_async(rpc: AsyncRpcClient, sender: str, call: Call) -> None:
+    """Async twin of ``simulate``."""
+    try:
+        await rpc.call("eth_call", _call_params(sender, call))
+    except RpcError as exc:
+        raise _reverted(exc) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +101,13 @@ class Sent:
     receipt: dict[str, Any]
     gas_used: int
     events: tuple[EscrowEvent, ...]
+
+
+def _sent(escrow: str, tx_hash: str, receipt: dict[str, Any]) -> Sent:
+    gas_used = hex_int(receipt.get("gasUsed", "0x0"))
+    if hex_int(receipt.get("status", "0x0")) != 1:
+        raise EscrowReverted(f"escrow transaction {tx_hash} reverted (gas used {gas_used})", tx_hash=tx_hash)
+    return Sent(tx_hash, receipt, gas_used, tuple(escrow_events(receipt.get("logs") or [], escrow)))
 
 
 def send_calls(rpc: RpcClient, signer: Signer, calls: tuple[Call, ...], *, escrow: str, gas_limit: int,
@@ -89,8 +127,13 @@ def send_calls(rpc: RpcClient, signer: Signer, calls: tuple[Call, ...], *, escro
     tx = build_tx(calls, chain_id=rpc.chain_id(), nonce=rpc.nonce(signer.address), gas_limit=gas_limit,
                   max_fee_per_gas=2 * rpc.base_fee() + 1, fee_token=fee_token)
     tx_hash = rpc.send_raw(sign_and_encode(tx, signer))
-    receipt = rpc.wait_for_receipt(tx_hash, timeout=timeout)
-    gas_used = hex_int(receipt.get("gasUsed", "0x0"))
-    if hex_int(receipt.get("status", "0x0")) != 1:
-        raise EscrowReverted(f"escrow transaction {tx_hash} reverted (gas used {gas_used})", tx_hash=tx_hash)
-    return Sent(tx_hash, receipt, gas_used, tuple(escrow_events(receipt.get("logs") or [], escrow)))
+    return _sent(escrow, tx_hash, rpc.wait_for_receipt(tx_hash, timeout=timeout))
+
+
+async def send_calls_async(rpc: AsyncRpcClient, signer: Signer, calls: tuple[Call, ...], *, escrow: str,
+                           gas_limit: int, fee_token: str | None = None, timeout: float = 10.0) -> Sent:
+    """Async twin of ``send_calls``."""
+    tx = build_tx(calls, chain_id=await rpc.chain_id(), nonce=await rpc.nonce(signer.address),
+                  gas_limit=gas_limit, max_fee_per_gas=2 * await rpc.base_fee() + 1, fee_token=fee_token)
+    tx_hash = await rpc.send_raw(sign_and_encode(tx, signer))
+    return _sent(escrow, tx_hash, await rpc.wait_for_receipt(tx_hash, timeout=timeout))
