@@ -10,12 +10,23 @@ opens (or tops up) in one transaction and the allowance is spent in the same blo
     open:  [pathUSD.approve(escrow, deposit), escrow.open(payee, token, deposit, salt, signer)]
     topUp: [token.approve(escrow, amount),     escrow.topUp(channelId, amount)]
 
-Gas limits are measured on anvil 1.7.1 Tempo T4 (TIP-1000: +250k per new storage
-slot and for a sender's first transaction) with headroom; fees are charged on gas
-*used*, the limit only has to be covered by the fee-token balance up front.
+Gas limits: measured on anvil 1.7.1 Tempo T4 (TIP-1000: +250k per new storage slot and
+for an account's first transaction), then given headroom.  Fees are charged on gas *used*;
+the limit only has to be covered by the fee-token balance up front (limit x max fee).
 
-    approve+open, fresh payer, payer signs vouchers .... 1,305,697 used
-    approve+open with a delegated signer .............. +250k (one more slot)
+    transaction                                   gas used     limit
+    approve+open, payer's first transaction       1,322,497    GAS_OPEN 2,000,000
+    approve+open, delegated signer, first tx      1,574,997
+    approve+open, later transaction                 858,478
+    settle, payee's first tx (new balance slot)     575,600    GAS_SETTLE 900,000
+    settle, later                                    78,368
+    approve+topUp                                   259,455    GAS_TOP_UP 1,000,000
+    close                                            99,751    GAS_CLOSE 1,000,000
+    requestClose                                     32,028    GAS_REQUEST_CLOSE 600,000
+    withdraw                                         64,684    GAS_WITHDRAW 900,000
+
+The limits cover the worst case of each row (a first transaction, a new recipient slot);
+``GAS_OPEN`` equals the default sponsor policy cap (``tempo.verify.DEFAULT_MAX_GAS``).
 """
 
 from __future__ import annotations
