@@ -29,6 +29,7 @@ from ..tempo.settle import AsyncChargeVerifier
 from ..tempo.signer import LocalSigner
 from ..tempo.verify import SponsorPolicy
 from . import routes
+from .chain import SyncBroadcastRpc
 from .config import ServerConfig
 from .observability import Metrics, RequestLog, emit
 from .payments import PaymentGate
@@ -169,7 +170,8 @@ def create_app(config: ServerConfig, *, store: Store | None = None, upstream: Up
                 up = _make_upstream(config)
                 stack.push_async_callback(up.aclose)
             fee_payer = LocalSigner(config.fee_payer_key) if config.fee_payer_key else None
-            verifier = AsyncChargeVerifier(chain, fee_payer=fee_payer, clock=clock,
+            broadcaster: Any = SyncBroadcastRpc(chain)  # duck-types AsyncRpcClient
+            verifier = AsyncChargeVerifier(broadcaster, fee_payer=fee_payer, clock=clock,
                                            policy=SponsorPolicy(max_gas=config.sponsor_max_gas))
             gate = PaymentGate(config, st, verifier, clock=clock, nonce=make_nonce)
             app.state.services = Services(
