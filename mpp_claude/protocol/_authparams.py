@@ -22,6 +22,11 @@ Leniency, each pinned by a conformance vector or by robustness against real serv
 * A quoted string that never closes yields a parameter flagged ``complete=False``; the
   caller decides (the challenge layer ignores incomplete *unknown* parameters and refuses
   incomplete known ones).
+* ``\\uXXXX`` inside a quoted string is read as a UTF-16 code unit (surrogate pairs
+  combined, a lone surrogate becomes U+FFFD).  RFC 9110 would read it as ``uXXXX``, but
+  the reference SDKs write every character above U+00FF that way (mppx; pympp reads and
+  writes it too), and no RFC-only writer needs to escape a ``u``.  :func:`quote` writes
+  the same escapes, so a formatted header is always Latin-1, as HTTP stacks require.
 
 This module knows nothing about MPP: it returns scheme names and raw parameter lists,
 and the only exception it raises is :class:`AuthParamError`.
@@ -42,6 +47,8 @@ _WS = re.compile(r"[ \t]*")
 # alternatives start with disjoint characters, so the greedy star never backtracks.
 _QUOTED_BODY = re.compile(r'(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*')
 _SKIP = re.compile(r'[^,"]*')
+_QUOTED_PAIR = re.compile(r"\\(u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+_CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class AuthParamError(ValueError):
@@ -102,11 +109,7 @@ class _Scanner:
         """Read from the opening quote; returns (value with escapes resolved, closed)."""
         m = _QUOTED_BODY.match(self.text, self.pos + 1)
         assert m is not None  # a starred group always matches
-        value = m.group()
-        if "\\" in value:
-            # Resolve quoted-pairs left to right.  NUL cannot occur in the body (CTLs are
-            # excluded above), so it can stand in for an escaped backslash meanwhile.
-            value = value.replace("\\\\", "\x00").replace("\\", "").replace("\x00", "\\")
+        value = _unescape(m.group())
         self.pos = m.end()
         if self.pos >= self.end:
             return value, False
@@ -127,11 +130,7 @@ class _Scanner:
             self.pos = m.end()
             if self.pos >= self.end or self.text[self.pos] == ",":
                 return
-            # an opening quote: consume the quoted string whole (possibly to the end)
-            try:
-                self.quoted_string()
-            except AuthParamError:
-                self.pos += 1  # a control char inside garbage: step over it and go on
+            self.quoted_string()  # an opening quote: consume the quoted string whole
 
     def at_param(self) -> bool:
         """True when the cursor is at ``token BWS "=" BWS value`` (not a token68's padding)."""
@@ -190,6 +189,9 @@ def scan_challenges(text: str) -> list[RawChallenge]:
             scheme, a parameter without a value, a stray character, a control character
             inside a quoted string).
     """
+    bad = _CTL.search(text)
+    if bad is not None:  # a field value never holds CR/LF/NUL (RFC 9110 §5.5), quoted or not
+        raise AuthParamError(f"control character {bad.group()!r} at offset {bad.start()}")
     sc = _Scanner(text)
     out: list[RawChallenge] = []
     current: RawChallenge | None = None
@@ -221,14 +223,41 @@ def scan_challenges(text: str) -> list[RawChallenge]:
             raise sc.error(f"unexpected character after auth-scheme {scheme!r}")
 
 
+def _unescape(body: str) -> str:
+    """Resolve the quoted-pairs (and mppx's ``\\uXXXX``) of a well-formed quoted-string body."""
+    if "\\" not in body:
+        return body
+    if "\\u" not in body:
+        # Left-to-right pairing via str.replace (fast on long runs of escapes).  NUL cannot
+        # occur in the body (CTLs are refused), so it stands in for an escaped backslash.
+        return body.replace("\\\\", "\x00").replace("\\", "").replace("\x00", "\\")
+    units = _QUOTED_PAIR.sub(lambda m: chr(int(m.group(1)[1:], 16)) if len(m.group(1)) == 5 else m.group(1),
+                             body)
+    # Combine UTF-16 surrogate pairs; a lone surrogate becomes U+FFFD.
+    return units.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def quote(value: str) -> str:
-    """Write ``value`` as an RFC 9110 quoted-string (``"`` and ``\\`` backslash-escaped).
+    """Write ``value`` as a quoted-string: ``"`` and ``\\`` backslash-escaped, characters
+    above U+00FF as ``\\uXXXX`` UTF-16 escapes (mppx's convention; keeps the header Latin-1).
 
     Raises:
         ValueError: ``value`` contains a control character other than HTAB (CR/LF would
-            allow header injection; nothing can escape them in a quoted-string).
+            allow header injection; nothing can escape them in a quoted-string) or a lone
+            surrogate.
     """
+    out = ['"']
     for ch in value:
         if (ch < " " and ch != "\t") or ch == "\x7f":
             raise ValueError(f"control character {ch!r} cannot be written in a quoted-string")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch <= "\xff":
+            out.append(ch)
+        elif "\ud800" <= ch <= "\udfff":
+            raise ValueError("a lone surrogate cannot be written in a header")
+        else:
+            raw = ch.encode("utf-16-be")
+            out.extend(f"\\u{int.from_bytes(raw[i:i + 2], 'big'):04x}" for i in range(0, len(raw), 2))
+    out.append('"')
+    return "".join(out)

@@ -42,3 +42,21 @@ def test_quote() -> None:
     assert quote('a"b\\c\td') == '"a\\"b\\\\c\td"'
     with pytest.raises(ValueError):
         quote("a\rb")
+
+
+def test_utf16_escapes() -> None:
+    """\\uXXXX is a UTF-16 unit (mppx/pympp convention): pairs combine, lone surrogates → U+FFFD,
+    an escaped backslash before 'u' stays literal."""
+    value = scan_challenges(r'X a="caf\u00e9 \u2615 \ud83d\ude00 \ud800x \\u0041 \q"')[0].params[0].value
+    assert value == "café ☕ \U0001f600 \ufffdx \\u0041 q"
+
+
+def test_quote_keeps_headers_latin1() -> None:
+    """Characters above U+00FF are written as \\uXXXX escapes; Latin-1 stays raw; round trip holds."""
+    text = "é ÿ Ā ☕ \U0001f600 \\u0041"
+    quoted = quote(text)
+    quoted.encode("latin-1")
+    assert quoted == '"é ÿ \\u0100 \\u2615 \\ud83d\\ude00 \\\\u0041"'
+    assert scan_challenges("X a=" + quoted)[0].params[0].value == text
+    with pytest.raises(ValueError):
+        quote("\ud800")
