@@ -36,7 +36,12 @@ from mpp_claude.protocol.challenge import (
     parse_challenges,
     verify_challenge_id,
 )
-from mpp_claude.protocol.credential import Credential, format_credential, parse_credential
+from mpp_claude.protocol.credential import (
+    MAX_CREDENTIAL_LENGTH,
+    Credential,
+    format_credential,
+    parse_credential,
+)
 from mpp_claude.protocol.digest import content_digest, digest_matches
 from mpp_claude.protocol.encoding import (
     b64url_decode,
@@ -60,6 +65,7 @@ from mpp_claude.protocol.verify import verify_echo
 
 __all__ = [
     "DEFAULT_CREDENTIAL_HEADER",
+    "MAX_CREDENTIAL_LENGTH",
     "MIN_SECRET_BYTES",
     "PROBLEM_BASE",
     "PROBLEM_CONTENT_TYPE",

@@ -23,7 +23,11 @@ from mpp_claude.errors import EncodingError, FormatError, MalformedChallenge, Ma
 from mpp_claude.protocol.challenge import SCHEME, Challenge
 from mpp_claude.protocol.encoding import decode_b64_json, encode_b64_json
 
-__all__ = ["Credential", "format_credential", "parse_credential"]
+__all__ = ["MAX_CREDENTIAL_LENGTH", "Credential", "format_credential", "parse_credential"]
+
+#: Longest ``Authorization`` value parsed (servers MUST accept at least 4 KB; pympp also
+#: stops at 64 KiB).  Bounds the JSON work an unauthenticated request can cause.
+MAX_CREDENTIAL_LENGTH = 64 * 1024
 
 # "Payment" 1*SP token; surrounding OWS tolerated.  One character class per piece: linear.
 _AUTHORIZATION = re.compile(r"[ \t]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+) +([A-Za-z0-9_-]+)[ \t]*")
@@ -114,10 +118,14 @@ def parse_credential(value: str) -> Credential:
         The credential.
     Raises:
         MalformedCredential: another scheme, not one base64url token, undecodable JSON,
-            not an object, or a missing/invalid ``challenge`` or ``payload``.
+            not an object, a missing/invalid ``challenge`` or ``payload``, or longer than
+            :data:`MAX_CREDENTIAL_LENGTH`.
     """
     if not isinstance(value, str):
         raise MalformedCredential(f"Authorization value must be text, got {type(value).__name__}")
+    if len(value) > MAX_CREDENTIAL_LENGTH:
+        raise MalformedCredential(f"Authorization value is {len(value)} characters; "
+                                  f"at most {MAX_CREDENTIAL_LENGTH} are accepted")
     m = _AUTHORIZATION.fullmatch(value)
     if m is None or m.group(1).lower() != SCHEME.lower():
         scheme = value.strip().split(" ", 1)[0][:20]

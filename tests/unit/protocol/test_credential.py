@@ -8,6 +8,7 @@ import pytest
 
 from mpp_claude.errors import FormatError, MalformedCredential
 from mpp_claude.protocol import (
+    MAX_CREDENTIAL_LENGTH,
     Challenge,
     Credential,
     b64url_encode,
@@ -101,3 +102,11 @@ def test_format_error_on_unencodable_payload() -> None:
     cred = Credential(challenge=Challenge.from_dict(ECHO), payload={"x": float("nan")})
     with pytest.raises(FormatError):
         format_credential(cred)
+
+
+def test_length_cap() -> None:
+    """Values over MAX_CREDENTIAL_LENGTH are refused before any decoding; 4 KB+ is accepted."""
+    big = {"challenge": ECHO, "payload": {"pad": "x" * 8000}}
+    assert parse_credential(_token(big)).payload["pad"] == "x" * 8000
+    with pytest.raises(MalformedCredential, match="at most"):
+        parse_credential("Payment " + "A" * (MAX_CREDENTIAL_LENGTH + 1))
