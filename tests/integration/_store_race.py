@@ -1,0 +1,39 @@
+"""Child-process side of the store races in test_stores_shared.py.
+
+Kept apart from the test module so a child imports only the stores, not pytest;
+the forkserver preloads the stores (and openai, which errors.py imports) once and forks
+every racer from that warm process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from mpp_claude.server.stores import open_store
+
+KEYS = [f"tx-{i}" for i in range(12)]
+CLAIMERS_PER_KEY = 8  # concurrent tasks per key inside each process
+
+
+def race(url: str, prefix: str, barrier: Any, out: Any) -> None:
+    """Open the store, wait for every racer, then claim every key many times at once.
+
+    Puts ``(keys won, idem_begin states)`` on ``out``.
+    """
+    async def main() -> tuple[list[str], list[str]]:
+        store = open_store(url, redis_prefix=prefix)
+        try:
+            await store.claim("warm-up-" + uuid.uuid4().hex, 60)  # connect before the race
+            barrier.wait()
+            claims = [(key, store.claim(key, 60)) for key in KEYS for _ in range(CLAIMERS_PER_KEY)]
+            results = await asyncio.gather(*(c for _, c in claims))
+            won = [key for (key, _), ok in zip(claims, results, strict=True) if ok]
+            idem = await asyncio.gather(*(store.idem_begin("idem-race", "fp")
+                                          for _ in range(CLAIMERS_PER_KEY)))
+            return won, [r.state.value for r in idem]
+        finally:
+            await store.close()
+
+    out.put(asyncio.run(main()))
