@@ -29,7 +29,7 @@ from mpp_claude.protocol import (
     format_challenge,
     format_credential,
     format_receipt,
-    parse_challenge,
+    parse_challenges,
     parse_credential,
     parse_receipt,
 )
@@ -51,46 +51,55 @@ def _field(inp: Any, name: str, error_type: str) -> str:
 
 @operation("challenge.parse", error_type="parse_error")
 def challenge_parse(inp: Any) -> dict[str, Any]:
-    return parse_challenge(_field(inp, "header", "parse_error")).to_dict()
+    """``{header}`` → canonical challenge (request decoded); the first when a value holds several."""
+    return parse_challenges(_field(inp, "header", "parse_error"))[0].to_dict()
 
 
 @operation("challenge.format", error_type="format_error")
 def challenge_format(inp: Any) -> dict[str, str]:
+    """Canonical challenge → ``{header}`` (``Payment …``)."""
     return {"header": format_challenge(Challenge.from_dict(inp))}
 
 
 @operation("credential.parse", error_type="parse_error")
 def credential_parse(inp: Any) -> dict[str, Any]:
+    """``{header}`` → canonical credential (echoed request decoded)."""
     return parse_credential(_field(inp, "header", "parse_error")).to_dict()
 
 
 @operation("credential.format", error_type="format_error")
 def credential_format(inp: Any) -> dict[str, str]:
+    """Canonical credential → ``{header}`` (``Payment <base64url>``)."""
     return {"header": format_credential(Credential.from_dict(inp))}
 
 
 @operation("receipt.parse", error_type="parse_error")
 def receipt_parse(inp: Any) -> dict[str, Any]:
+    """``{header}`` → canonical receipt ``{status, method?, timestamp, reference, externalId?, extra?}``."""
     return parse_receipt(_field(inp, "header", "parse_error")).to_dict()
 
 
 @operation("receipt.format", error_type="format_error")
 def receipt_format(inp: Any) -> dict[str, str]:
+    """Canonical receipt → ``{header}`` (bare base64url)."""
     return {"header": format_receipt(Receipt.from_dict(inp))}
 
 
 @operation("base64url.encode", error_type="encoding_error")
 def base64url_encode(inp: Any) -> dict[str, str]:
+    """``{text}`` → ``{text}``: UTF-8 then unpadded base64url."""
     return {"text": b64url_encode_text(_field(inp, "text", "encoding_error"))}
 
 
 @operation("base64url.decode", error_type="encoding_error")
 def base64url_decode(inp: Any) -> dict[str, str]:
+    """``{text}`` → ``{text}``: strict base64url then strict UTF-8."""
     return {"text": b64url_decode_text(_field(inp, "text", "encoding_error"))}
 
 
 @operation("challenge.id", error_type="generation_error")
 def challenge_id_op(inp: Any) -> dict[str, str]:
+    """ChallengeIdInput → ``{id}``; a secret under 32 bytes is a ``generation_error``."""
     if not isinstance(inp, Mapping) or not isinstance(inp.get("request"), Mapping):
         raise AdapterError("generation_error", "input needs a 'request' object")
     optional = {k: inp[k] for k in ("expires", "digest", "opaque", "header") if inp.get(k) is not None}
