@@ -152,6 +152,7 @@ class Engine:
         self.lifetime = BudgetScope(policy.max_per_client, name="max_per_client")
         self.receipts: deque[PaymentReceipt] = deque(maxlen=10_000)
         self._logical: OrderedDict[str, _Logical] = OrderedDict()
+        self._pins: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # -- start -----------------------------------------------------------------------------------
@@ -201,7 +202,14 @@ class Engine:
     # -- responses -------------------------------------------------------------------------------
 
     def _pinned(self, origin: str) -> str | None:
-        return self.ledger.pinned_payee(self.wallet.address, origin) if self.policy.pin_payee else None
+        if not self.policy.pin_payee:
+            return None
+        pinned = self._pins.get(origin)
+        if pinned is None:  # a pin never changes once written, so a found one is cached
+            pinned = self.ledger.pinned_payee(self.wallet.address, origin)
+            if pinned is not None:
+                self._pins[origin] = pinned
+        return pinned
 
     def _decide(self, att: Attempt, status: int, headers: Headers, body: bytes) -> Deliver | Pay:
         try:
@@ -268,7 +276,8 @@ class Engine:
         for s in scopes:
             if s.remaining is not None:
                 left[s.budget.name] = s.remaining - amount
-        if self.policy.max_per_day is not None:
+        if self.policy.max_per_day is not None and self._wants_quote_detail():
+            # one more ledger read; only when someone looks at the quote (approval, dry run, hook)
             day = self.ledger.spent(self.wallet.address, since=time.time() - DAY)
             left["max_per_day"] = self.policy.max_per_day - day - amount
         target = att.flow.target
@@ -277,6 +286,10 @@ class Engine:
         return Quote(target.origin, target.path, o.method, o.intent, amount, o.currency,
                      symbol if symbol != o.currency else "units", tip20.DECIMALS, o.recipient, o.chain_id,
                      o.challenge_id, o.expires, o.description, left)
+
+    def _wants_quote_detail(self) -> bool:
+        return (self.approve is not None or self.dry_run or _DRY_RUN.get()
+                or self.hooks.on_challenge is not None or self.hooks.on_payment is not None)
 
     def _reserve(self, att: Attempt, pay: Pay) -> _Ticket:
         """Dry-run check, then every budget reserved (scopes, lifetime, ledger), all or nothing."""
