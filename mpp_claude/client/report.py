@@ -11,6 +11,7 @@ from typing import Literal
 
 from ..tempo import tip20
 from .ledger import Ledger, Row, default_path
+from .receipts import display
 
 Format = Literal["table", "json", "csv"]
 _COLUMNS = ("id", "created", "status", "amount", "token", "payee", "origin", "path", "model", "tx_hash")
@@ -21,7 +22,7 @@ def _when(ts: float) -> str:
 
 
 def _cells(row: Row) -> list[str]:
-    return [str(row.id), _when(row.created_at), row.status, str(tip20.to_display(row.amount)),
+    return [str(row.id), _when(row.created_at), row.status, display(row.amount),
             tip20.token_symbol(row.chain_id or 0, row.currency), row.payee, row.origin, row.path,
             row.model or "", row.tx_hash or ""]
 
@@ -43,7 +44,7 @@ def render(rows: list[Row], fmt: Format = "table") -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table]
     counted = [r for r in rows if r.status in ("settled", "unknown", "signed", "reserved")]
-    total = tip20.to_display(sum(r.amount for r in counted))
+    total = display(sum(r.amount for r in counted))
     lines.append(f"{len(rows)} row(s); {len(counted)} counted against budgets, total {total}")
     return "\n".join(lines)
 
