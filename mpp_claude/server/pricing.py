@@ -77,9 +77,9 @@ class Quote:
     @property
     def description(self) -> str:
         """Human text for the challenge ``description`` (display only, never trusted)."""
-        usd = Fraction(self.amount, 10**6)
+        dollars, micros = divmod(int(self.amount), 10**6)
         return (f"{self.model}: at most {self.prompt_tokens} prompt + {self.max_tokens} output tokens, "
-                f"max ${float(usd):.6f}")
+                f"max ${dollars}.{micros:06d}")
 
 
 @dataclass(frozen=True, slots=True)

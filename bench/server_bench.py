@@ -1,0 +1,262 @@
+"""Paid proxy throughput and latency: mpp_claude's server vs a pympp server, same devnet, same run.
+
+Scenarios:
+
+1. paid requests: ``mpp-claude serve`` (memory store, offline local upstream) and a pympp 0.16
+   server doing the same paid work (``bench/_pympp_server.py``), each in its own process,
+   driven by the same minimal client (402 -> build + sign a Tempo charge -> paid retry):
+   median latency of sequential requests, and requests/s with 8 concurrent clients; the two
+   servers run side by side and are measured in alternating rounds.
+   Goal: mpp_claude >= 3x pympp's requests/s.
+2. translation overhead: converting an OpenAI request to Anthropic and the answer back (JSON
+   and SSE), compared with calling the local upstream directly with the Anthropic body, in
+   process.  Goal: <= 1 ms.
+
+Only ratios against the peer in the same run mean anything; absolute numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from eth_account import Account
+
+from mpp_claude.convert.request import chat_request_to_messages
+from mpp_claude.convert.response import message_to_chat_completion
+from mpp_claude.convert.sse import SseParser
+from mpp_claude.convert.stream import StreamTranslator
+from mpp_claude.devnet import Devnet
+from mpp_claude.protocol.challenge import parse_challenges
+from mpp_claude.protocol.credential import Credential, format_credential
+from mpp_claude.server.upstreams import LocalUpstream
+from mpp_claude.tempo.charge import build_charge_transaction, sign_charge
+from mpp_claude.tempo.request import ChargeRequest
+from mpp_claude.tempo.rpc import RpcClient
+from mpp_claude.tempo.signer import LocalSigner
+
+HERE = Path(__file__).resolve().parent
+ROUNDS = 3
+SEQUENTIAL = 15
+CLIENTS = 8
+PER_CLIENT = 12
+BODY = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 64,
+                   "messages": [{"role": "user", "content": "benchmark me"}]}).encode()
+HEADERS = {"content-type": "application/json"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def process(cmd: list[str], url: str, ready: Callable[[httpx2.Response], bool], env: dict[str, str]
+            ) -> Iterator[int]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=HERE.parent)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if ready(httpx2.post(url + "/v1/chat/completions", content=BODY, headers=HEADERS, timeout=2)):
+                    break
+            except httpx2.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+                raise RuntimeError(f"{cmd[2]} did not start: {err[-2000:]}")
+            time.sleep(0.05)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class Payer:
+    """The same minimal paying client for both servers (one pooled HTTP client, one RPC client)."""
+
+    def __init__(self, account: Any, rpc_url: str) -> None:
+        self.signer = LocalSigner.from_account(account)
+        self.rpc = RpcClient(rpc_url)
+        self.http = httpx2.Client(timeout=60)
+
+    def paid_post(self, url: str) -> None:
+        r = self.http.post(url, content=BODY, headers=HEADERS)
+        assert r.status_code == 402, r.text
+        challenge = parse_challenges(r.headers.get_list("www-authenticate"))[0]
+        request = ChargeRequest.from_request(challenge.request_data)
+        expires = int(challenge.expires_at.timestamp()) if challenge.expires_at else None
+        tx = build_charge_transaction(request, challenge_id=challenge.id, realm=challenge.realm,
+                                      now=int(time.time()), expires=expires,
+                                      max_fee_per_gas=max(2 * self.rpc.base_fee(), 1))
+        signed = sign_charge(tx, self.signer)
+        credential = Credential(challenge=challenge, payload=signed.payload(), source=signed.source)
+        auth = format_credential(credential)
+        paid = self.http.post(url, content=BODY, headers={**HEADERS, "authorization": auth})
+        assert paid.status_code == 200 and "payment-receipt" in paid.headers, paid.text
+
+    def close(self) -> None:
+        self.http.close()
+        self.rpc.close()
+
+
+def sequential_ms(payer: Payer, url: str) -> list[float]:
+    for _ in range(3):
+        payer.paid_post(url)
+    samples = []
+    for _ in range(SEQUENTIAL):
+        t0 = time.perf_counter()
+        payer.paid_post(url)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def throughput(payers: list[Payer], url: str) -> float:
+    errors: list[BaseException] = []
+
+    def run(p: Payer) -> None:
+        try:
+            for _ in range(PER_CLIENT):
+                p.paid_post(url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in payers]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return len(payers) * PER_CLIENT / elapsed
+
+
+def translation_overhead() -> tuple[float, float]:
+    """Median extra ms per request of the OpenAI<->Anthropic translation (JSON, SSE)."""
+    openai_body = json.loads(BODY)
+    upstream = LocalUpstream(seed=b"bench")
+    mreq = chat_request_to_messages(openai_body)
+    anthropic_body = dict(mreq.body)
+
+    async def direct(stream: bool) -> None:
+        up = await upstream.send(anthropic_body, stream=stream)
+        if stream and up.stream is not None:
+            async for _ in up.stream:
+                pass
+
+    async def translated(stream: bool) -> None:
+        req = chat_request_to_messages(openai_body)
+        up = await upstream.send(dict(req.body), stream=stream)
+        if stream and up.stream is not None:
+            parser, tr = SseParser(), StreamTranslator(model=req.requested_model, created=0, request=req)
+            async for chunk in up.stream:
+                for event in parser.feed(chunk):
+                    tr.feed(event)
+            tr.close()
+        else:
+            message_to_chat_completion(up.json, model=req.requested_model, created=0, request=req)
+
+    async def median(fn: Callable[[bool], Any], stream: bool, n: int = 400) -> float:
+        for _ in range(50):
+            await fn(stream)
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await fn(stream)
+            samples.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(samples)
+
+    async def both() -> tuple[float, float]:
+        out = []
+        for stream in (False, True):
+            out.append(await median(translated, stream) - await median(direct, stream))
+        return out[0], out[1]
+
+    return asyncio.run(both())
+
+
+def main() -> int:
+    json_ms, sse_ms = translation_overhead()
+    net = Devnet.start()
+    try:
+        accounts = [net.new_funded_account(500 * 10**6) for _ in range(CLIENTS)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MPP_", "ANTHROPIC_"))}
+        env["MPP_SECRET_KEY"] = "bench-ours-secret-0123456789abcdefghijkl"
+        ports = {"mpp_claude": _free_port(), "pympp": _free_port()}
+        cmds = {
+            "mpp_claude": [sys.executable, "-m", "mpp_claude.cli", "serve", "--store", "memory://",
+                           "--recipient", Account.create().address, "--rpc-url", net.rpc_url,
+                           "--chain-id", str(net.chain_id), "--realm", "bench.ours", "--upstream", "local",
+                           "--log-level", "warning", "--port", str(ports["mpp_claude"])],
+            "pympp": [sys.executable, str(HERE / "_pympp_server.py"), str(ports["pympp"]), net.rpc_url,
+                      str(net.chain_id), Account.create().address],
+        }
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        latencies: dict[str, list[float]] = {name: [] for name in cmds}
+        rates: dict[str, list[float]] = {name: [] for name in cmds}
+        cpu: dict[str, list[float]] = {name: [] for name in cmds}
+        pids: dict[str, int] = {}
+        with ExitStack() as stack:
+            for name, cmd in cmds.items():
+                ready = process(cmd, urls[name], lambda r: r.status_code == 402, env)
+                pids[name] = stack.enter_context(ready)
+            payers = [Payer(a, net.rpc_url) for a in accounts]
+            stack.callback(lambda: [p.close() for p in payers])
+            # Interleave the two servers round by round, so drifting machine load hits both alike.
+            for _ in range(ROUNDS):
+                for name, url in urls.items():
+                    latencies[name] += sequential_ms(payers[0], url + "/v1/chat/completions")
+                    before = cpu_seconds(pids[name])
+                    rates[name].append(throughput(payers, url + "/v1/chat/completions"))
+                    cpu[name].append((cpu_seconds(pids[name]) - before) * 1e3 / (CLIENTS * PER_CLIENT))
+    finally:
+        net.stop()
+    summary = {name: (statistics.median(latencies[name]), statistics.median(rates[name]),
+                      statistics.median(cpu[name])) for name in cmds}
+    for name, (latency, rps, cpu_ms) in summary.items():
+        print(f"{name:10s} paid request median {latency:7.2f} ms (sequential, n={len(latencies[name])}); "
+              f"{rps:7.1f} paid requests/s ({CLIENTS} clients x {PER_CLIENT}, median of {ROUNDS} rounds); "
+              f"server CPU {cpu_ms:.2f} ms per paid request")
+    ours, peer = summary["mpp_claude"], summary["pympp"]
+    print(f"throughput ratio mpp_claude / pympp: {ours[1] / peer[1]:.2f}x (goal >= 3x); "
+          f"latency ratio pympp / mpp_claude: {peer[0] / ours[0]:.2f}x; "
+          f"server CPU ratio pympp / mpp_claude: {peer[2] / ours[2]:.2f}x")
+    print(f"translation overhead: JSON {json_ms:.3f} ms, SSE {sse_ms:.3f} ms per request (goal <= 1 ms)")
+    print()
+    print(f"| server paid requests/s, {CLIENTS} clients | {ours[1]:.1f}/s | pympp {peer[1]:.1f}/s | "
+          f"{ours[1] / peer[1]:.2f} |")
+    print(f"| server paid request median latency | {ours[0]:.2f} ms | pympp {peer[0]:.2f} ms | "
+          f"{ours[0] / peer[0]:.2f} |")
+    print(f"| server CPU per paid request (402 + paid retry) | {ours[2]:.2f} ms | pympp {peer[2]:.2f} ms | "
+          f"{ours[2] / peer[2]:.2f} |")
+    print(f"| server translation overhead (JSON) | {json_ms:.3f} ms | goal 1 ms | {json_ms:.2f} |")
+    print(f"| server translation overhead (SSE) | {sse_ms:.3f} ms | goal 1 ms | {sse_ms:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
