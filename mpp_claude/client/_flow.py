@@ -21,6 +21,7 @@ Invariants (draft-httpauth-payment §"Retries"; agent-payments-ux.md §4.4):
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,6 +63,17 @@ class Deliver:
 
 
 Action = Pay | Resend | Deliver
+
+
+_PAYMENT_SCHEME = re.compile(r"(?:^|,)\s*payment(?:\s|$)", re.IGNORECASE)
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """Server-controlled text made safe for messages and terminals: no control characters
+    (escape sequences), at most ``limit`` characters (Tempo CLI 0.4.1's rule)."""
+    clean = _UNPRINTABLE.sub(" ", text)
+    return clean if len(clean) <= limit else clean[:limit] + "…"
 
 
 def header_values(headers: Headers, name: str) -> list[str]:
@@ -156,12 +168,15 @@ class PaymentFlow:
             return self._deliver(status, headers)
         if self._credential is not None:
             problem = problem_of(body)
-            detail = f": {problem.detail or problem.title}" if problem and (problem.detail or problem.title) \
-                else ""
+            text = (problem.detail or problem.title) if problem else None
+            detail = f": {printable(text)}" if text else ""
             raise PaymentRejected(f"the server answered 402 to our payment credential{detail}",
                                   problem=problem.to_dict() if problem else {}, status=status)
+        values = header_values(headers, "www-authenticate")
+        if not any(_PAYMENT_SCHEME.search(v) for v in values):
+            return Deliver(status, False)  # a 402 that is not MPP (no Payment challenge): not ours
         try:
-            challenges = parse_challenges(header_values(headers, "www-authenticate"))
+            challenges = parse_challenges(values)
         except MalformedChallenge as exc:
             raise PolicyDenied(f"cannot pay: {exc}", rule="malformed_challenge") from exc
         offers: list[Offer] = []

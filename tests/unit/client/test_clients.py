@@ -360,3 +360,59 @@ def test_async_payer_used_by_async_client(make_client: Make) -> None:
 
     asyncio.run(run())
     assert len(payer.signed) == 1 and len(shop.accepted) == 1
+
+
+class TestBareTransports:
+    def test_sync_transport_in_a_plain_client(self, lib: str, wallet: Any) -> None:
+        """MppTransport wraps any inner transport inside a client the caller built."""
+        from conftest import LIBS
+
+        import mpp_claude.httpx as legacy
+        from mpp_claude.client import MppTransport
+
+        mod = LIBS[lib][0]
+        shop = Shop(mod=mod)
+        cls = MppTransport if lib == "httpx2" else legacy.MppTransport
+        transport = cls(wallet, inner=mod.MockTransport(shop), payer=FakePayer(), ledger=None,
+                        allowed_origins=[ORIGIN])
+        with mod.Client(transport=transport) as client:
+            response = client.post(ORIGIN + "/v1/x", json={})
+        assert response.status_code == 200 and receipt_of(response) is not None
+        assert len(shop.accepted) == 1
+
+    def test_async_transport_in_a_plain_client(self, lib: str, wallet: Any) -> None:
+        from conftest import LIBS
+
+        import mpp_claude.httpx as legacy
+        from mpp_claude.client import AsyncMppTransport
+
+        mod = LIBS[lib][0]
+        shop = Shop(mod=mod)
+        cls = AsyncMppTransport if lib == "httpx2" else legacy.AsyncMppTransport
+        transport = cls(wallet, inner=mod.MockTransport(shop), payer=AsyncFakePayer(), ledger=None,
+                        allowed_origins=[ORIGIN])
+
+        async def run() -> Any:
+            async with mod.AsyncClient(transport=transport) as client:
+                return await client.post(ORIGIN + "/v1/x", json={})
+
+        assert receipt_of(asyncio.run(run())) is not None and len(shop.accepted) == 1
+
+
+class TestReconcile:
+    @pytest.mark.parametrize(("mined", "status"), [(True, "settled"), (False, "released"), (None, "unknown")])
+    def test_unknown_rows_are_resolved_from_the_chain(self, make_client: Make, tmp_path: Any,
+                                                      mined: bool | None, status: str) -> None:
+        """A rejected credential leaves the row unknown (budget held) until the chain says."""
+        led = Ledger(tmp_path / "l.sqlite3")
+        client, _ = make_client(ledger=led, payer=FakePayer(mined=mined), shop=Shop(paid_status=500))
+        client.post(ORIGIN + "/v1/x", json={})
+        assert [r.status for r in led.rows()] == ["unknown"] and len(client.unresolved()) == 1
+        client.reconcile()
+        assert [r.status for r in led.rows()] == [status]
+
+    def test_not_mined_but_still_valid_stays_unknown(self, make_client: Make, tmp_path: Any) -> None:
+        led = Ledger(tmp_path / "l.sqlite3")
+        client, _ = make_client(ledger=led, shop=Shop(paid_status=500))
+        client.post(ORIGIN + "/v1/x", json={})
+        assert client.reconcile() == 0 and led.rows()[0].status == "unknown"

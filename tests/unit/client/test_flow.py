@@ -119,3 +119,19 @@ def test_header_values_is_case_insensitive() -> None:
 def test_problem_of_non_json_is_none() -> None:
     assert problem_of(b"<html>") is None
     assert problem_of(b"[]") is None
+
+
+def test_non_mpp_402_is_passed_through() -> None:
+    """A 402 without any Payment challenge (another API's 'out of credits') is not ours to pay."""
+    flow = PaymentFlow(POLICY, TARGET)
+    assert flow.on_response(402, [("www-authenticate", 'Bearer realm="x"')], now=now()) == Deliver(402, False)
+    assert flow.on_response(402, [], now=now()) == Deliver(402, False)
+
+
+def test_rejection_text_is_sanitised() -> None:
+    """Server text in our errors carries no escape sequences and is bounded."""
+    flow = PaymentFlow(POLICY, TARGET, credential=Resend("Authorization", "Payment x"))
+    body = Problem.of("verification-failed", "\x1b[31mred\x1b[0m" + "x" * 1000).to_json()
+    with pytest.raises(PaymentRejected) as info:
+        flow.on_response(402, [], body, now=now())
+    assert "\x1b" not in str(info.value) and len(str(info.value)) < 400
