@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+from .anthropic import AnthropicUpstream
 from .base import ANTHROPIC_VERSION, FAULT_HEADER, Upstream, UpstreamResponse, error_body, error_type_for
 from .local import LocalUpstream, create_local_anthropic_app
 
 __all__ = [
     "ANTHROPIC_VERSION",
     "FAULT_HEADER",
+    "AnthropicUpstream",
     "LocalUpstream",
     "Upstream",
     "UpstreamResponse",

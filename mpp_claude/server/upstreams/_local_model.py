@@ -72,6 +72,8 @@ def truncate_tokens(text: str, limit: int) -> tuple[str, int]:
             end = m.start() + 4 * (limit - used)
             used = limit
         break
+    else:
+        end = len(text)  # everything fits, trailing whitespace included
     return text[:end], used
 
 
