@@ -19,13 +19,14 @@ from eth_account import Account
 from server_harness import running, server_config
 
 import mpp_claude.httpx as legacy
-from mpp_claude.client import AsyncMppClient, MppClient, Wallet, openai_client, receipt_of
+from mpp_claude.client import AsyncMppClient, MppClient, Policy, Wallet, openai_client, receipt_of
 from mpp_claude.client.ledger import Ledger
 from mpp_claude.devnet import Devnet
-from mpp_claude.errors import PaymentOutcomeUnknown
+from mpp_claude.errors import InsufficientFunds, PaymentOutcomeUnknown, PolicyDenied
 from mpp_claude.server.app import create_app
 from mpp_claude.server.stores import MemoryStore
 from mpp_claude.server.upstreams import LocalUpstream
+from mpp_claude.tempo import tip20
 
 pytestmark = pytest.mark.devnet
 
@@ -234,3 +235,28 @@ def test_spend_report_lists_the_payment(devnet: Devnet, proxy: Proxy, wallet: Wa
     client.close()
     (row,) = json.loads(spend_report(path, fmt="json"))
     assert row["status"] == "settled" and row["model"] == MODEL and row["tx_hash"].startswith("0x")
+
+
+def test_unfunded_wallet_is_insufficient_funds(devnet: Devnet, proxy: Proxy, tmp_path: Any) -> None:
+    """A wallet without pathUSD: InsufficientFunds (token, needed, available), nothing signed,
+    the reservation released."""
+    poor = Wallet.from_private_key(bytes(Account.create().key))
+    client = MppClient(poor, rpc_url=devnet.rpc_url, allowed_origins=[proxy.url],
+                       ledger=Ledger(tmp_path / "l.db"))
+    with pytest.raises(InsufficientFunds) as info:
+        client.post(proxy.url + "/v1/chat/completions", json={"model": MODEL, "messages": MSG})
+    e = info.value
+    assert e.token.lower() == tip20.PATH_USD and e.available == 0 and e.needed > 0
+    assert [r.status for r in client.ledger.rows()] == ["released"] and client.spent == 0
+    client.close()
+
+
+def test_chain_pinned_from_the_rpc_node(devnet: Devnet, proxy: Proxy, wallet: Wallet, tmp_path: Any) -> None:
+    """A policy pinned to another chain than the server's: PolicyDenied(chain), no payment."""
+    client = MppClient(wallet, rpc_url=devnet.rpc_url, allowed_origins=[proxy.url],
+                       policy=Policy(chain_id=4217), ledger=Ledger(tmp_path / "l.db"))
+    before = devnet.balance(proxy.recipient)
+    with pytest.raises(PolicyDenied) as info:
+        client.post(proxy.url + "/v1/chat/completions", json={"model": MODEL, "messages": MSG})
+    assert info.value.rule == "chain" and devnet.balance(proxy.recipient) == before
+    client.close()
