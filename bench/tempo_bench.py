@@ -47,7 +47,7 @@ def measure(fn: Callable[[], object], n: int = N) -> tuple[float, float]:
 
 
 def main() -> int:
-    backend = "coincurve (libsecp256k1)" if signer._cc is not None else "eth_keys pure Python"
+    backend = "coincurve (libsecp256k1)" if signer.BACKEND == "coincurve" else "eth_keys pure Python"
     print(f"secp256k1 backend: {backend}; N = {N} per scenario")
     req = ChargeRequest.from_request(REQUEST)
     payer = LocalSigner(KEY)

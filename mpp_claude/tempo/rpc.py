@@ -61,6 +61,13 @@ def hex_int(value: Any) -> int:
     return int(value, 16)
 
 
+def _uint(result: str) -> int:
+    try:
+        return decode_uint_result(result)
+    except ValueError as exc:
+        raise RpcUnavailable(f"eth_call: {exc}") from None
+
+
 class _Cache:
     """Chain id forever, base fee for ``GAS_PRICE_TTL`` seconds."""
 
@@ -156,8 +163,7 @@ class RpcClient:
 
     def balance_of(self, token: str, owner: str, block: str = "latest") -> int:
         """TIP-20 ``balanceOf(owner)`` in base units."""
-        return decode_uint_result(self.eth_call({"to": token, "data": "0x" + encode_balance_of(owner).hex()},
-                                                block))
+        return _uint(self.eth_call({"to": token, "data": "0x" + encode_balance_of(owner).hex()}, block))
 
     def wait_for_receipt(self, tx_hash: str, *, timeout: float = 10.0, poll: float = 0.002
                          ) -> dict[str, Any]:
@@ -249,7 +255,7 @@ class AsyncRpcClient:
 
     async def balance_of(self, token: str, owner: str, block: str = "latest") -> int:
         data = "0x" + encode_balance_of(owner).hex()
-        return decode_uint_result(await self.eth_call({"to": token, "data": data}, block))
+        return _uint(await self.eth_call({"to": token, "data": data}, block))
 
     async def wait_for_receipt(self, tx_hash: str, *, timeout: float = 10.0, poll: float = 0.002
                                ) -> dict[str, Any]:

@@ -24,6 +24,8 @@ try:  # libsecp256k1 bindings: ~100x faster than the pure-Python fallback
 except ImportError:  # pragma: no cover - exercised only where coincurve is missing
     _cc = None  # type: ignore[assignment]
 
+#: Which secp256k1 implementation signs and recovers: "coincurve" or "eth_keys".
+BACKEND = "eth_keys" if _cc is None else "coincurve"
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2
 

@@ -8,8 +8,10 @@ everywhere in this package; ``Decimal`` appears only in ``to_display`` /
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 DECIMALS = 6
 UNIT = 10**DECIMALS
@@ -148,7 +150,7 @@ def _topic_address(topic: str) -> str | None:
     return "0x" + raw[12:].hex()
 
 
-def decode_transfer_log(log: dict[str, object]) -> TransferLog | None:
+def decode_transfer_log(log: Mapping[str, Any]) -> TransferLog | None:
     """Decode a receipt log if it is a TIP-20 ``Transfer`` or ``TransferWithMemo``, else ``None``.
 
     ``TransferWithMemo(address indexed from, address indexed to, uint256 amount,
@@ -156,7 +158,7 @@ def decode_transfer_log(log: dict[str, object]) -> TransferLog | None:
     Malformed entries (wrong topic count, non-hex, bad lengths) give ``None``.
     """
     try:
-        topics = [str(t).lower() for t in log.get("topics", ())]  # type: ignore[attr-defined]
+        topics = [str(t).lower() for t in log.get("topics", ())]
         if not topics:
             return None
         sig = topics[0]
@@ -179,15 +181,15 @@ def decode_transfer_log(log: dict[str, object]) -> TransferLog | None:
         return None
 
 
-def transfer_logs(receipt: dict[str, object]) -> list[TransferLog]:
+def transfer_logs(receipt: Mapping[str, Any]) -> list[TransferLog]:
     """Every decodable ``Transfer``/``TransferWithMemo`` log of a receipt, in order."""
     logs = receipt.get("logs")
     if not isinstance(logs, list):
         return []
-    return [t for t in (decode_transfer_log(lg) for lg in logs if isinstance(lg, dict)) if t is not None]
+    return [t for t in (decode_transfer_log(lg) for lg in logs if isinstance(lg, Mapping)) if t is not None]
 
 
-def fees_paid(receipt: dict[str, object]) -> list[TransferLog]:
+def fees_paid(receipt: Mapping[str, Any]) -> list[TransferLog]:
     """The fee transfers of a receipt: ``Transfer(payer -> FeeManager)`` logs, in the fee token."""
     return [t for t in transfer_logs(receipt) if t.memo is None and t.to == FEE_MANAGER]
 

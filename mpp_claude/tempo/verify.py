@@ -246,7 +246,7 @@ def check_receipt(receipt: Mapping[str, Any], ctx: ChargeContext, *, tx_hash: st
         raise VerificationFailed(f"receipt is for transaction {got_hash}, expected {tx_hash.lower()}")
     if not receipt_status_ok(receipt):
         raise VerificationFailed(f"transaction {got_hash} reverted (status {receipt.get('status')!r})")
-    logs = tip20.transfer_logs(dict(receipt))
+    logs = tip20.transfer_logs(receipt)
     # a transferWithMemo emits Transfer + TransferWithMemo: when a memo is required, match the latter
     candidates = [lg for lg in logs if lg.to != tip20.FEE_MANAGER]
     unused = list(range(len(candidates)))

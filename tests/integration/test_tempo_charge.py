@@ -209,7 +209,7 @@ def test_bad_transaction_is_refused_and_nothing_moves(devnet: Devnet, payer: Loc
                                                       error: type[Exception], message: str) -> None:
     """Each broken pull credential raises its precise error; no claim, no broadcast, no transfer."""
     request = _request(payee)
-    signature = {
+    makers: dict[str, Callable[[], str]] = {
         "malformed": lambda: "0x76c0ffee",
         "wrong_chain": lambda: _signed(payer, _request(payee, chain_id=4217)),
         "foreign_memo": lambda: _signed(payer, request, challenge_id="another-challenge"),
@@ -218,7 +218,8 @@ def test_bad_transaction_is_refused_and_nothing_moves(devnet: Devnet, payer: Loc
         "underpayment": lambda: _signed(payer, _request(payee, amount=AMOUNT - 1)),
         "wrong_token": lambda: _signed(payer, _request(payee, currency=tip20.ALPHA_USD)),
         "expired": lambda: _signed(payer, request, now=int(time.time()) - 100),
-    }[case]()
+    }
+    signature = makers[case]()
     before = _balances(devnet, payer.address, payee)
     claims = ClaimStore()
     with pytest.raises(error, match=message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from mpp_claude.errors import PaymentDeclined
 from mpp_claude.tempo import charge, tip20

@@ -11,6 +11,7 @@ from mpp_claude.errors import PaymentExpired, PaymentInsufficient, VerificationF
 from mpp_claude.tempo import charge, tip20
 from mpp_claude.tempo import tx as txmod
 from mpp_claude.tempo.memo import attribution_memo
+from mpp_claude.tempo.signer import Signature
 from mpp_claude.tempo.verify import (
     ChargeContext,
     SponsorPolicy,
@@ -118,7 +119,7 @@ def test_sponsor_policy() -> None:
     check_sponsor_policy(ok, SponsorPolicy(), now=NOW)
     cases = [
         (replace(ok, sponsored=False), "not a fee-payer transaction"),
-        (replace(ok, fee_payer_signature=txmod.Signature(1, 1, 0)), "already co-signed"),
+        (replace(ok, fee_payer_signature=Signature(1, 1, 0)), "already co-signed"),
         (replace(ok, fee_token=b"\x99" * 20), "must not include fee_token"),
         (replace(ok, nonce_key=0), "must use expiring nonce key"),
         (replace(ok, gas_limit=2_000_001), "gas limit exceeds sponsor policy"),
