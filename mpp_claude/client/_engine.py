@@ -12,19 +12,15 @@ back only when no payment can have happened; one credential per logical request,
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import logging
 import secrets
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from ..errors import (
     ApprovalDenied,
@@ -38,6 +34,7 @@ from ..errors import (
 from ..tempo import tip20
 from . import _telemetry
 from ._flow import Deliver, Headers, Pay, PaymentFlow, Resend
+from ._logical import Attempt, Logical, LogicalRequests, Ticket, fingerprint, model_of
 from .budget import BudgetScope, active_scopes, release_all, reserve_all
 from .ledger import DAY, AnyLedger, Entry
 from .payer import AsyncPayer, Payer, Signed
@@ -50,8 +47,6 @@ log = logging.getLogger("mpp_claude.client")
 EXT_FIRST_ORIGIN = "mpp_first_origin"
 RETRY_HEADER = "x-stainless-retry-count"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-LOGICAL_TTL = 900.0   # an SDK retry comes within seconds; keep paid requests 15 min
-LOGICAL_MAX = 4096
 
 Approve = Callable[[Quote], "bool | Awaitable[bool]"]
 _DRY_RUN: ContextVar[bool] = ContextVar("mpp_claude_dry_run", default=False)
@@ -73,58 +68,6 @@ class Hooks:
     on_challenge: Callable[[Quote], None] | None = None
     on_payment: Callable[[Quote, str | None], None] | None = None
     on_receipt: Callable[[PaymentReceipt], None] | None = None
-
-
-@dataclass
-class _Ticket:
-    """One payment in progress: what was reserved where."""
-
-    quote: Quote
-    scopes: tuple[BudgetScope, ...]
-    ledger_id: int | None = None
-    signed: Signed | None = None
-    model: str | None = None
-    done: bool = False
-
-
-@dataclass
-class _Logical:
-    """One logical request across the openai SDK's retries."""
-
-    idempotency_key: str
-    credential: Resend | None = None
-    ticket: _Ticket | None = None
-    touched: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class Attempt:
-    """One pass of a shell through the flow (one ``handle_request`` call)."""
-
-    flow: PaymentFlow
-    method: str
-    url: str
-    body: bytes
-    idempotency_key: str
-    user_key: bool
-    logical: _Logical | None
-    set_headers: list[tuple[str, str]]
-
-
-def _fingerprint(method: str, url: str, body: bytes, user_key: str | None) -> str:
-    if user_key:
-        return f"key {urlsplit(url).netloc} {user_key}"
-    return f"{method} {url} {hashlib.sha256(body).hexdigest()}"
-
-
-def _model_of(body: bytes) -> str | None:
-    if not body.startswith(b"{"):
-        return None
-    try:
-        model = json.loads(body).get("model")
-    except (ValueError, AttributeError):
-        return None
-    return model if isinstance(model, str) else None
 
 
 def _safe_hook(name: str, fn: Callable[..., None] | None, *args: Any) -> None:
@@ -151,9 +94,8 @@ class Engine:
         self.owns_rpc = False
         self.lifetime = BudgetScope(policy.max_per_client, name="max_per_client")
         self.receipts: deque[PaymentReceipt] = deque(maxlen=10_000)
-        self._logical: OrderedDict[str, _Logical] = OrderedDict()
+        self._requests = LogicalRequests()
         self._pins: dict[str, str] = {}
-        self._lock = threading.Lock()
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -164,7 +106,7 @@ class Engine:
         retry = headers.get(RETRY_HEADER)
         logical = None
         if user_key or (retry is not None and retry != "0"):
-            logical = self._find(_fingerprint(method, url, body, user_key))
+            logical = self._requests.find(fingerprint(method, url, body, user_key))
         key = user_key or (logical.idempotency_key if logical else secrets.token_urlsafe(18))
         target = Target(scheme, host, port, path, first_origin)
         credential = logical.credential if logical else None
@@ -178,26 +120,9 @@ class Engine:
             set_headers.append((credential.header, credential.value))
         return Attempt(flow, method, url, body, key, bool(user_key), logical, set_headers)
 
-    def _find(self, fp: str) -> _Logical | None:
-        now = time.monotonic()
-        with self._lock:
-            while self._logical:
-                oldest = next(iter(self._logical.values()))
-                if now - oldest.touched < LOGICAL_TTL and len(self._logical) <= LOGICAL_MAX:
-                    break
-                self._logical.popitem(last=False)
-            found = self._logical.get(fp)
-            if found is not None:
-                found.touched = now
-            return found
-
-    def _register(self, att: Attempt, ticket: _Ticket, credential: Resend) -> None:
-        fp = _fingerprint(att.method, att.url, att.body, att.idempotency_key if att.user_key else None)
-        with self._lock:
-            logical = _Logical(att.idempotency_key, credential, ticket)
-            self._logical[fp] = logical
-            self._logical.move_to_end(fp)
-        att.logical = logical
+    def _register(self, att: Attempt, ticket: Ticket, credential: Resend) -> None:
+        fp = fingerprint(att.method, att.url, att.body, att.idempotency_key if att.user_key else None)
+        att.logical = self._requests.add(fp, Logical(att.idempotency_key, credential, ticket))
 
     # -- responses -------------------------------------------------------------------------------
 
@@ -223,7 +148,7 @@ class Engine:
                 exc.details["tx_hash"] = ticket.signed.tx_hash
             raise
 
-    def _ticket(self, att: Attempt) -> _Ticket | None:
+    def _ticket(self, att: Attempt) -> Ticket | None:
         return att.logical.ticket if att.logical is not None else None
 
     def _unknown(self, att: Attempt, why: str) -> None:
@@ -291,7 +216,7 @@ class Engine:
         return (self.approve is not None or self.dry_run or _DRY_RUN.get()
                 or self.hooks.on_challenge is not None or self.hooks.on_payment is not None)
 
-    def _reserve(self, att: Attempt, pay: Pay) -> _Ticket:
+    def _reserve(self, att: Attempt, pay: Pay) -> Ticket:
         """Dry-run check, then every budget reserved (scopes, lifetime, ledger), all or nothing."""
         scopes = (*active_scopes(), self.lifetime)
         quote = self._quote(att, pay, scopes)
@@ -299,7 +224,7 @@ class Engine:
         if self.dry_run or _DRY_RUN.get():
             raise PaymentQuoted(f"dry run: {quote}", quote=quote)
         reserve_all(scopes, pay.offer.amount)
-        ticket = _Ticket(quote, scopes, model=_model_of(att.body))
+        ticket = Ticket(quote, scopes, model=model_of(att.body))
         try:
             ticket.ledger_id = self.ledger.reserve(
                 Entry(self.wallet.address, pay.offer.amount, pay.offer.currency, pay.offer.chain_id,
@@ -315,20 +240,20 @@ class Engine:
     def _needs_approval(self, quote: Quote) -> bool:
         return self.approve is not None and (self.approve_above is None or quote.amount > self.approve_above)
 
-    def _abort(self, ticket: _Ticket, why: str) -> None:
+    def _abort(self, ticket: Ticket, why: str) -> None:
         """No credential exists: give every reservation back."""
         release_all(ticket.scopes, ticket.quote.amount)
         if ticket.ledger_id is not None:
             self.ledger.release(ticket.ledger_id, error=why, now=time.time())
 
-    def _hold(self, ticket: _Ticket, exc: PaymentOutcomeUnknown) -> None:
+    def _hold(self, ticket: Ticket, exc: PaymentOutcomeUnknown) -> None:
         """Money may have moved: keep every reservation; the ledger row waits for reconcile()."""
         if ticket.ledger_id is not None:
             tx = exc.details.get("tx_hash")
             self.ledger.mark_signed(ticket.ledger_id, tx_hash=tx, valid_before=None, now=time.time())
             self.ledger.mark_unknown(ticket.ledger_id, error=str(exc), now=time.time())
 
-    def _signed(self, att: Attempt, pay: Pay, ticket: _Ticket, signed: Signed) -> Resend:
+    def _signed(self, att: Attempt, pay: Pay, ticket: Ticket, signed: Signed) -> Resend:
         ticket.signed = signed
         if ticket.ledger_id is not None:
             self.ledger.mark_signed(ticket.ledger_id, tx_hash=signed.tx_hash,
@@ -339,7 +264,7 @@ class Engine:
         _safe_hook("on_payment", self.hooks.on_payment, ticket.quote, signed.tx_hash)
         return resend
 
-    def _denied(self, ticket: _Ticket) -> ApprovalDenied:
+    def _denied(self, ticket: Ticket) -> ApprovalDenied:
         self._abort(ticket, "approval callback declined")
         return ApprovalDenied(f"approval callback declined paying {ticket.quote}", rule="approval",
                               quote=ticket.quote)

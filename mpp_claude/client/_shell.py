@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._engine import EXT_FIRST_ORIGIN, IDEMPOTENCY_HEADER, AsyncEngine, Attempt, SyncEngine
+from ._engine import EXT_FIRST_ORIGIN, IDEMPOTENCY_HEADER, AsyncEngine, SyncEngine
 from ._flow import Deliver, Resend
+from ._logical import Attempt
 from .receipts import EXT_RECEIPT
 
 

@@ -1,0 +1,106 @@
+"""Logical requests: what the openai SDK's retries of one call have in common, and what was paid.
+
+The SDK retries a failed call with the same method, URL and body and a higher
+``x-stainless-retry-count``; a caller may also send its own ``Idempotency-Key``.  Either way
+the retry must reuse the first attempt's ``Idempotency-Key`` and, if it paid, its credential,
+never a new payment (agent-payments-ux.md §4.4).  :class:`LogicalRequests` remembers paid
+requests for ``LOGICAL_TTL`` seconds (bounded, thread-safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ._flow import PaymentFlow, Resend
+from .budget import BudgetScope
+from .payer import Signed
+from .receipts import Quote
+
+LOGICAL_TTL = 900.0   # an SDK retry comes within seconds; keep paid requests 15 min
+LOGICAL_MAX = 4096
+
+
+@dataclass
+class Ticket:
+    """One payment in progress: what was reserved where."""
+
+    quote: Quote
+    scopes: tuple[BudgetScope, ...]
+    ledger_id: int | None = None
+    signed: Signed | None = None
+    model: str | None = None
+    done: bool = False
+
+
+@dataclass
+class Logical:
+    """One logical request across the openai SDK's retries."""
+
+    idempotency_key: str
+    credential: Resend | None = None
+    ticket: Ticket | None = None
+    touched: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Attempt:
+    """One pass of a shell through the flow (one ``handle_request`` call)."""
+
+    flow: PaymentFlow
+    method: str
+    url: str
+    body: bytes
+    idempotency_key: str
+    user_key: bool
+    logical: Logical | None
+    set_headers: list[tuple[str, str]]
+
+
+def fingerprint(method: str, url: str, body: bytes, user_key: str | None) -> str:
+    if user_key:
+        return f"key {urlsplit(url).netloc} {user_key}"
+    return f"{method} {url} {hashlib.sha256(body).hexdigest()}"
+
+
+def model_of(body: bytes) -> str | None:
+    if not body.startswith(b"{"):
+        return None
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return None
+    return model if isinstance(model, str) else None
+
+
+class LogicalRequests:
+    """Paid logical requests by fingerprint: oldest dropped after ``LOGICAL_TTL`` or beyond
+    ``LOGICAL_MAX`` entries."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, Logical] = OrderedDict()
+
+    def find(self, fp: str) -> Logical | None:
+        now = time.monotonic()
+        with self._lock:
+            while self._items:
+                oldest = next(iter(self._items.values()))
+                if now - oldest.touched < LOGICAL_TTL and len(self._items) <= LOGICAL_MAX:
+                    break
+                self._items.popitem(last=False)
+            found = self._items.get(fp)
+            if found is not None:
+                found.touched = now
+            return found
+
+    def add(self, fp: str, logical: Logical) -> Logical:
+        with self._lock:
+            self._items[fp] = logical
+            self._items.move_to_end(fp)
+        return logical
