@@ -9,11 +9,14 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
 3. generic checks of the echo against what *this* body costs on *this* route (``binding``:
    HMAC, realm/method/intent, request, expires present, not expired, digest, route);
 4. the payload mode is one this server accepts;
-5. ``Idempotency-Key`` (only when the header is sent): the payer is identified without I/O
+5. fee sponsorship: a sponsored transaction's gas limit is taken from the sponsor's gas budget
+   (``sponsor_budget``, per process); once it is spent, new challenges stop offering
+   ``feePayer`` and the payer pays its own fees;
+6. ``Idempotency-Key`` (only when the header is sent): the payer is identified without I/O
    (the signature-recovered sender of a ``transaction``, the ``source`` DID of a ``hash``); a
    completed response stored under key + payer is replayed with no charge and no upstream
    call; the same key with another body is a 422; still in flight a 409;
-6. ``tempo.settle.AsyncChargeVerifier.verify``: the pure transaction checks (calls, memo,
+7. ``tempo.settle.AsyncChargeVerifier.verify``: the pure transaction checks (calls, memo,
    limits, sponsor policy + co-signature), then our ``claim`` callback, then broadcast,
    receipt and log checks.  The callback claims the **challenge id and the transaction hash**
    atomically in the shared store *before* anything is broadcast, so a credential is accepted
@@ -102,6 +105,14 @@ class PaymentGate:
         self._verifier = verifier
         self._clock = clock
         self._nonce = nonce
+        # Gas the fee sponsor may still co-sign in this process (None: no limit).
+        self._sponsor_gas_left: int | None = config.sponsor_budget if config.sponsor_budget > 0 else None
+
+    @property
+    def sponsoring(self) -> bool:
+        """Whether new challenges offer fee sponsorship (configured, and budget left)."""
+        left = self._sponsor_gas_left
+        return self._config.fee_payer and (left is None or left > 0)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=timezone.utc)
@@ -109,8 +120,9 @@ class PaymentGate:
     def terms(self, route: str, body: bytes, quote: Quote) -> RouteTerms:
         """What ``body`` costs on ``route``: one charge request per accepted currency."""
         cfg = self._config
+        sponsor = self.sponsoring
         requests = tuple(charge_request(amount=quote.amount, currency=cur, recipient=cfg.recipient,
-                                        chain_id=cfg.chain_id, fee_payer=cfg.fee_payer, modes=cfg.modes)
+                                        chain_id=cfg.chain_id, fee_payer=sponsor, modes=cfg.modes)
                          for cur in cfg.currencies)
         return RouteTerms(route=route, realm=cfg.realm, requests=requests, digest=body_digest(body),
                           description=quote.description)
@@ -155,10 +167,18 @@ class PaymentGate:
             offered = ", ".join(self._config.modes)
             raise VerificationFailed(f"payload type {mode!r} is not accepted here (accepted: {offered})")
         ctx = ChargeContext.from_values(bound.challenge_id, terms.realm, bound.request, int(bound.expires_at))
+        prepared = None
+        if mode == "transaction" and (idempotency_key is not None or ctx.request.fee_payer):
+            v = self._verifier
+            prepared = prepare_pull(credential.payload.get("signature"), ctx, now=int(now.timestamp()),
+                                    fee_payer=v.fee_payer, fee_token=v.fee_token, policy=v.policy)
+        if ctx.request.fee_payer and prepared is not None:
+            self._reserve_sponsor_gas(prepared.tx.gas_limit)
 
         scoped_key = None
         if idempotency_key is not None:
-            payer = self._payer(credential, ctx, int(now.timestamp()))
+            payer = prepared.sender.lower() if prepared is not None else \
+                source_address(credential.source, ctx.request.chain_id)
             scoped_key = f"{payer}:{idempotency_key}"
             found = await self._store.idem_begin(scoped_key, request_fingerprint(terms.route, body),
                                                  ttl_s=float(self._config.idempotency_ttl))
@@ -183,14 +203,19 @@ class PaymentGate:
                                     method="tempo"),
                     idempotency_key=scoped_key)
 
-    def _payer(self, credential: Credential, ctx: ChargeContext, now: int) -> str:
-        """Who pays, without I/O: the recovered sender, or the ``source`` of a hash credential."""
-        if credential.payload.get("type") == "transaction":
-            v = self._verifier
-            prep = prepare_pull(credential.payload.get("signature"), ctx, now=now, fee_payer=v.fee_payer,
-                                fee_token=v.fee_token, policy=v.policy)
-            return prep.sender.lower()
-        return source_address(credential.source, ctx.request.chain_id)
+    def _reserve_sponsor_gas(self, gas: int) -> None:
+        """Take ``gas`` from the sponsor's budget (not returned: the budget errs on the sponsor's side).
+
+        Raises:
+            VerificationFailed: the budget cannot cover this transaction's gas limit.
+        """
+        left = self._sponsor_gas_left
+        if left is None:
+            return
+        if gas > left:
+            raise VerificationFailed(f"the fee sponsor's gas budget is exhausted ({left} gas left, the "
+                                     f"transaction needs {gas}); new challenges do not sponsor fees")
+        self._sponsor_gas_left = left - gas
 
     async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime) -> SettledPayment:
         ttl = max(1.0, (ctx.expires or 0) - now.timestamp()) + CLAIM_MARGIN

@@ -359,3 +359,39 @@ def test_usage_is_recorded_next_to_the_quote(server: Server, devnet: Devnet, sig
     assert row["quoted"] == int(parse_credential(auth).challenge.request_data["amount"])
     assert 0 < row["cost"] <= row["quoted"]
     assert row["output_tokens"] > 0 and row["model"] == "claude-haiku-4-5"
+
+
+# --- fee sponsorship -----------------------------------------------------------------------------------
+
+
+def test_sponsored_charge_and_gas_budget(devnet: Devnet, funded_account: Any) -> None:
+    """With a fee payer the payer pays exactly the amount; once the gas budget is spent, challenges
+    stop offering sponsorship and the payer pays its own fees."""
+    sponsor = devnet.new_funded_account()
+    recipient = Account.create().address
+    budget = 400_000  # charge_gas_limit(1): one sponsored one-transfer payment
+    cfg = server_config(devnet.rpc_url, devnet.chain_id, recipient=recipient,
+                        fee_payer_key="0x" + bytes(sponsor.key).hex(), sponsor_budget=budget,
+                        modes=["transaction"])
+    signer = LocalSigner.from_account(funded_account)
+    upstream = LocalUpstream()
+    with paid_server(cfg, upstream=upstream, store=MemoryStore()) as (url, _):
+        srv = Server(url, upstream, MemoryStore(), recipient)
+        body = _body()
+        challenge = srv.challenge(CHAT, body)
+        assert challenge.request_data["methodDetails"]["feePayer"] is True
+        payer_before, sponsor_before = devnet.balance(funded_account.address), devnet.balance(sponsor.address)
+        auth, _ = pay_challenge(challenge, signer, devnet.rpc)
+        r = srv.post(CHAT, body, auth)
+        assert r.status_code == 200, r.text
+        amount = int(challenge.request_data["amount"])
+        assert payer_before - devnet.balance(funded_account.address) == amount  # no fee for the payer
+        assert devnet.balance(sponsor.address) < sponsor_before  # the sponsor paid the fee
+        chain_receipt = devnet.rpc.receipt(parse_receipt(r.headers["payment-receipt"]).reference)
+        assert chain_receipt is not None and _transfer_log(chain_receipt, recipient)[0] == amount
+        # budget spent: the next challenge does not sponsor, and an unsponsored payment still works
+        nxt = srv.challenge(CHAT, body)
+        assert "feePayer" not in nxt.request_data["methodDetails"]
+        auth2, _ = pay_challenge(nxt, signer, devnet.rpc)
+        assert srv.post(CHAT, body, auth2).status_code == 200
+        srv.http.close()
