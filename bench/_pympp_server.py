@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import uvicorn
 from mpp.methods.tempo import server as tempo
-from mpp.server import Mpp
 from mpp.server.decorator import pay
+from mpp.server.mpp import Mpp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse

@@ -116,11 +116,10 @@ async def _on_http(request: Request, exc: Exception) -> Response:
 
 def _make_upstream(config: ServerConfig) -> Upstream:
     if config.upstream == "anthropic":
-        from .upstreams.anthropic import AnthropicUpstream  # type: ignore[import-not-found,unused-ignore]
+        from .upstreams.anthropic import AnthropicUpstream
 
-        upstream: Upstream = AnthropicUpstream(api_key=config.anthropic_api_key,
-                                               base_url=config.anthropic_base_url)
-        return upstream
+        # build_config guarantees the key is set for the anthropic upstream
+        return AnthropicUpstream(config.anthropic_api_key or "", base_url=config.anthropic_base_url)
     from .upstreams.local import LocalUpstream
 
     return LocalUpstream()

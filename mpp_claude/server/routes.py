@@ -111,7 +111,7 @@ async def chat_completions(request: Request) -> Response:
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
     entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
-    return await serve_chat(svc, mreq, grant, entry, request.headers)
+    return await serve_chat(svc, mreq, grant, entry)
 
 
 def _messages_request(payload: dict[str, Any], svc: Services) -> tuple[str, int, bool]:

@@ -133,8 +133,7 @@ def _upstream_failure(exc: UpstreamError) -> ConversionError:
 # --- chat completions ----------------------------------------------------------------------------
 
 
-async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: RequestLog,
-                     request_headers: Mapping[str, str]) -> Response:
+async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: RequestLog) -> Response:
     """Answer a paid ``/v1/chat/completions`` request (JSON or SSE)."""
     headers = upstream_headers(mreq.anthropic_beta)
     model = mreq.model.id

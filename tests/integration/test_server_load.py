@@ -66,9 +66,9 @@ def test_thousand_paid_requests_from_eight_clients(devnet: Devnet) -> None:
     assert not errors, errors[0]
     assert len(results) == REQUESTS
     assert all(status == 200 for status, *_ in results)
-    paid = [tx for _, tx, _, _ in results]
+    paid = [str(tx) for _, tx, _, _ in results]
     assert len(set(paid)) == REQUESTS  # 1000 distinct payments
-    assert [ref for _, _, ref, _ in results] == paid  # every receipt names its own payment
+    assert [str(ref) for _, _, ref, _ in results] == paid  # every receipt names its own payment
     usage: list[dict[str, Any]] = list(anyio.run(store.records, "usage"))
     assert sorted(row["reference"] for row in usage) == sorted(paid)  # one served answer per payment
     assert upstream.calls == REQUESTS

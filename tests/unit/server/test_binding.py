@@ -107,10 +107,14 @@ def test_expired_challenge_is_payment_expired() -> None:
 def test_echo_without_expires_digest_or_scope_is_refused() -> None:
     """Our challenges always carry expires, digest and opaque route scope; an echo lacking one fails."""
     t = terms()
-    base = dict(realm=t.realm, method="tempo", intent="charge", request=dict(t.requests[0]))
-    no_expiry = new_challenge(SECRET, digest=t.digest, opaque=scope(t.route, "n"), **base)
-    no_digest = new_challenge(SECRET, expires=NOW + timedelta(minutes=5), opaque=scope(t.route, "n"), **base)
-    no_scope = new_challenge(SECRET, expires=NOW + timedelta(minutes=5), digest=t.digest, **base)
+    req = dict(t.requests[0])
+    later = NOW + timedelta(minutes=5)
+    no_expiry = new_challenge(SECRET, realm=t.realm, method="tempo", intent="charge", request=req,
+                              digest=t.digest, opaque=scope(t.route, "n"))
+    no_digest = new_challenge(SECRET, realm=t.realm, method="tempo", intent="charge", request=req,
+                              expires=later, opaque=scope(t.route, "n"))
+    no_scope = new_challenge(SECRET, realm=t.realm, method="tempo", intent="charge", request=req,
+                             expires=later, digest=t.digest)
     for ch in (no_expiry, no_digest, no_scope):
         with pytest.raises(InvalidChallenge):
             check_echo(ch, t, secret=SECRET, body=BODY, now=NOW)
