@@ -232,7 +232,7 @@ class Engine:
                       pay.challenge.id),
                 now=time.time(), max_per_day=self.policy.max_per_day,
                 max_per_minute=self.policy.max_per_minute)
-        except BudgetExceeded:
+        except BaseException:  # BudgetExceeded, or the ledger failed: nothing is reserved anywhere
             release_all(scopes, pay.offer.amount)
             raise
         return ticket
