@@ -4,6 +4,7 @@
 * ``channel``: channel ids, escrow calldata, ``getChannel`` state and escrow events.
 * ``accounting``: the server's voucher acceptance, charging and close rules.
 * ``transactions``: escrow calls as signed Tempo ``0x76`` transactions.
+* ``payloads``: credential payloads (parse/build), SSE need-voucher data, receipt fields.
 * ``verify``: server checks of a payer's ``open`` / ``topUp`` transaction before broadcasting.
 * ``onchain``: read a channel, simulate and send escrow transactions through an ``RpcClient``.
 
@@ -40,6 +41,20 @@ from .channel import (
     decode_top_up,
     escrow_events,
 )
+from .payloads import (
+    ClosePayload,
+    OpenPayload,
+    SessionPayload,
+    TopUpPayload,
+    VoucherPayload,
+    close_payload,
+    need_voucher_event,
+    open_payload,
+    parse_session_payload,
+    session_receipt_fields,
+    top_up_payload,
+    voucher_payload,
+)
 from .verify import OpenedChannel, check_open_transaction, check_top_up_transaction
 from .voucher import (
     Voucher,
@@ -57,12 +72,17 @@ __all__ = [
     "Acceptance",
     "ChannelAccount",
     "ChannelState",
+    "ClosePayload",
     "EscrowEvent",
     "OpenCall",
+    "OpenPayload",
     "OpenedChannel",
+    "SessionPayload",
+    "TopUpPayload",
     "Voucher",
     "VoucherDomain",
     "VoucherOutcome",
+    "VoucherPayload",
     "accept_voucher",
     "charge",
     "check_channel_live",
@@ -70,20 +90,27 @@ __all__ = [
     "check_close_voucher",
     "check_open_transaction",
     "check_top_up_transaction",
+    "close_payload",
     "compute_channel_id",
     "decode_channel_state",
     "decode_escrow_log",
     "decode_open",
     "decode_top_up",
     "escrow_events",
+    "need_voucher_event",
     "normalize_address",
     "normalize_channel_id",
+    "open_payload",
+    "parse_session_payload",
     "parse_voucher_signature",
     "record_settlement",
     "recover_voucher_signer",
     "required_cumulative",
+    "session_receipt_fields",
     "sign_voucher",
     "to_bytes65",
     "to_compact",
+    "top_up_payload",
     "verify_voucher_signer",
+    "voucher_payload",
 ]
