@@ -395,3 +395,31 @@ def test_sponsored_charge_and_gas_budget(devnet: Devnet, funded_account: Any) ->
         auth2, _ = pay_challenge(nxt, signer, devnet.rpc)
         assert srv.post(CHAT, body, auth2).status_code == 200
         srv.http.close()
+
+
+# --- the project's own client SDK -----------------------------------------------------------------
+
+
+def test_mpp_client_sdk_pays_the_server(server: Server, devnet: Devnet, funded_account: Any) -> None:
+    """mpp_claude.client.openai_client (sync) and async_openai_client (streaming) pay and get answers."""
+    from mpp_claude.client import MemoryLedger, Wallet, async_openai_client, openai_client
+
+    wallet = Wallet.from_private_key(bytes(funded_account.key))
+    client = openai_client(server.url + "/v1", wallet, rpc_url=devnet.rpc_url, ledger=MemoryLedger())
+    raw = client.chat.completions.with_raw_response.create(
+        model="claude-haiku-4-5", messages=[{"role": "user", "content": "sdk"}])
+    assert raw.parse().choices[0].message.content
+    assert devnet.rpc.receipt(parse_receipt(raw.headers["payment-receipt"]).reference) is not None
+
+    async def stream() -> str:
+        aclient = async_openai_client(server.url + "/v1", wallet, rpc_url=devnet.rpc_url,
+                                      ledger=MemoryLedger())
+        chunks = await aclient.chat.completions.create(
+            model="claude-haiku-4-5", messages=[{"role": "user", "content": "async sdk"}], stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+        await aclient.close()
+        return text
+
+    import anyio
+
+    assert anyio.run(stream)
