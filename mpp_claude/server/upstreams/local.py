@@ -84,7 +84,8 @@ class LocalUpstream:
         fault: default fault spec applied to every request (``None``: none).
         seed: bytes the message/tool ids derive from (with a call counter);
             fixed → the same ids in every run; default: random per instance.
-        chunk_delay_s: pause between SSE chunks, to imitate generation speed.
+        chunk_delay_s: pause before each SSE chunk (and once before a 200 JSON body when
+            served over HTTP), to imitate generation time.
 
     Attributes:
         received: the last 1000 request bodies, oldest first (tests count upstream calls).
@@ -251,6 +252,13 @@ def _to_response(reply: LocalReply, delay: float) -> Response:
 
         return StreamingResponse(body(), status_code=reply.status, headers=reply.headers)
     data = reply.json_bytes()
+    if delay and reply.status == 200:
+        async def slow() -> AsyncIterator[bytes]:
+            await asyncio.sleep(delay)  # a JSON answer arrives after "generation", all at once
+            yield data
+
+        return StreamingResponse(slow(), status_code=reply.status,
+                                 headers={**reply.headers, "content-length": str(len(data))})
     if reply.drop_after is not None:
         async def partial() -> AsyncIterator[bytes]:
             yield data[: len(data) // 2]
@@ -261,6 +269,15 @@ def _to_response(reply: LocalReply, delay: float) -> Response:
     return Response(data, status_code=reply.status, headers=reply.headers)
 
 
+def _presented_key(request: Request) -> str | None:
+    """The API key of a request: ``x-api-key``, or ``Authorization: Bearer`` (the 2.x SDKs send that)."""
+    key = request.headers.get("x-api-key")
+    if key is not None:
+        return key
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def create_local_anthropic_app(upstream: LocalUpstream | None = None, *, api_key: str | None = None,
                                extra_routes: Sequence[Route] = ()) -> Starlette:
     """Serve a :class:`LocalUpstream` as the Anthropic Messages HTTP API.
@@ -268,8 +285,10 @@ def create_local_anthropic_app(upstream: LocalUpstream | None = None, *, api_key
     Args:
         upstream: the instance to serve (default: a new one); keep a reference to
             inject faults or read ``received``.
-        api_key: when set, requests must carry ``x-api-key: <api_key>`` (else 401);
-            when ``None``, any key or none is accepted.
+        api_key: when set, requests must carry ``x-api-key: <api_key>`` or
+            ``Authorization: Bearer <api_key>`` (else 401); when ``None``, any key or none
+            is accepted.  Any ``anthropic-version`` value is accepted (answers use the
+            2023-06-01 shapes, which newer SDKs parse too), but the header is required.
         extra_routes: more routes to mount (tests).
 
     Returns:
@@ -278,8 +297,8 @@ def create_local_anthropic_app(upstream: LocalUpstream | None = None, *, api_key
     local = upstream if upstream is not None else LocalUpstream()
 
     async def read(request: Request) -> tuple[Any, Response | None]:
-        if api_key is not None and request.headers.get("x-api-key") != api_key:
-            missing = "x-api-key" not in request.headers
+        if api_key is not None and _presented_key(request) != api_key:
+            missing = _presented_key(request) is None
             reply = _error(LocalApiError(401, "authentication_error",
                                          "x-api-key header is required" if missing else "invalid x-api-key"),
                            {}, None)
