@@ -209,3 +209,37 @@ async def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for bad in ["", "  ", "ftp://x", "sqlite://"]:
         with pytest.raises(ConfigError):
             open_store(bad)
+
+
+def test_sqlite_claim_single_use_across_threads(tmp_path: Path) -> None:
+    """Threads with their own event loops, sharing one store object or opening their own, race for
+    the same keys: every key is won exactly once."""
+    import asyncio
+    import threading
+
+    shared = SQLiteStore(tmp_path / "t.db")
+    keys = [f"k{i}" for i in range(10)]
+    barrier = threading.Barrier(6)
+    wins: list[str] = []
+    lock = threading.Lock()
+
+    def worker(own: bool) -> None:
+        async def run() -> None:
+            store = SQLiteStore(tmp_path / "t.db") if own else shared
+            barrier.wait()
+            tries = [k for k in keys for _ in range(4)]
+            results = await asyncio.gather(*(store.claim(k, 60) for k in tries))
+            with lock:
+                wins.extend(k for k, ok in zip(tries, results, strict=True) if ok)
+            if own:
+                await store.close()
+
+        asyncio.run(run())
+
+    threads = [threading.Thread(target=worker, args=(i % 2 == 0,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    asyncio.run(shared.close())
+    assert sorted(wins) == sorted(keys)
