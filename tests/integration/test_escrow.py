@@ -442,3 +442,24 @@ def test_async_twins(devnet: Devnet, domain: VoucherDomain) -> None:
     assert state.deposit == UNIT and state.settled == 0
     assert sent.events[0].values["deltaPaid"] == 300_000
     assert error == "AmountNotIncreasing"
+
+
+def test_channel_views_agree(devnet: Devnet) -> None:
+    """channels(id), getChannel(id) and getChannelsBatch([id]) return the same state."""
+    from eth_abi.abi import encode as abi_encode
+    from eth_hash.auto import keccak
+
+    net, escrow = devnet, devnet.escrow_address
+    payer, payee = _party(net, 2 * UNIT), _party(net, 0)
+    cid, _ = _open(net, payer, payee, UNIT)
+
+    def call(sig: str, args: bytes) -> bytes:
+        data = "0x" + (keccak(sig.encode())[:4] + args).hex()
+        return bytes.fromhex(net.rpc.call("eth_call", [{"to": escrow, "data": data}, "latest"])[2:])
+
+    raw_id = bytes.fromhex(cid[2:])
+    flat = call("channels(bytes32)", raw_id)
+    assert flat == call("getChannel(bytes32)", raw_id)
+    batch = call("getChannelsBatch(bytes32[])", abi_encode(["bytes32[]"], [[raw_id, bytes(32)]]))
+    assert batch[64:64 + 256] == flat and batch[64 + 256:] == bytes(256)
+    assert read_channel(net.rpc, escrow, cid).deposit == UNIT

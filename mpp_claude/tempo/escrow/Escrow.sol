@@ -263,6 +263,26 @@ contract Escrow {
         });
     }
 
+    /// @notice The same fields as `getChannel`, flat (the deployed contract's public-mapping getter).
+    function channels(bytes32 channelId)
+        external
+        view
+        returns (
+            bool finalized,
+            uint64 closeRequestedAt,
+            address payer,
+            address payee,
+            address token,
+            address authorizedSigner,
+            uint128 deposit,
+            uint128 settled
+        )
+    {
+        Record storage ch = _channels[channelId];
+        return (ch.finalized, ch.closeRequestedAt, ch.payer, ch.payee, ch.token, ch.authorizedSigner, ch.deposit,
+            ch.settled);
+    }
+
     /// @notice `getChannel` for many ids in one call.
     function getChannelsBatch(bytes32[] calldata channelIds) external view returns (Channel[] memory channelStates) {
         channelStates = new Channel[](channelIds.length);

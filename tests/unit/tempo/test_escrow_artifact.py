@@ -56,3 +56,40 @@ def test_resolve_escrow() -> None:
         resolve_escrow(31337)
     with pytest.raises(ConfigError, match="40 hex"):
         resolve_escrow(1, {1: "0x1234"})
+
+
+# The deployed v1 escrow's ABI (mppx src/tempo/legacy/session/escrow.abi.ts): same selectors and
+# event topics mean clients and servers speak to our contract and the canonical ones alike.
+DEPLOYED_V1_FUNCTIONS = {
+    "CLOSE_GRACE_PERIOD()", "VOUCHER_TYPEHASH()", "channels(bytes32)", "close(bytes32,uint128,bytes)",
+    "computeChannelId(address,address,address,bytes32,address)", "domainSeparator()", "eip712Domain()",
+    "getChannel(bytes32)", "getChannelsBatch(bytes32[])", "getVoucherDigest(bytes32,uint128)",
+    "open(address,address,uint128,bytes32,address)", "requestClose(bytes32)",
+    "settle(bytes32,uint128,bytes)", "topUp(bytes32,uint256)", "withdraw(bytes32)",
+}
+DEPLOYED_V1_EVENTS = {
+    "ChannelClosed(bytes32,address,address,uint256,uint256)",
+    "ChannelOpened(bytes32,address,address,address,address,bytes32,uint256)",
+    "CloseRequestCancelled(bytes32,address,address)", "CloseRequested(bytes32,address,address,uint256)",
+    "Settled(bytes32,address,address,uint256,uint256,uint256)",
+    "TopUp(bytes32,address,address,uint256,uint256)",
+}
+
+
+def _signatures(kind: str) -> set[str]:
+    def typ(item: dict[str, object]) -> str:
+        t = str(item["type"])
+        if t.startswith("tuple"):
+            comps = item["components"]
+            assert isinstance(comps, list)
+            return "(" + ",".join(typ(c) for c in comps) + ")" + t[5:]
+        return t
+
+    return {f"{i['name']}({','.join(typ(x) for x in i['inputs'])})" for i in artifact()["abi"]
+            if i["type"] == kind}
+
+
+def test_abi_has_the_deployed_v1_interface() -> None:
+    """Every function and event of the deployed v1 escrow exists with the same signature."""
+    assert _signatures("function") >= DEPLOYED_V1_FUNCTIONS
+    assert _signatures("event") >= DEPLOYED_V1_EVENTS
