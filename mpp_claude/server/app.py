@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..convert.types import ConvertOptions
 from ..errors import ConfigError, ConversionError, PaymentRequired, VerificationError
+from ..protocol.accept import select_challenges
 from ..tempo.rpc import AsyncRpcClient
 from ..tempo.settle import AsyncChargeVerifier
 from ..tempo.signer import LocalSigner
@@ -89,6 +90,8 @@ async def _on_verification(request: Request, exc: Exception) -> Response:
     svc: Services = request.app.state.services
     terms = getattr(request.state, "terms", None)
     challenges = svc.gate.challenges(terms) if terms is not None else []
+    accept = request.headers.getlist("accept-payment")
+    challenges = select_challenges(challenges, accept or None)  # all of them if none/no match
     entry = _entry(request)
     if entry is not None:
         entry.outcome = "payment_required" if isinstance(exc, PaymentRequired) else "rejected"

@@ -24,14 +24,21 @@ from .pricing import count_parts, estimate_prompt_tokens, quote
 from .rendering import json_response
 from .serving import Services, serve_chat, serve_messages
 
-CHAT = "POST /v1/chat/completions"
-MESSAGES = "POST /v1/messages"
-
 # Top-level fields /v1/messages forwards; anything else (server tools' containers, MCP servers…)
 # could cost more than the quote covers, so it is refused before payment.
 _MESSAGES_FIELDS = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream",
                               "temperature", "top_p", "top_k", "tools", "tool_choice", "metadata",
                               "thinking", "output_config", "service_tier"})
+
+
+def scope_of(request: Request) -> str:
+    """The route scope a challenge binds: method, path and query (``POST /v1/messages?x=1``).
+
+    Our routes take no query parameters, but binding the query too means a credential is
+    only ever accepted for the exact resource it was issued for (flow ``query_replay``).
+    """
+    query = request.url.query
+    return f"{request.method} {request.url.path}" + (f"?{query}" if query else "")
 
 
 def services(request: Request) -> Services:
@@ -104,7 +111,8 @@ async def chat_completions(request: Request) -> Response:
     messages, images = count_parts(payload.get("messages"))
     price = quote(svc.prices, mreq.model.id, max_tokens=int(mreq.body["max_tokens"]),
                   prompt_tokens=estimate_prompt_tokens(body, messages=messages, images=images))
-    terms = svc.gate.terms(CHAT, body, price)
+    entry.amount = price.amount
+    terms = svc.gate.terms(scope_of(request), body, price)
     request.state.terms = terms
     grant = await svc.gate.authorize(terms, body, request.headers.getlist("authorization"),
                                      request.headers.get("idempotency-key"))
@@ -149,7 +157,8 @@ async def messages(request: Request) -> Response:
     msgs, images = count_parts(payload.get("messages"))
     price = quote(svc.prices, model, max_tokens=max_tokens,
                   prompt_tokens=estimate_prompt_tokens(body, messages=msgs, images=images))
-    terms = svc.gate.terms(MESSAGES, body, price)
+    entry.amount = price.amount
+    terms = svc.gate.terms(scope_of(request), body, price)
     request.state.terms = terms
     grant = await svc.gate.authorize(terms, body, request.headers.getlist("authorization"),
                                      request.headers.get("idempotency-key"))

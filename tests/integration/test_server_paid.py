@@ -209,6 +209,34 @@ def test_credential_for_body_x_with_body_y(server: Server, devnet: Devnet, signe
     _refused(server, devnet, CHAT, other, auth, "invalid-challenge")
 
 
+def test_credential_for_one_query_on_another(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """The query is part of the bound resource: ?tier=basic's credential does not pay ?tier=premium."""
+    body = _body()
+    auth, _ = pay_challenge(server.challenge(CHAT + "?tier=basic", body), signer, devnet.rpc)
+    _refused(server, devnet, CHAT + "?tier=premium", body, auth, "invalid-challenge")
+
+
+def test_paid_request_log_line(server: Server, devnet: Devnet, signer: LocalSigner,
+                               caplog: pytest.LogCaptureFixture) -> None:
+    """A paid request logs payer, amount, model, tokens, tx reference, latency and outcome 'paid'."""
+    import logging
+
+    body = _body(messages=[{"role": "user", "content": "log me"}])
+    auth, tx_hash = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    with caplog.at_level(logging.INFO, logger="mpp_claude.server.access"):
+        assert server.post(CHAT, body, auth).status_code == 200
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and tx_hash not in caplog.text:
+            time.sleep(0.01)
+    line = next(json.loads(r.getMessage()) for r in caplog.records
+                if r.name == "mpp_claude.server.access" and tx_hash in r.getMessage())
+    assert line["outcome"] == "paid" and line["status"] == 200
+    assert line["payer"] == signer.address.lower() and line["reference"] == tx_hash
+    assert line["amount"] == int(parse_credential(auth).challenge.request_data["amount"])
+    assert line["model"] == "claude-haiku-4-5" and line["output_tokens"] > 0 and line["latency_ms"] > 0
+    assert auth.split()[1] not in caplog.text
+
+
 def test_tampered_echo(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
     """Editing the echoed amount breaks the HMAC binding: invalid-challenge."""
     body = _body()

@@ -226,3 +226,38 @@ def test_wrong_chain_fails_at_start() -> None:
     tc, _ = make_client(chain_id=4217)
     with pytest.raises(ConfigError, match="serves chain 4217"), tc:
         pass
+
+
+def test_accept_payment_never_removes_every_offer(client: TestClient) -> None:
+    """An Accept-Payment that matches nothing (or is malformed) leaves the offers as they are."""
+    for header in ("stripe/charge", "tempo/charge;q=0", "%%%"):
+        r = client.post("/v1/chat/completions", json=CHAT, headers={"accept-payment": header})
+        assert r.status_code == 402
+        assert parse_challenges(r.headers.get_list("www-authenticate"))
+
+
+def test_query_is_part_of_the_bound_scope(client: TestClient) -> None:
+    """The challenge's opaque scope names method, path and query."""
+    from mpp_claude.protocol.encoding import decode_b64_json
+
+    r = client.post("/v1/chat/completions?tier=basic", json=CHAT)
+    (ch,) = parse_challenges(r.headers.get_list("www-authenticate"))
+    assert decode_b64_json(ch.opaque or "")["route"] == "POST /v1/chat/completions?tier=basic"
+
+
+def test_one_structured_log_line_per_request(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Each request logs one JSON line with route, status, outcome, model, amount; never the credential."""
+    import logging
+
+    secret_looking = _fake_credential()
+    with caplog.at_level(logging.INFO, logger="mpp_claude.server.access"):
+        client.post("/v1/chat/completions", json=CHAT, headers={"authorization": secret_looking})
+        client.get("/health")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "mpp_claude.server.access"]
+    assert len(lines) == 2
+    refused, health = lines
+    assert refused["route"] == "/v1/chat/completions" and refused["status"] == 402
+    assert refused["outcome"] == "rejected" and refused["problem"] == "invalid-challenge"
+    assert refused["model"] == "claude-haiku-4-5" and refused["latency_ms"] >= 0
+    assert health["outcome"] == "free" and health["status"] == 200
+    assert secret_looking.split()[1] not in caplog.text
