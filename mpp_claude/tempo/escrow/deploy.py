@@ -25,7 +25,6 @@ from ..signer import Signer
 from . import artifact
 
 DEPLOYER_INDEX = 8
-DEPLOY_GAS = 17_138_284  # measured (anvil T4) for the committed build; eth_estimateGas agrees exactly
 GAS_MARGIN = 1.1
 
 
