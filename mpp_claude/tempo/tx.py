@@ -35,7 +35,30 @@ from eth_hash.auto import keccak
 
 from ..errors import MalformedTransaction
 from . import _rlp
-from ._rlp import Item, RlpError, bytes_to_uint, uint_to_bytes
+from ._rlp import Item, RlpError, uint_to_bytes
+from ._txfields import (
+    U64,
+    U128,
+    U256,
+    AccessListEntry,
+    Call,
+    addr_bytes,
+    as_bytes,
+    as_list,
+    check_address,
+    dec_access_list,
+    dec_calls,
+    dec_fee_payer_sig,
+    dec_opt_addr,
+    dec_opt_u64,
+    dec_raw_list,
+    enc_access_list,
+    enc_calls,
+    enc_opt_addr,
+    enc_opt_uint,
+    enc_uint,
+    uint_decoder,
+)
 from .signer import Signature, SignatureError, Signer, recover_address
 
 TX_TYPE = 0x76
@@ -44,24 +67,12 @@ EXPIRING_NONCE_KEY = 2**256 - 1
 FEE_PAYER_PLACEHOLDER = b"\x00"
 KEYCHAIN_V2 = 0x04
 
-_U64, _U128, _U256 = 64, 128, 256
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One call of a batch: ``to`` is 20 bytes (``b""`` = CREATE), ``value`` must be 0 on Tempo."""
-
-    to: bytes
-    data: bytes = b""
-    value: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class AccessListEntry:
-    """An EIP-2930 entry: a 20-byte address and 32-byte storage keys."""
-
-    address: bytes
-    storage_keys: tuple[bytes, ...] = ()
+__all__ = [
+    "EXPIRING_NONCE_KEY", "FEE_PAYER_TYPE", "LAYOUT", "TX_TYPE", "AccessListEntry", "Call", "Decoded",
+    "TempoTransaction", "address_bytes", "canonical_signature", "cosign", "decode", "encode",
+    "encode_fee_payer_envelope", "fee_payer_signing_hash", "recover_fee_payer", "recover_sender", "sign",
+    "signing_hash", "signing_preimage", "tx_hash",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,116 +108,18 @@ class TempoTransaction:
         return self.nonce_key == EXPIRING_NONCE_KEY
 
 
-# --- field codecs: (to RLP item, from RLP item) ---------------------------------------------------
-
-
-def _enc_uint(v: int) -> Item:
-    return uint_to_bytes(v)
-
-
-def _enc_opt_uint(v: int | None) -> Item:
-    return uint_to_bytes(v) if v else b""  # 0 and None both encode as 0x80, as on the node
-
-
-def _enc_opt_addr(v: bytes | None) -> Item:
-    return v or b""
-
-
-def _enc_calls(calls: tuple[Call, ...]) -> Item:
-    return [[c.to, uint_to_bytes(c.value), c.data] for c in calls]
-
-
-def _enc_access_list(entries: tuple[AccessListEntry, ...]) -> Item:
-    return [[e.address, list(e.storage_keys)] for e in entries]
-
-
-def _enc_raw_list(items: tuple[Item, ...]) -> Item:
-    return list(items)
-
-
-def _bytes(item: Item, name: str) -> bytes:
-    if not isinstance(item, bytes):
-        raise RlpError(f"{name}: expected a byte string, got a list")
-    return item
-
-
-def _list(item: Item, name: str) -> list[Item]:
-    if not isinstance(item, list):
-        raise RlpError(f"{name}: expected a list, got a byte string")
-    return item
-
-
-def _uint_decoder(bits: int) -> Callable[[Item, str], Any]:
-    def dec(item: Item, name: str) -> int:
-        return bytes_to_uint(_bytes(item, name), max_bits=bits)
-    return dec
-
-
-def _dec_opt_u64(item: Item, name: str) -> int | None:
-    value = bytes_to_uint(_bytes(item, name), max_bits=_U64)
-    return value or None
-
-
-def _address(raw: bytes, name: str, *, optional: bool) -> bytes | None:
-    if not raw and optional:
-        return None
-    if len(raw) != 20:
-        raise RlpError(f"{name}: expected a 20-byte address, got {len(raw)} bytes")
-    return raw
-
-
-def _dec_opt_addr(item: Item, name: str) -> bytes | None:
-    return _address(_bytes(item, name), name, optional=True)
-
-
-def _dec_calls(item: Item, name: str) -> tuple[Call, ...]:
-    calls = []
-    for i, entry in enumerate(_list(item, name)):
-        fields = _list(entry, f"{name}[{i}]")
-        if len(fields) != 3:
-            raise RlpError(f"{name}[{i}]: expected [to, value, input]")
-        to = _bytes(fields[0], f"{name}[{i}].to")
-        if to:
-            _address(to, f"{name}[{i}].to", optional=False)
-        value = bytes_to_uint(_bytes(fields[1], f"{name}[{i}].value"))
-        calls.append(Call(to=to, data=_bytes(fields[2], f"{name}[{i}].input"), value=value))
-    if not calls:
-        raise RlpError(f"{name}: a Tempo transaction needs at least one call")
-    return tuple(calls)
-
-
-def _dec_access_list(item: Item, name: str) -> tuple[AccessListEntry, ...]:
-    out = []
-    for i, entry in enumerate(_list(item, name)):
-        fields = _list(entry, f"{name}[{i}]")
-        if len(fields) != 2:
-            raise RlpError(f"{name}[{i}]: expected [address, storage_keys]")
-        addr = _address(_bytes(fields[0], name), f"{name}[{i}].address", optional=False)
-        keys = tuple(_bytes(k, name) for k in _list(fields[1], f"{name}[{i}].storage_keys"))
-        if any(len(k) != 32 for k in keys):
-            raise RlpError(f"{name}[{i}]: storage keys are 32 bytes")
-        out.append(AccessListEntry(addr or b"", keys))
-    return tuple(out)
-
-
-def _dec_raw_list(item: Item, name: str) -> tuple[Item, ...]:
-    return tuple(_list(item, name))
-
-
-#: The signed 0x76 envelope, slots 0..12, as (field name, encoder, decoder).  Slot 11 (the
-#: fee-payer slot), the optional key authorization and the sender signature are special-cased.
 LAYOUT: tuple[tuple[str, Callable[[Any], Item], Callable[[Item, str], Any]], ...] = (
-    ("chain_id", _enc_uint, _uint_decoder(_U64)),
-    ("max_priority_fee_per_gas", _enc_uint, _uint_decoder(_U128)),
-    ("max_fee_per_gas", _enc_uint, _uint_decoder(_U128)),
-    ("gas_limit", _enc_uint, _uint_decoder(_U64)),
-    ("calls", _enc_calls, _dec_calls),
-    ("access_list", _enc_access_list, _dec_access_list),
-    ("nonce_key", _enc_uint, _uint_decoder(_U256)),
-    ("nonce", _enc_uint, _uint_decoder(_U64)),
-    ("valid_before", _enc_opt_uint, _dec_opt_u64),
-    ("valid_after", _enc_opt_uint, _dec_opt_u64),
-    ("fee_token", _enc_opt_addr, _dec_opt_addr),
+    ("chain_id", enc_uint, uint_decoder(U64)),
+    ("max_priority_fee_per_gas", enc_uint, uint_decoder(U128)),
+    ("max_fee_per_gas", enc_uint, uint_decoder(U128)),
+    ("gas_limit", enc_uint, uint_decoder(U64)),
+    ("calls", enc_calls, dec_calls),
+    ("access_list", enc_access_list, dec_access_list),
+    ("nonce_key", enc_uint, uint_decoder(U256)),
+    ("nonce", enc_uint, uint_decoder(U64)),
+    ("valid_before", enc_opt_uint, dec_opt_u64),
+    ("valid_after", enc_opt_uint, dec_opt_u64),
+    ("fee_token", enc_opt_addr, dec_opt_addr),
 )
 _HEAD = LAYOUT[:10]  # slots 0..9: identical in every preimage
 
@@ -261,7 +174,7 @@ def fee_payer_signing_hash(tx: TempoTransaction, sender: str | bytes) -> bytes:
     aa_authorization_list, key_authorization?]))``.
     """
     _check_buildable(tx)
-    fields = [*_head(tx), tx.fee_token or b"", _addr_bytes(sender), *_tail(tx)]
+    fields = [*_head(tx), tx.fee_token or b"", addr_bytes(sender), *_tail(tx)]
     return keccak(bytes((FEE_PAYER_TYPE,)) + _rlp.encode(fields))
 
 
@@ -288,7 +201,7 @@ def cosign(tx: TempoTransaction, fee_payer: Signer, *, fee_token: str | bytes, s
         raise ValueError("only a sponsored transaction can be co-signed")
     if tx.sender_signature is None:
         raise ValueError("the sender must sign before the fee payer co-signs")
-    with_token = replace(tx, fee_token=_addr_bytes(fee_token))
+    with_token = replace(tx, fee_token=addr_bytes(fee_token))
     sig = fee_payer.unsafe_sign_hash(fee_payer_signing_hash(with_token, sender))
     return replace(with_token, fee_payer_signature=sig)
 
@@ -381,7 +294,7 @@ def encode_fee_payer_envelope(tx: TempoTransaction, sender: str | bytes) -> byte
     if not tx.sender_signature:
         raise ValueError("cannot encode an unsigned transaction; sign() it first")
     _check_buildable(tx)
-    fields = [*_head(tx), tx.fee_token or b"", _addr_bytes(sender), *_tail(tx), tx.sender_signature]
+    fields = [*_head(tx), tx.fee_token or b"", addr_bytes(sender), *_tail(tx), tx.sender_signature]
     return bytes((FEE_PAYER_TYPE,)) + _rlp.encode(fields)
 
 
@@ -412,29 +325,29 @@ def decode(raw: bytes) -> Decoded:
     if kind not in (TX_TYPE, FEE_PAYER_TYPE):
         raise MalformedTransaction(f"not a Tempo transaction: type byte 0x{kind:02x}, expected 0x76 or 0x78")
     try:
-        fields = _list(_rlp.decode(raw[1:]), "transaction")
+        fields = as_list(_rlp.decode(raw[1:]), "transaction")
         if len(fields) not in (14, 15):
             raise RlpError(f"expected 14 or 15 fields, got {len(fields)}")
         values = {name: dec(fields[i], name) for i, (name, _, dec) in enumerate(LAYOUT)}
         slot11 = fields[11]
         sponsored, fp_sig, declared = False, None, None
         if kind == FEE_PAYER_TYPE:
-            addr = _address(_bytes(slot11, "sender_address"), "sender_address", optional=False)
+            addr = check_address(as_bytes(slot11, "sender_address"), "sender_address", optional=False)
             declared, sponsored = "0x" + (addr or b"").hex(), True
         elif isinstance(slot11, list):
-            fp_sig, sponsored = _dec_fee_payer_sig(slot11), True
+            fp_sig, sponsored = dec_fee_payer_sig(slot11), True
         elif slot11 == FEE_PAYER_PLACEHOLDER:
             sponsored = True
         elif slot11 != b"":
             raise RlpError("fee_payer_signature: expected 0x80, 0x00 or [v, r, s]")
         key_auth = fields[13] if len(fields) == 15 else None
         if key_auth is not None:
-            _list(key_auth, "key_authorization")
-        sender_sig = _bytes(fields[-1], "sender_signature")
+            as_list(key_auth, "key_authorization")
+        sender_sig = as_bytes(fields[-1], "sender_signature")
         if not sender_sig:
             raise RlpError("sender_signature: missing")
         tx = TempoTransaction(**values, sponsored=sponsored, fee_payer_signature=fp_sig,
-                              aa_authorization_list=_dec_raw_list(fields[12], "aa_authorization_list"),
+                              aa_authorization_list=dec_raw_list(fields[12], "aa_authorization_list"),
                               key_authorization=key_auth, sender_signature=sender_sig)
         if tx.valid_before and tx.valid_after and tx.valid_after >= tx.valid_before:
             raise RlpError("valid_after must be before valid_before")
@@ -443,29 +356,6 @@ def decode(raw: bytes) -> Decoded:
     return Decoded(tx, 0x76 if kind == TX_TYPE else 0x78, declared)
 
 
-def _dec_fee_payer_sig(fields: list[Item]) -> Signature:
-    if len(fields) != 3:
-        raise RlpError("fee_payer_signature: expected [v, r, s]")
-    v, r, s = (bytes_to_uint(_bytes(f, "fee_payer_signature")) for f in fields)
-    try:
-        return Signature(r, s, v)
-    except SignatureError as exc:
-        raise RlpError(f"fee_payer_signature: {exc}") from None
-
-
-def _addr_bytes(address: str | bytes) -> bytes:
-    if isinstance(address, bytes):
-        raw = address
-    else:
-        try:
-            raw = bytes.fromhex(address[2:] if address[:2] in ("0x", "0X") else address)
-        except ValueError:
-            raise ValueError(f"not a hex address: {address!r}") from None
-    if len(raw) != 20:
-        raise ValueError(f"an address is 20 bytes, got {len(raw)}")
-    return raw
-
-
 def address_bytes(address: str | bytes) -> bytes:
     """20 raw bytes of a ``0x`` hex address (any case).  Raises ``ValueError`` otherwise."""
-    return _addr_bytes(address)
+    return addr_bytes(address)
