@@ -336,6 +336,25 @@ def test_idempotent_retry_replays_without_charge_or_upstream(server: Server, dev
     assert server.upstream.calls == calls and devnet.balance(server.recipient) == balance
 
 
+def test_idempotent_streaming_answer_is_replayed(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
+    """A streamed answer is stored whole; the retry gets the same SSE bytes without a new charge."""
+    body = _body(stream=True, messages=[{"role": "user", "content": "idempotent stream"}])
+    auth, _ = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    first = server.post(CHAT, body, auth, **{"idempotency-key": "idem-sse"})
+    assert first.status_code == 200 and first.headers["content-type"].startswith("text/event-stream")
+    assert first.content.endswith(b"data: [DONE]\n\n")
+    calls = server.upstream.calls
+    deadline = time.monotonic() + 5  # the stored copy is written when the stream has ended
+    while True:
+        again = server.post(CHAT, body, auth, **{"idempotency-key": "idem-sse"})
+        if again.status_code != 409 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert again.status_code == 200 and again.content == first.content
+    assert again.headers["payment-receipt"] == first.headers["payment-receipt"]
+    assert server.upstream.calls == calls
+
+
 def test_idempotency_key_with_another_body_is_422(server: Server, devnet: Devnet,
                                                   signer: LocalSigner) -> None:
     """Same key, different body (with a valid credential for it): 422, nothing charged."""
