@@ -3,7 +3,8 @@
 It answers like ``POST https://api.anthropic.com/v1/messages`` (JSON and SSE,
 usage, error objects and statuses) without a network or a key, so the server,
 the examples, the demo and the tests run anywhere.  What it says and how it
-counts tokens is described in :mod:`._local_model`; what it refuses, in
+counts tokens is described in :mod:`._local_model` (SSE framing in
+:mod:`._local_stream`); what it refuses, in
 :mod:`._local_validate`.  Served standalone by :func:`create_local_anthropic_app`
 (``POST /v1/messages``, ``POST /v1/messages/count_tokens``)::
 
@@ -47,6 +48,7 @@ from starlette.routing import Route
 
 from ...errors import UpstreamError
 from . import _local_model as model
+from ._local_stream import encode_event, message_events
 from ._local_validate import LocalApiError, validate_request
 from .base import ANTHROPIC_VERSION, FAULT_HEADER, UpstreamResponse, error_body, error_type_for
 
@@ -168,7 +170,7 @@ class LocalUpstream:
             if fault == "drop":
                 reply.drop_after = 0
             return reply
-        chunks = [model.encode_event(name, data) for name, data in model.message_events(message)]
+        chunks = [encode_event(name, data) for name, data in message_events(message)]
         reply = LocalReply(200, {**base_headers, "content-type": "text/event-stream; charset=utf-8",
                                  "cache-control": "no-cache"}, chunks=chunks)
         half = max(1, len(chunks) // 2)
@@ -176,7 +178,7 @@ class LocalUpstream:
             reply.drop_after = half
         elif fault == "stream-error":
             failure = error_body("overloaded_error", "Overloaded", request_id)
-            reply.chunks = [*chunks[:half], model.encode_event("error", failure)]
+            reply.chunks = [*chunks[:half], encode_event("error", failure)]
         return reply
 
     def count_tokens(self, body: Any) -> LocalReply:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mpp_claude.server.upstreams import _local_model as m
+from mpp_claude.server.upstreams._local_stream import encode_event, message_events
 
 BODY: dict[str, Any] = {
     "model": "claude-haiku-4-5",
@@ -184,7 +185,7 @@ def test_thinking_block_comes_first_and_counts() -> None:
 
 
 def _events(msg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return list(m.message_events(msg))
+    return list(message_events(msg))
 
 
 def test_event_order_matches_the_messages_api() -> None:
@@ -226,5 +227,5 @@ def test_stream_deltas_rebuild_the_message() -> None:
 
 def test_encode_event_framing() -> None:
     """An SSE event is 'event:' and 'data:' lines closed by a blank line."""
-    raw = m.encode_event("ping", {"type": "ping"})
+    raw = encode_event("ping", {"type": "ping"})
     assert raw == b'event: ping\ndata: {"type":"ping"}\n\n'
