@@ -28,7 +28,9 @@ from .tx import TempoTransaction
 
 CHAIN_EXPIRING_WINDOW = 30  # seconds a valid_before may lie ahead (TIP-1009 on T1..T10; 300 from T11)
 CLOCK_SKEW = 5  # seconds of clock difference tolerated between payer, server and chain
-MIN_GAS = 21_000
+BASE_GAS = 21_000  # secp256k1 sender
+EXPIRING_NONCE_GAS = 13_000  # TIP-1009
+NEW_NONCE_GAS = 250_000  # TIP-1000 (T1+): a transaction with nonce 0 creates nonce state
 DEFAULT_MAX_GAS = 2_000_000  # the sponsor policy's cap, also applied to self-paid transactions
 _DID = re.compile(r"^did:pkh:eip155:([0-9]{1,20}):(0x[0-9a-fA-F]{40})$")
 
@@ -151,6 +153,18 @@ def check_payment_calls(tx: TempoTransaction, ctx: ChargeContext) -> None:
         unused.remove(hit)
 
 
+def intrinsic_gas_floor(tx: TempoTransaction) -> int:
+    """A lower bound of the gas charged before execution on T1+ (tempo-chain.md §3, §4f).
+
+    21,000 base + calldata (16 per non-zero byte, 4 per zero byte) + 13,000 for an expiring
+    nonce, or + 250,000 when an ordinary nonce is 0 (TIP-1000 state creation).  A gas limit
+    below it is accepted over RPC and then silently dropped by anvil.
+    """
+    calldata = sum(16 * len(c.data) - 12 * c.data.count(0) for c in tx.calls)
+    extra = EXPIRING_NONCE_GAS if tx.is_expiring_nonce else NEW_NONCE_GAS if tx.nonce == 0 else 0
+    return BASE_GAS + calldata + extra
+
+
 def check_transaction_limits(tx: TempoTransaction, ctx: ChargeContext, *, now: int,
                              max_gas: int = DEFAULT_MAX_GAS,
                              expiring_window: int = CHAIN_EXPIRING_WINDOW) -> None:
@@ -169,8 +183,10 @@ def check_transaction_limits(tx: TempoTransaction, ctx: ChargeContext, *, now: i
                                  f"{ctx.request.chain_id}")
     if tx.gas_limit > max_gas:
         raise VerificationFailed(f"gas limit {tx.gas_limit} exceeds the maximum of {max_gas}")
-    if tx.gas_limit < MIN_GAS:
-        raise VerificationFailed(f"gas limit {tx.gas_limit} is below the intrinsic {MIN_GAS}")
+    floor = intrinsic_gas_floor(tx)
+    if tx.gas_limit < floor:
+        raise VerificationFailed(f"gas limit {tx.gas_limit} is below the intrinsic gas of at least {floor}; "
+                                 "the chain would drop the transaction")
     vb, va = tx.valid_before, tx.valid_after
     if vb is not None and vb <= now:
         raise PaymentExpired(f"transaction validBefore {vb} is not after now ({now})")

@@ -67,7 +67,8 @@ def test_server_memo_and_splits() -> None:
     assert decoded == [tip20.TransferCall(PAYEE, 4850, b"\x22" * 32),
                        tip20.TransferCall("0x" + "aa" * 20, 100, None),
                        tip20.TransferCall("0x" + "bb" * 20, 50, b"\x33" * 32)]
-    assert tx.gas_limit == charge.charge_gas_limit(3)
+    assert tx.gas_limit == charge.charge_gas_limit(3) == 1_000_000
+    assert charge.charge_gas_limit(11) == charge.MAX_GAS
 
 
 def test_signed_payloads() -> None:

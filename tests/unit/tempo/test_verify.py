@@ -19,6 +19,7 @@ from mpp_claude.tempo.verify import (
     check_receipt,
     check_sponsor_policy,
     check_transaction_limits,
+    intrinsic_gas_floor,
     source_address,
 )
 
@@ -94,6 +95,7 @@ def test_explicit_memo_and_splits() -> None:
     ({"chain_id": 4217}, VerificationFailed, "chain id 4217, the challenge requires 31337"),
     ({"gas_limit": 2_000_001}, VerificationFailed, "exceeds the maximum"),
     ({"gas_limit": 20_000}, VerificationFailed, "below the intrinsic"),
+    ({"gas_limit": 270_000, "nonce_key": 0, "nonce": 0}, VerificationFailed, "intrinsic gas of at least 27"),
     ({"valid_before": NOW}, PaymentExpired, "is not after now"),
     ({"valid_before": NOW + 301}, PaymentExpired, "later than the challenge expiry"),
     ({"valid_before": NOW + 60}, VerificationFailed, "more than 30s ahead"),
@@ -105,6 +107,14 @@ def test_limit_refusals(changes: dict[str, Any], error: type[Exception], message
     """Doomed or mis-targeted transactions are refused before broadcast."""
     with pytest.raises(error, match=message):
         check_transaction_limits(_tx(_pay(), **changes), CTX, now=NOW)
+
+
+def test_intrinsic_gas_floor() -> None:
+    """Base + calldata (16/4 per byte) + expiring-nonce or first-nonce surcharge."""
+    call = txmod.Call(b"\x01" * 20, b"\x01\x00\x00")
+    assert intrinsic_gas_floor(_tx(call)) == 21_000 + 16 + 8 + 13_000
+    assert intrinsic_gas_floor(_tx(call, nonce_key=0, nonce=0)) == 21_000 + 24 + 250_000
+    assert intrinsic_gas_floor(_tx(call, nonce_key=5, nonce=3)) == 21_000 + 24
 
 
 def test_limits_allow_ordinary_nonces_and_wider_windows() -> None:
