@@ -263,6 +263,9 @@ def check_receipt(receipt: Mapping[str, Any], ctx: ChargeContext, *, tx_hash: st
     if not receipt_status_ok(receipt):
         raise VerificationFailed(f"transaction {got_hash} reverted (status {receipt.get('status')!r})")
     logs = tip20.transfer_logs(receipt)
+    if any(lg.to == tip20.RECEIVE_POLICY_GUARD and lg.token == ctx.request.currency for lg in logs):
+        raise VerificationFailed("the payment is held by the recipient's receive policy (TIP-1028 guard "
+                                 f"{tip20.RECEIVE_POLICY_GUARD}); the recipient was not credited")
     # a transferWithMemo emits Transfer + TransferWithMemo: when a memo is required, match the latter
     candidates = [lg for lg in logs if lg.to != tip20.FEE_MANAGER]
     unused = list(range(len(candidates)))

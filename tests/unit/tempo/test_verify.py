@@ -179,6 +179,7 @@ def test_receipt_with_fee_and_duplicate_logs() -> None:
     (_receipt(_log(memo=attribution_memo("x", "api.example.com"))), VerificationFailed, "another challenge"),
     (_receipt(), VerificationFailed, "no TIP-20 transfer"),
     (_receipt(_log(tip20.FEE_MANAGER, 1000, None)), VerificationFailed, "no TIP-20 transfer"),
+    (_receipt(_log(), _log(tip20.RECEIVE_POLICY_GUARD, 1000, None)), VerificationFailed, "receive policy"),
 ])
 def test_receipt_refusals(receipt: dict[str, Any], error: type[Exception], message: str) -> None:
     """A receipt that does not pay the charge is refused with the precise reason."""
