@@ -296,17 +296,9 @@ class Devnet:
         also give the address a fake native balance so it can send EIP-1559 transactions.
         Returns the funding transaction's hash.
         """
-        faucet = self.faucet_address
-        data = "0x" + tip20.encode_transfer(address, amount).hex()
         with self._fund_lock:  # one at a time: anvil assigns the faucet's nonces
-            tx_hash = self.rpc.call("eth_sendTransaction",
-                                    [{"from": faucet, "to": token, "data": data, "gas": hex(600_000)}])
-            receipt = self.rpc.wait_for_receipt(tx_hash, timeout=10)
-        if hex_int(receipt.get("status", "0x0")) != 1:
-            raise DevnetError(f"funding transfer {tx_hash} reverted")
-        if native:
-            self.rpc.call("anvil_setBalance", [address, hex(NATIVE_GAS_FUND)])
-        return str(tx_hash)
+            return fund_from_faucet(self.rpc, address, amount, token=token, native=native,
+                                    faucet=self.faucet_address)
 
     def new_funded_account(self, amount: int = DEFAULT_FUND_AMOUNT) -> Any:
         """A fresh ``eth_account`` LocalAccount funded with ``amount`` pathUSD base units."""
@@ -337,6 +329,49 @@ class Devnet:
             return dict(self.rpc.call("anvil_nodeInfo"))
         except RpcError:
             return {}
+
+
+def is_devnet(rpc: RpcClient) -> bool:
+    """True when ``rpc`` is a local anvil devnet (chain id 31337 and ``anvil_nodeInfo`` answers).
+
+    Raises:
+        RpcUnavailable: the endpoint cannot be reached.
+    """
+    if rpc.chain_id() != DEVNET_CHAIN_ID:
+        return False
+    try:
+        rpc.call("anvil_nodeInfo")
+    except RpcError:
+        return False
+    return True
+
+
+def fund_from_faucet(rpc: RpcClient, address: str, amount: int = DEFAULT_FUND_AMOUNT, *,
+                     token: str = tip20.PATH_USD, native: bool = True, faucet: str | None = None) -> str:
+    """Send ``amount`` base units of ``token`` from the devnet's faucet dev account to ``address``.
+
+    Works on any running anvil devnet (this process's or another's: ``mpp-claude devnet``).
+    Callers sending concurrently from one faucet must serialise (anvil assigns its nonces).
+
+    Args:
+        rpc: a client of the devnet.
+        faucet: the unlocked dev account to send from (default: dev account 9).
+        native: also give ``address`` a fake native balance for EIP-1559 transactions.
+    Returns:
+        The funding transaction's hash (mined; its status checked).
+    Raises:
+        DevnetError: the transfer reverted.
+    """
+    sender = faucet or str(rpc.call("eth_accounts")[FAUCET_ACCOUNT_INDEX])
+    data = "0x" + tip20.encode_transfer(address, amount).hex()
+    tx = {"from": sender, "to": token, "data": data, "gas": hex(600_000)}
+    tx_hash = rpc.call("eth_sendTransaction", [tx])
+    receipt = rpc.wait_for_receipt(tx_hash, timeout=10)
+    if hex_int(receipt.get("status", "0x0")) != 1:
+        raise DevnetError(f"funding transfer {tx_hash} reverted")
+    if native:
+        rpc.call("anvil_setBalance", [address, hex(NATIVE_GAS_FUND)])
+    return str(tx_hash)
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
