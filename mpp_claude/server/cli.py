@@ -63,6 +63,24 @@ def build_app_from_env() -> Any:
     return create_app(load_config(flags=saved, config_path=Path(path) if path else None))
 
 
+def check_chain(rpc_url: str, chain_id: int) -> None:
+    """Fail before serving when the RPC is unreachable or serves another chain.
+
+    Raises:
+        ConfigError: one line naming the problem.
+    """
+    from ..errors import ChainError, ConfigError
+    from ..tempo.rpc import RpcClient
+
+    try:
+        with RpcClient(rpc_url, timeout=5.0) as rpc:
+            served = rpc.chain_id()
+    except ChainError as exc:
+        raise ConfigError(f"rpc_url: cannot reach {rpc_url}: {exc}") from None
+    if served != chain_id:
+        raise ConfigError(f"chain_id: configured {chain_id}, but {rpc_url} serves chain {served}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate the configuration, then serve with uvicorn until interrupted.
 
@@ -83,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     flags = _flags(args)
     config = load_config(flags=flags, config_path=args.config)
+    check_chain(config.rpc_url, config.chain_id)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     sys.stderr.write(f"mpp-claude serve: realm {config.realm}, recipient {config.recipient}, "
                      f"chain {config.chain_id}, upstream {config.upstream}, "

@@ -22,7 +22,7 @@ from .observability import RequestLog
 from .payments import Replayed
 from .pricing import count_parts, estimate_prompt_tokens, quote
 from .rendering import json_response
-from .serving import Services, serve_chat, serve_messages
+from .serving import Services, guarded, serve_chat, serve_messages
 
 # Top-level fields /v1/messages forwards; anything else (server tools' containers, MCP servers…)
 # could cost more than the quote covers, so it is refused before payment.
@@ -119,7 +119,8 @@ async def chat_completions(request: Request) -> Response:
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
     entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
-    return await serve_chat(svc, mreq, grant, entry)
+    return await guarded(svc, grant, entry, mreq.model.id, anthropic=False,
+                         serve=lambda: serve_chat(svc, mreq, grant, entry))
 
 
 def _messages_request(payload: dict[str, Any], svc: Services) -> tuple[str, int, bool]:
@@ -165,7 +166,9 @@ async def messages(request: Request) -> Response:
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
     entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
-    return await serve_messages(svc, payload, model, stream, grant, entry, request.headers)
+    headers = request.headers
+    return await guarded(svc, grant, entry, model, anthropic=True,
+                         serve=lambda: serve_messages(svc, payload, model, stream, grant, entry, headers))
 
 
 async def list_models(request: Request) -> Response:

@@ -21,9 +21,10 @@ Credit policy (what happens to the money when the upstream fails after payment):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +126,23 @@ async def failed_after_payment(svc: Services, paid: Paid, entry: RequestLog, mod
     return Response(raw, status_code=err.status, headers=headers)
 
 
+async def guarded(svc: Services, paid: Paid, entry: RequestLog, model: str, *, anthropic: bool,
+                  serve: Callable[[], Awaitable[Response]]) -> Response:
+    """Run ``serve`` for a paid request; a bug in it still answers with a credit and no retry.
+
+    A paid request must never end in a bare 500 the openai SDK would retry (and pay again for):
+    the exception is logged with its traceback (it is a bug) and answered like an upstream
+    failure after payment.
+    """
+    try:
+        return await serve()
+    except Exception:
+        log.exception("bug while serving paid request %s", paid.reference)
+        err = ConversionError("internal error after payment; the amount was credited", status=500,
+                              type="server_error", code="internal_error")
+        return await failed_after_payment(svc, paid, entry, model, err, anthropic=anthropic)
+
+
 def _upstream_failure(exc: UpstreamError) -> ConversionError:
     return ConversionError(f"upstream failed: {exc.message}", status=exc.status, type="server_error",
                            code=exc.code)
@@ -197,6 +215,10 @@ async def _chat_stream(svc: Services, paid: Paid, entry: RequestLog, model: str,
         if out:
             sent.append(out)
             yield out
+    except (GeneratorExit, asyncio.CancelledError):
+        if interrupted is not None:
+            interrupted = "client_disconnected"
+        raise
     finally:
         with anyio.CancelScope(shield=True):
             await close()
@@ -279,6 +301,10 @@ async def _passthrough(svc: Services, paid: Paid, entry: RequestLog, model: str,
                 anthropic_error_body(exc.message, status=exc.status)) + "\n\n").encode()
             sent.append(frame)
             yield frame
+    except (GeneratorExit, asyncio.CancelledError):
+        if interrupted is not None:
+            interrupted = "client_disconnected"
+        raise
     finally:
         with anyio.CancelScope(shield=True):
             await close()

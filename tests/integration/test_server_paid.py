@@ -470,3 +470,33 @@ def test_mpp_client_sdk_pays_the_server(server: Server, devnet: Devnet, funded_a
     import anyio
 
     assert anyio.run(stream)
+
+
+class _BuggyUpstream:
+    """An upstream with a bug: every call raises something that is not an UpstreamError."""
+
+    calls = 0
+
+    async def send(self, body: Any, *, stream: bool, headers: Any = None) -> Any:
+        self.calls += 1
+        raise RuntimeError("a bug")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_bug_after_payment_is_credited_not_retried(devnet: Devnet, signer: LocalSigner) -> None:
+    """An unexpected exception after the payment settled: 500 with x-should-retry false and a credit."""
+    import anyio
+
+    store, recipient = MemoryStore(), Account.create().address
+    cfg = server_config(devnet.rpc_url, devnet.chain_id, recipient=recipient)
+    with paid_server(cfg, upstream=_BuggyUpstream(), store=store) as (url, _):  # type: ignore[arg-type]
+        srv = Server(url, LocalUpstream(), store, recipient)
+        body = _body()
+        auth, tx_hash = pay_challenge(srv.challenge(CHAT, body), signer, devnet.rpc)
+        r = srv.post(CHAT, body, auth)
+        srv.http.close()
+    assert r.status_code == 500 and r.headers["x-should-retry"] == "false"
+    assert r.json()["error"]["payment"]["reference"] == tx_hash
+    assert [c["reference"] for c in anyio.run(store.records, "credit")] == [tx_hash]
