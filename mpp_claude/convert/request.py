@@ -106,6 +106,8 @@ def chat_request_to_messages(body: Any, *, thinking_store: ThinkingStore | None 
     _sampling(body, model.sampling, reasoning.active, opts.strict_mode, req)
     _stop(body, req)
     _user(body, req)
+    if opts.auto_cache:
+        out["cache_control"] = {"type": "ephemeral"}
     req.tool_id_map = converted.tool_id_map
     req.tool_name_map = {**converted.tool_name_map, **tools.name_map}
     return req

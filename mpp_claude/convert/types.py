@@ -53,6 +53,7 @@ class AnthropicRequest(TypedDict, total=False):
     metadata: dict[str, str]
     thinking: Block
     output_config: Block
+    cache_control: Block
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class ConvertOptions:
         expose_refusal: put ``stop_details.explanation`` into ``message.refusal`` (§2.2).
         web_search: map ``web_search_options`` to Anthropic's hosted web search tool (costs money).
         web_search_tool: the tool version sent for web search.
+        auto_cache: set Anthropic's top-level ``cache_control: {type: ephemeral}`` so OpenAI clients
+            get prompt-cache hits without changes (§1.5; cache writes cost 1.25x input).
         models: capability table to use instead of ``models.MODELS`` (e.g. refreshed at start-up).
     """
 
@@ -81,6 +84,7 @@ class ConvertOptions:
     expose_refusal: bool = False
     web_search: bool = False
     web_search_tool: str = "web_search_20250305"
+    auto_cache: bool = False
     models: Mapping[str, ModelInfo] | None = None
 
 

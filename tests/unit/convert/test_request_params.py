@@ -352,3 +352,10 @@ class TestParamEdges:
     def test_unknown_fields_listed(self) -> None:
         """Unknown top-level fields are ignored and listed."""
         assert "frobnicate" in req(frobnicate=1).response_headers()["x-proxy-ignored-params"]
+
+    def test_auto_cache_option(self) -> None:
+        """auto_cache adds top-level cache_control; off by default."""
+        body = {"model": MODEL, "messages": [user()]}
+        assert "cache_control" not in chat_request_to_messages(body).body
+        out = chat_request_to_messages(body, options=ConvertOptions(auto_cache=True))
+        assert out.body["cache_control"] == {"type": "ephemeral"}
