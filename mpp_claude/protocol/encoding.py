@@ -222,6 +222,33 @@ def _no_constant(name: str) -> Any:
     raise EncodingError(f"JSON: {name} is not a JSON number")
 
 
+#: Deepest JSON nesting accepted from a peer (MPP objects nest about 4 deep).
+MAX_JSON_DEPTH = 64
+# A JSON string, or one bracket.  The string's two alternatives start with disjoint
+# characters, so matching is linear.
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH *before* json.loads sees it.
+
+    json's C scanner recurses on the C stack, and eth-account's dependency py_ecc raises
+    the interpreter's recursion limit to 100 000 on import, so a few kilobytes of ``[``
+    would crash the process (SIGSEGV) instead of raising RecursionError.
+    """
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return  # cannot be deeper than the number of openers
+    depth = 0
+    for m in _STRING_OR_BRACKET.finditer(text):
+        token = m.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise EncodingError(f"JSON: nesting deeper than {MAX_JSON_DEPTH}")
+        elif token in "]}":
+            depth -= 1
+
+
 def decode_json(raw: bytes | str) -> Any:
     """Parse JSON from a peer strictly.
 
@@ -231,10 +258,11 @@ def decode_json(raw: bytes | str) -> Any:
         The parsed value (``dict``/``list``/``str``/``int``/``float``/``bool``/``None``).
     Raises:
         EncodingError: invalid UTF-8 or JSON, ``NaN``/``Infinity``, a duplicate key, or
-            nesting deep enough to exhaust the parser.
+            nesting deeper than :data:`MAX_JSON_DEPTH`.
     """
     try:
         text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+        _check_depth(text)
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise EncodingError(f"JSON: not valid UTF-8 ({exc.reason})") from exc

@@ -18,6 +18,7 @@ from mpp_claude.protocol import (
     decode_json,
     encode_b64_json,
 )
+from mpp_claude.protocol.encoding import MAX_JSON_DEPTH
 
 from .vectors import error_type, expects_success, scenarios
 
@@ -104,3 +105,13 @@ def test_decode_json_strict(raw: bytes) -> None:
 def test_decode_json_accepts_any_layout() -> None:
     """Whitespace and key order are not significant when reading."""
     assert decode_json(' { "b" : [ 1 , 2 ] , "a" : null } ') == json.loads('{"a":null,"b":[1,2]}')
+
+
+def test_nesting_limit_before_the_c_parser() -> None:
+    """Depth 64 parses, 65 is refused up front (json's C parser can overflow the C stack once
+    py_ecc has raised the recursion limit); brackets inside strings do not count."""
+    assert decode_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+    with pytest.raises(EncodingError, match="deeper"):
+        decode_json("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
+    assert decode_json(json.dumps({"s": "[{" * 500, "t": ["\\\"[" * 100]})) == {"s": "[{" * 500,
+                                                                                "t": ["\\\"[" * 100]}
