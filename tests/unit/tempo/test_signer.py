@@ -93,3 +93,25 @@ def test_unsafe_sign_hash_needs_32_bytes() -> None:
         signer.unsafe_sign_hash(b"short")
     with pytest.raises(ValueError, match="32 bytes"):
         recover_address(b"short", Signature(5, 7, 1))
+
+
+def test_pure_python_fallback_gives_the_same_signatures() -> None:
+    """Without coincurve, the eth_keys backend signs and recovers identically (checked in a subprocess)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['coincurve'] = None\n"
+        "from eth_hash.auto import keccak\n"
+        "from mpp_claude.tempo import signer\n"
+        "assert signer.BACKEND == 'eth_keys', signer.BACKEND\n"
+        "s = signer.LocalSigner('0x' + '4c' * 32)\n"
+        "d = keccak(b'tempo')\n"
+        "sig = s.unsafe_sign_hash(d)\n"
+        "assert signer.recover_address(d, sig) == s.address\n"
+        "print(s.address, sig.to_bytes65().hex())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    signer = LocalSigner(KEY)
+    digest = keccak(b"tempo")
+    assert out.stdout.split() == [signer.address, signer.unsafe_sign_hash(digest).to_bytes65().hex()]
