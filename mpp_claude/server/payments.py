@@ -9,18 +9,19 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
 3. generic checks of the echo against what *this* body costs on *this* route (``binding``:
    HMAC, realm/method/intent, request, expires present, not expired, digest, route);
 4. the payload mode is one this server accepts;
-5. fee sponsorship: a sponsored transaction's gas limit is taken from the sponsor's gas budget
-   (``sponsor_budget``, per process); once it is spent, new challenges stop offering
-   ``feePayer`` and the payer pays its own fees;
-6. ``Idempotency-Key`` (only when the header is sent): the payer is identified without I/O
+5. ``Idempotency-Key`` (only when the header is sent): the payer is identified without I/O
    (the signature-recovered sender of a ``transaction``, the ``source`` DID of a ``hash``); a
    completed response stored under key + payer is replayed with no charge and no upstream
    call; the same key with another body is a 422; still in flight a 409;
+6. fee sponsorship: a sponsored transaction's gas limit is taken from the sponsor's gas budget
+   (``sponsor_budget``, per process); once it is spent, new challenges stop offering
+   ``feePayer`` and the payer pays its own fees;
 7. ``tempo.settle.AsyncChargeVerifier.verify``: the pure transaction checks (calls, memo,
    limits, sponsor policy + co-signature), then our ``claim`` callback, then broadcast,
-   receipt and log checks.  The callback claims the **challenge id and the transaction hash**
-   atomically in the shared store *before* anything is broadcast, so a credential is accepted
-   once across every worker and replica (a lost race is ``invalid-challenge``).  For a
+   receipt and log checks.  The callback claims the **challenge id, then the transaction hash**
+   (each an atomic put-if-absent in the shared store) *before* anything is broadcast, so a
+   credential is accepted once across every worker and replica (a lost race is
+   ``invalid-challenge``).  For a
    ``hash`` credential the receipt is checked first, then the claims are made.
 
 Claims are never released: if settlement fails after a claim the credential stays used (fail
@@ -34,6 +35,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+import anyio
 
 from ..errors import (
     BadRequest,
@@ -172,9 +175,6 @@ class PaymentGate:
             v = self._verifier
             prepared = prepare_pull(credential.payload.get("signature"), ctx, now=int(now.timestamp()),
                                     fee_payer=v.fee_payer, fee_token=v.fee_token, policy=v.policy)
-        if ctx.request.fee_payer and prepared is not None:
-            self._reserve_sponsor_gas(prepared.tx.gas_limit)
-
         scoped_key = None
         if idempotency_key is not None:
             payer = prepared.sender.lower() if prepared is not None else \
@@ -191,10 +191,13 @@ class PaymentGate:
                 raise BadRequest("a request with this Idempotency-Key is still in progress; retry later",
                                  status=409, code="idempotency_in_progress", headers={"retry-after": "1"})
         try:
+            if ctx.request.fee_payer and prepared is not None:
+                self._reserve_sponsor_gas(prepared.tx.gas_limit)
             settled = await self._settle(credential, ctx, now)
         except BaseException:
             if scoped_key is not None:
-                await self._store.idem_abort(scoped_key)
+                with anyio.CancelScope(shield=True):
+                    await self._store.idem_abort(scoped_key)
             raise
         stamp = format_rfc3339(self._now().replace(microsecond=0))
         return Paid(challenge_id=bound.challenge_id, amount=settled.amount, currency=settled.currency,
