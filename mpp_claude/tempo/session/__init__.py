@@ -5,6 +5,7 @@
 * ``accounting``: the server's voucher acceptance, charging and close rules.
 * ``transactions``: escrow calls as signed Tempo ``0x76`` transactions.
 * ``payloads``: credential payloads (parse/build), SSE need-voucher data, receipt fields.
+* ``payer``: the payer's next step (voucher, top-up first) within its deposit cap.
 * ``verify``: server checks of a payer's ``open`` / ``topUp`` transaction before broadcasting.
 * ``onchain``: read a channel, simulate and send escrow transactions through an ``RpcClient``.
 
@@ -41,8 +42,10 @@ from .channel import (
     decode_top_up,
     escrow_events,
 )
+from .payer import PayerChannel, PaymentStep, after_top_up, after_voucher, plan_payment
 from .payloads import (
     ClosePayload,
+    NeedVoucher,
     OpenPayload,
     SessionPayload,
     TopUpPayload,
@@ -50,6 +53,7 @@ from .payloads import (
     close_payload,
     need_voucher_event,
     open_payload,
+    parse_need_voucher_event,
     parse_session_payload,
     session_receipt_fields,
     top_up_payload,
@@ -74,9 +78,12 @@ __all__ = [
     "ChannelState",
     "ClosePayload",
     "EscrowEvent",
+    "NeedVoucher",
     "OpenCall",
     "OpenPayload",
     "OpenedChannel",
+    "PayerChannel",
+    "PaymentStep",
     "SessionPayload",
     "TopUpPayload",
     "Voucher",
@@ -84,6 +91,8 @@ __all__ = [
     "VoucherOutcome",
     "VoucherPayload",
     "accept_voucher",
+    "after_top_up",
+    "after_voucher",
     "charge",
     "check_channel_live",
     "check_channel_terms",
@@ -101,8 +110,10 @@ __all__ = [
     "normalize_address",
     "normalize_channel_id",
     "open_payload",
+    "parse_need_voucher_event",
     "parse_session_payload",
     "parse_voucher_signature",
+    "plan_payment",
     "record_settlement",
     "recover_voucher_signer",
     "required_cumulative",

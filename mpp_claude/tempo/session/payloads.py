@@ -18,12 +18,13 @@ draft's DoS section asks.  Malformed input raises ``MalformedCredentialProblem``
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import MalformedCredentialProblem
+from ...errors import MalformedCredentialProblem, ParseError
 from ._abi import normalize_address, normalize_channel_id
 from .accounting import ChannelAccount
 from .voucher import Voucher
@@ -204,3 +205,37 @@ def session_receipt_fields(account: ChannelAccount, *, challenge_id: str, units:
     if tx_hash is not None:
         out["txHash"] = tx_hash
     return out
+
+
+# --- client input ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NeedVoucher:
+    """A server's ``payment-need-voucher`` event (amounts in base units)."""
+
+    channel_id: str
+    required_cumulative: int
+    accepted_cumulative: int
+    deposit: int
+
+
+def parse_need_voucher_event(data: str | bytes | Mapping[str, Any]) -> NeedVoucher:
+    """Parse the ``data`` of an SSE ``event: payment-need-voucher`` (JSON text or object).
+
+    Raises:
+        ParseError: not a JSON object, or a field missing or malformed.
+    """
+    obj: Any = data
+    if isinstance(data, (str, bytes)):
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            raise ParseError("payment-need-voucher data is not JSON") from None
+    if not isinstance(obj, Mapping):
+        raise ParseError("payment-need-voucher data must be a JSON object")
+    try:
+        return NeedVoucher(_channel_id(obj), _amount(obj, "requiredCumulative"),
+                           _amount(obj, "acceptedCumulative"), _amount(obj, "deposit"))
+    except MalformedCredentialProblem as exc:
+        raise ParseError(f"payment-need-voucher: {exc.detail.removeprefix('session payload ')}") from None

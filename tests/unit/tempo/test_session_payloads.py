@@ -6,16 +6,18 @@ from typing import Any
 
 import pytest
 
-from mpp_claude.errors import MalformedCredentialProblem
+from mpp_claude.errors import MalformedCredentialProblem, ParseError
 from mpp_claude.tempo.session import ChannelAccount, VoucherDomain, sign_voucher
 from mpp_claude.tempo.session.payloads import (
     ClosePayload,
+    NeedVoucher,
     OpenPayload,
     TopUpPayload,
     VoucherPayload,
     close_payload,
     need_voucher_event,
     open_payload,
+    parse_need_voucher_event,
     parse_session_payload,
     session_receipt_fields,
     top_up_payload,
@@ -78,3 +80,17 @@ def test_need_voucher_event_and_receipt_fields() -> None:
     assert fields == {"method": "tempo", "intent": "session", "reference": CID, "challengeId": "c_1",
                       "channelId": CID, "acceptedCumulative": "250000", "spent": "237500", "units": 500}
     assert session_receipt_fields(account, challenge_id="c", tx_hash="0xab")["txHash"] == "0xab"
+
+
+def test_need_voucher_round_trip_and_refusals() -> None:
+    """The client parses what the server emits; malformed event data is a ParseError."""
+    import json
+
+    account = ChannelAccount(CID, accepted_cumulative=10, spent=10)
+    data = json.dumps(need_voucher_event(account, required_cumulative=35, deposit=100))
+    got = parse_need_voucher_event(data)
+    assert got == NeedVoucher(CID, 35, 10, 100)
+    assert parse_need_voucher_event(data.encode()) == got
+    for bad in ("{", "[]", json.dumps({"channelId": CID}), json.dumps({**json.loads(data), "deposit": 5})):
+        with pytest.raises(ParseError):
+            parse_need_voucher_event(bad)
