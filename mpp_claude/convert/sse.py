@@ -48,7 +48,7 @@ class SseParser:
     """
 
     def __init__(self, *, max_event_bytes: int = 16 * 1024 * 1024) -> None:
-        self._buf = b""
+        self._buf = bytearray()  # the unfinished last line (appends are amortised O(1))
         self._event = ""
         self._data: list[str] = []
         self._size = 0
@@ -65,14 +65,14 @@ class SseParser:
             if len(self._buf) > self._max:
                 raise self._too_big()
             return []
-        work = self._buf + chunk
+        work = bytes(self._buf) + chunk
         held = b""
         if work[-1:] == b"\r":  # a CR at the end: a following LF may belong to it
             work, held = work[:-1], b"\r"
         if b"\r" in work:
             work = work.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         cut = work.rfind(b"\n")
-        self._buf = work[cut + 1:] + held
+        self._buf = bytearray(work[cut + 1:] + held)
         events: list[SseEvent] = []
         if cut >= 0:
             # splitting at LF never cuts a UTF-8 sequence, so the complete part decodes as a whole
@@ -89,10 +89,10 @@ class SseParser:
         stream from the missing ``message_stop`` instead.)
         """
         events: list[SseEvent] = []
-        rest = self._buf.rstrip(b"\r")
+        rest = bytes(self._buf).rstrip(b"\r")
         if rest:
             self._line(rest.decode("utf-8", "replace"), events)
-        self._buf = b""
+        self._buf = bytearray()
         self._event, self._data, self._size = "", [], 0
         return events
 
