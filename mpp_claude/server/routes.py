@@ -24,11 +24,11 @@ from .pricing import count_parts, estimate_prompt_tokens, quote
 from .rendering import json_response
 from .serving import Services, guarded, serve_chat, serve_messages
 
-# Top-level fields /v1/messages forwards; anything else (server tools' containers, MCP servers…)
-# could cost more than the quote covers, so it is refused before payment.
+# Top-level fields /v1/messages forwards; anything else (server tools' containers, MCP servers,
+# a priority service tier…) could cost more than the quote covers, so it is refused before payment.
 _MESSAGES_FIELDS = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream",
                               "temperature", "top_p", "top_k", "tools", "tool_choice", "metadata",
-                              "thinking", "output_config", "service_tier"})
+                              "thinking", "output_config"})
 
 
 def scope_of(request: Request) -> str:

@@ -254,8 +254,9 @@ async def _finish_stream(svc: Services, paid: Paid, entry: RequestLog, model: st
 async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream: bool, paid: Paid,
                          entry: RequestLog, request_headers: Mapping[str, str]) -> Response:
     """Answer a paid ``/v1/messages`` request: the upstream's answer, unchanged."""
-    beta = [v.strip() for v in request_headers.get("anthropic-beta", "").split(",") if v.strip()]
-    headers = upstream_headers(beta)
+    # The client's anthropic-beta header is not forwarded: a beta (1M context, new tools) can
+    # change what a request costs beyond the price table the quote used.
+    headers = upstream_headers([])
     try:
         up = await svc.upstream.send(body, stream=stream, headers=headers)
     except UpstreamError as exc:
