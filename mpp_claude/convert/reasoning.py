@@ -143,7 +143,7 @@ def _explicit(spec: Any, model: ModelInfo, out: Reasoning, limit: int | None, li
         budget = spec.get("budget_tokens")
         if not is_int(budget) or budget < _MIN_BUDGET:
             raise bad(f"thinking.budget_tokens must be an integer >= {_MIN_BUDGET}", "thinking.budget_tokens")
-        if model.reasoning == "budget" or "adaptive" not in model.thinking_types:
+        if "enabled" in model.thinking_types:  # accepted (deprecated on 4.6): pass it through
             if limit is not None and budget >= limit:
                 raise bad(f"thinking.budget_tokens must be less than {limit_name}", "thinking.budget_tokens")
             _budget(budget, model, out, limit, limit_name, opts, "thinking")

@@ -359,3 +359,9 @@ class TestParamEdges:
         assert "cache_control" not in chat_request_to_messages(body).body
         out = chat_request_to_messages(body, options=ConvertOptions(auto_cache=True))
         assert out.body["cache_control"] == {"type": "ephemeral"}
+
+    def test_thinking_extension_enabled_passes_where_accepted(self) -> None:
+        """thinking enabled is forwarded on Sonnet 4.6 (accepted there), with max_tokens above the budget."""
+        body = req(model="claude-sonnet-4-6", thinking={"type": "enabled", "budget_tokens": 2048}).body
+        assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+        assert body["max_tokens"] > 2048
