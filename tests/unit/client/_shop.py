@@ -12,8 +12,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import httpx
 import httpx2
 
+import mpp_claude.httpx as legacy
+from mpp_claude.client import AsyncMppClient, MppClient
 from mpp_claude.client.payer import Signed
 from mpp_claude.protocol.challenge import Challenge, format_challenge, new_challenge, verify_challenge_id
 from mpp_claude.protocol.credential import Credential, format_credential, parse_credential
@@ -25,6 +28,9 @@ SECRET = "unit-test-secret-that-is-at-least-32-bytes-long"
 PAYEE = "0x" + "ab" * 20
 KEY = "0x" + "11" * 32
 ORIGIN = "https://shop.test"
+#: the HTTP library, its sync and its async paying client
+LIBS: dict[str, tuple[Any, Any, Any]] = {"httpx2": (httpx2, MppClient, AsyncMppClient),
+                                         "httpx": (httpx, legacy.MppClient, legacy.AsyncMppClient)}
 
 
 class Shop:

@@ -5,16 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-import httpx2
 import pytest
-from _shop import KEY, ORIGIN, AsyncFakePayer, FakePayer, Shop
+from _shop import KEY, LIBS, ORIGIN, AsyncFakePayer, FakePayer, Shop
 
-import mpp_claude.httpx as legacy
-from mpp_claude.client import AsyncMppClient, MppClient, Wallet
-
-LIBS = {"httpx2": (httpx2, MppClient, AsyncMppClient),
-        "httpx": (httpx, legacy.MppClient, legacy.AsyncMppClient)}
+from mpp_claude.client import Wallet
 
 
 @pytest.fixture(params=["httpx2", "httpx"])

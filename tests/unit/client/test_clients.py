@@ -10,7 +10,7 @@ from typing import Any
 
 import openai
 import pytest
-from _shop import ORIGIN, PAYEE, AsyncFakePayer, FakePayer, Shop
+from _shop import LIBS, ORIGIN, PAYEE, AsyncFakePayer, FakePayer, Shop
 
 from mpp_claude.client import Hooks, Policy, receipt_of, spending_limit
 from mpp_claude.client.ledger import Ledger
@@ -365,8 +365,6 @@ def test_async_payer_used_by_async_client(make_client: Make) -> None:
 class TestBareTransports:
     def test_sync_transport_in_a_plain_client(self, lib: str, wallet: Any) -> None:
         """MppTransport wraps any inner transport inside a client the caller built."""
-        from conftest import LIBS
-
         import mpp_claude.httpx as legacy
         from mpp_claude.client import MppTransport
 
@@ -381,8 +379,6 @@ class TestBareTransports:
         assert len(shop.accepted) == 1
 
     def test_async_transport_in_a_plain_client(self, lib: str, wallet: Any) -> None:
-        from conftest import LIBS
-
         import mpp_claude.httpx as legacy
         from mpp_claude.client import AsyncMppTransport
 
