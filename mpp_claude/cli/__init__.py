@@ -1,97 +1,81 @@
 """The ``mpp-claude`` command line.  Parses arguments, calls library functions, prints results.
 
+One module per subcommand (``devnet``, ``serve``, ``spend``, ``wallet``, ``chat``, ``quote``);
+each has a ``register(subparsers)`` and handlers that call the library.  Command output goes
+to stdout, messages and progress to stderr; colours only on a terminal and never with
+``NO_COLOR``.  Keys are never printed.
+
 Exit codes scripts can rely on: 0 success, 1 a library error (message on stderr),
-2 usage error, 3 payment declined by policy or budget, 130 interrupted.
+2 usage error, 3 payment declined by policy or budget (nothing was paid), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable, Sequence
 
-from . import __version__
-from .errors import MppError, PaymentDeclined
+from .. import __version__
+from ..errors import BudgetExceeded, MppError, PaymentDeclined
+from . import chat, devnet, quote, serve, spend, wallet
+from ._codes import EXIT_DECLINED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from ._request import CommandFailed
+from ._term import err
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DECLINED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+__all__ = ["EXIT_DECLINED", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser",
+           "main"]
 
 Handler = Callable[[argparse.Namespace], int]
+_LIMIT_NAMES = {"max_payment": "--max-price (max_payment)"}
 
 
-def _cmd_devnet(args: argparse.Namespace) -> int:
-    from .devnet import Devnet, find_anvil
-    from .tempo import tip20
-
-    binary = find_anvil(install=True)
-    if args.install:
-        print(f"anvil ready: {binary}", file=sys.stderr)
-        return EXIT_OK
-    with Devnet.start(anvil=binary) as net:
-        print(f"RPC URL:  {net.rpc_url}")
-        print(f"chain id: {net.chain_id}")
-        print(f"pathUSD:  {tip20.PATH_USD}")
-        for addr in args.fund or ():
-            net.fund(addr, tip20.from_display(args.amount))
-            print(f"funded {addr} with {args.amount} pathUSD")
-        print("devnet running; Ctrl-C to stop", file=sys.stderr, flush=True)
-        try:
-            while net.running:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("stopping devnet", file=sys.stderr)
-    return EXIT_OK
+def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-v`` and ``-q``, accepted before or after the subcommand name."""
+    default = False if top else argparse.SUPPRESS
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log what happens on stderr (keys are never logged)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="no progress messages on stderr")
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server.cli import run
-
-    return run(args)
-
-
-def _cmd_spend(args: argparse.Namespace) -> int:
-    from .client.report import spend_report
-
-    since = time.time() - args.days * 86_400 if args.days is not None else None
-    fmt = "json" if args.json else "csv" if args.csv else "table"
-    print(spend_report(args.ledger, fmt=fmt, wallet=args.wallet, since=since))
-    return EXIT_OK
+def _walk(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *_walk(child)]
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mpp-claude`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="mpp-claude", description=(
-        "Pay per request for LLM calls over MPP (HTTP 402) on the Tempo chain."))
+        "Pay per request for LLM calls over MPP (HTTP 402) on the Tempo chain.  Exit codes: 0 ok, "
+        "1 error, 2 usage, 3 payment declined (nothing paid), 130 interrupted."))
     parser.add_argument("--version", action="version", version=f"mpp-claude {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (keys never logged)")
+    _add_common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    dev = sub.add_parser("devnet", help="run a local Tempo devnet (anvil 1.7.1, hardfork T4)",
-                         description="Start anvil in Tempo mode on a free loopback port until Ctrl-C.")
-    dev.add_argument("--install", action="store_true", help="only make sure anvil is installed, then exit")
-    dev.add_argument("--fund", action="append", metavar="ADDRESS", help="fund this address (repeatable)")
-    dev.add_argument("--amount", default="100", help="pathUSD per funded address (default 100)")
-    dev.set_defaults(handler=_cmd_devnet)
-
-    from .server.cli import add_arguments as _serve_arguments
-
-    serve = sub.add_parser("serve", help="run the paid OpenAI-compatible proxy (Starlette + uvicorn)",
-                           description="Serve /v1/chat/completions and /v1/messages, paid per request.")
-    _serve_arguments(serve)
-    serve.set_defaults(handler=_cmd_serve)
-
-    spend = sub.add_parser("spend", help="show the client's payment ledger",
-                           description="Print the spend ledger (one row per payment): table, JSON or CSV.")
-    spend.add_argument("--ledger", metavar="PATH", help="ledger file (default: the user data dir's)")
-    spend.add_argument("--wallet", metavar="ADDRESS", help="only this wallet's payments")
-    spend.add_argument("--days", type=float, metavar="N", help="only the last N days")
-    out = spend.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="JSON (amounts in base units)")
-    out.add_argument("--csv", action="store_true", help="CSV with a header line")
-    spend.set_defaults(handler=_cmd_spend)
+    for module in (devnet, serve, wallet, chat, quote, spend):
+        module.register(sub)
+    for child in _walk(parser):
+        _add_common(child, top=False)
     return parser
 
 
+def _declined(exc: PaymentDeclined) -> str:
+    if isinstance(exc, BudgetExceeded) and exc.limit:
+        from ..client.receipts import display
+
+        name = _LIMIT_NAMES.get(exc.limit, exc.limit)
+        used = exc.details.get("used") or exc.details.get("spent")
+        spent = f" with {display(int(used))} USD already spent" if used else ""
+        return (f"payment declined: the price {display(exc.requested)} USD is above the limit {name} of "
+                f"{display(exc.limit_value)} USD{spent}; nothing was paid")
+    return f"payment declined: {exc}; nothing was paid"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
@@ -105,12 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except KeyboardInterrupt:
+        err("interrupted")
         return EXIT_INTERRUPTED
     except PaymentDeclined as exc:
-        print(f"mpp-claude: payment declined: {exc}", file=sys.stderr)
+        err(_declined(exc), colour="red")
         return EXIT_DECLINED
-    except MppError as exc:
-        print(f"mpp-claude: {exc}", file=sys.stderr)
+    except (MppError, CommandFailed) as exc:
+        err(str(exc), colour="red")
         return EXIT_ERROR
 
 

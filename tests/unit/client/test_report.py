@@ -38,7 +38,34 @@ def test_table(ledger_path: Path) -> None:
     assert lines[0].split()[:4] == ["id", "created", "status", "amount"]
     assert all(word in lines[1].split() for word in ("settled", "0.01", "pathUSD", "claude-haiku-4-5"))
     assert "released" in lines[2]
-    assert lines[-1] == "2 row(s); 1 counted against budgets, total 0.01"
+    assert lines[3] == "2 row(s); 1 counted against budgets, total 0.01"
+    # then the totals per day, model and origin; the released row counts nowhere
+    assert lines[5:8] == ["totals per day (UTC)", "day         payments  amount  token",
+                          "2027-01-15  1         0.01    pathUSD"]
+    assert "claude-haiku-4-5  1         0.01    pathUSD" in lines
+    assert lines[-1] == "https://p.test  1         0.01    pathUSD"
+
+
+def test_totals_by_group(ledger_path: Path) -> None:
+    """--by day|model|origin: only the totals; several days and models sum apart; released rows never."""
+    led = Ledger(ledger_path)
+    for when, model, amount in ((1_800_086_400.0, "claude-haiku-4-5", 7), (1_800_086_500.0, None, 3),
+                                (1_800_086_600.0, "claude-haiku-4-5", 2)):
+        led.reserve(Entry(W, amount, "0x20c0000000000000000000000000000000000000", 31337, "0xab",
+                          "https://q.test", "/v1/chat/completions", model=model), now=when,
+                    max_per_day=None, max_per_minute=None)
+    led.close()
+    days = json.loads(spend_report(ledger_path, fmt="json", by="day"))
+    assert days == [{"day": "2027-01-15", "payments": 1, "amount": 10_000, "currency": "pathUSD"},
+                    {"day": "2027-01-16", "payments": 3, "amount": 12, "currency": "pathUSD"}]
+    models = list(csv.DictReader(io.StringIO(spend_report(ledger_path, fmt="csv", by="model"))))
+    assert [(m["model"], m["payments"], m["amount"]) for m in models] == [
+        ("(none)", "1", "3"), ("claude-haiku-4-5", "3", "10009")]
+    table = spend_report(ledger_path, by="origin").splitlines()
+    assert table == ["origin          payments  amount    token",
+                     "https://p.test  1         0.01      pathUSD",
+                     "https://q.test  3         0.000012  pathUSD"]
+    assert json.loads(spend_report(ledger_path.with_name("none.sqlite3"), fmt="json", by="model")) == []
 
 
 def test_json_and_csv(ledger_path: Path) -> None:
