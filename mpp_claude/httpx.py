@@ -13,14 +13,18 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
-from .client._engine import EXT_FIRST_ORIGIN, AsyncEngine, SyncEngine
-from .client._httpx2 import _OPTIONS, _async_engine, _sync_engine
-from .client._setup import PaymentsMixin, first_origin, reconcile_async, reconcile_sync
+from .client._engine import EXT_FIRST_ORIGIN, Approve, AsyncEngine, Hooks, SyncEngine
+from .client._httpx2 import _async_engine, _sync_engine
+from .client._setup import LedgerArg, PaymentsMixin, first_origin, reconcile_async, reconcile_sync
 from .client._shell import handle_async, handle_sync
+from .client.payer import AsyncPayer, Payer
+from .client.policy import Policy
 from .client.wallet import Wallet
 from .tempo.rpc import AsyncRpcClient, RpcClient
 
@@ -72,10 +76,16 @@ class AsyncMppTransport(httpx.AsyncBaseTransport):
 class MppClient(PaymentsMixin, httpx.Client):
     """An ``httpx.Client`` that pays MPP 402 challenges (arguments as the httpx2 ``MppClient``)."""
 
-    def __init__(self, wallet: Wallet, *, transport: httpx.BaseTransport | None = None,
-                 rpc_url: str | None = None, rpc: RpcClient | None = None, **kwargs: Any) -> None:
-        options = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
-        self._engine = engine = _sync_engine(wallet, None, {"rpc_url": rpc_url, "rpc": rpc, **options})
+    def __init__(self, wallet: Wallet, *, rpc_url: str | None = None, rpc: RpcClient | None = None,
+                 policy: Policy | None = None, allowed_origins: Iterable[str] = (),
+                 ledger: LedgerArg = "default",
+                 approve: Approve | None = None, approve_above: int | str | Decimal | None = None,
+                 hooks: Hooks | None = None, dry_run: bool = False, payer: Payer | None = None,
+                 transport: httpx.BaseTransport | None = None, **kwargs: Any) -> None:
+        options = {"rpc_url": rpc_url, "rpc": rpc, "policy": policy, "allowed_origins": allowed_origins,
+                   "ledger": ledger, "approve": approve, "approve_above": approve_above, "hooks": hooks,
+                   "dry_run": dry_run, "payer": payer}
+        self._engine = engine = _sync_engine(wallet, None, options)
         tkw = _split(kwargs)
         inner = transport if transport is not None else httpx.HTTPTransport(**tkw)
         super().__init__(transport=MppTransport(engine=engine, inner=inner), **kwargs)
@@ -100,10 +110,16 @@ class MppClient(PaymentsMixin, httpx.Client):
 class AsyncMppClient(PaymentsMixin, httpx.AsyncClient):
     """An ``httpx.AsyncClient`` that pays MPP 402 challenges (arguments as the httpx2 one)."""
 
-    def __init__(self, wallet: Wallet, *, transport: httpx.AsyncBaseTransport | None = None,
-                 rpc_url: str | None = None, rpc: AsyncRpcClient | None = None, **kwargs: Any) -> None:
-        options = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
-        self._engine = engine = _async_engine(wallet, None, {"rpc_url": rpc_url, "rpc": rpc, **options})
+    def __init__(self, wallet: Wallet, *, rpc_url: str | None = None, rpc: AsyncRpcClient | None = None,
+                 policy: Policy | None = None, allowed_origins: Iterable[str] = (),
+                 ledger: LedgerArg = "default",
+                 approve: Approve | None = None, approve_above: int | str | Decimal | None = None,
+                 hooks: Hooks | None = None, dry_run: bool = False, payer: AsyncPayer | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
+        options = {"rpc_url": rpc_url, "rpc": rpc, "policy": policy, "allowed_origins": allowed_origins,
+                   "ledger": ledger, "approve": approve, "approve_above": approve_above, "hooks": hooks,
+                   "dry_run": dry_run, "payer": payer}
+        self._engine = engine = _async_engine(wallet, None, options)
         tkw = _split(kwargs)
         inner = transport if transport is not None else httpx.AsyncHTTPTransport(**tkw)
         super().__init__(transport=AsyncMppTransport(engine=engine, inner=inner), **kwargs)

@@ -7,17 +7,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 import httpx2
 
 from ..tempo.rpc import AsyncRpcClient, RpcClient
-from ._engine import EXT_FIRST_ORIGIN, AsyncEngine, SyncEngine
-from ._setup import PaymentsMixin, first_origin, make_engine, reconcile_async, reconcile_sync
+from ._engine import EXT_FIRST_ORIGIN, Approve, AsyncEngine, Hooks, SyncEngine
+from ._setup import LedgerArg, PaymentsMixin, first_origin, make_engine, reconcile_async, reconcile_sync
 from ._shell import handle_async, handle_sync
+from .payer import AsyncPayer, Payer
+from .policy import Policy
 from .wallet import Wallet
 
-_OPTIONS = ("policy", "allowed_origins", "ledger", "approve", "approve_above", "hooks", "dry_run", "payer")
 _TRANSPORT_KW = ("verify", "cert", "trust_env", "http1", "http2", "limits")
 DEFAULT_TIMEOUT = httpx2.Timeout(timeout=600, connect=5.0)  # the openai SDK's defaults
 DEFAULT_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
@@ -112,10 +115,16 @@ class MppClient(PaymentsMixin, httpx2.Client):
         ConfigError: missing RPC endpoint, invalid policy values.
     """
 
-    def __init__(self, wallet: Wallet, *, transport: httpx2.BaseTransport | None = None,
-                 rpc_url: str | None = None, rpc: RpcClient | None = None, **kwargs: Any) -> None:
-        options = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
-        self._engine = engine = _sync_engine(wallet, None, {"rpc_url": rpc_url, "rpc": rpc, **options})
+    def __init__(self, wallet: Wallet, *, rpc_url: str | None = None, rpc: RpcClient | None = None,
+                 policy: Policy | None = None, allowed_origins: Iterable[str] = (),
+                 ledger: LedgerArg = "default",
+                 approve: Approve | None = None, approve_above: int | str | Decimal | None = None,
+                 hooks: Hooks | None = None, dry_run: bool = False, payer: Payer | None = None,
+                 transport: httpx2.BaseTransport | None = None, **kwargs: Any) -> None:
+        options = {"rpc_url": rpc_url, "rpc": rpc, "policy": policy, "allowed_origins": allowed_origins,
+                   "ledger": ledger, "approve": approve, "approve_above": approve_above, "hooks": hooks,
+                   "dry_run": dry_run, "payer": payer}
+        self._engine = engine = _sync_engine(wallet, None, options)
         tkw = _split(kwargs)
         inner = transport if transport is not None else httpx2.HTTPTransport(**tkw)
         super().__init__(transport=MppTransport(engine=engine, inner=inner), **kwargs)
@@ -144,10 +153,16 @@ class AsyncMppClient(PaymentsMixin, httpx2.AsyncClient):
     ``approve`` callback may be async.
     """
 
-    def __init__(self, wallet: Wallet, *, transport: httpx2.AsyncBaseTransport | None = None,
-                 rpc_url: str | None = None, rpc: AsyncRpcClient | None = None, **kwargs: Any) -> None:
-        options = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
-        self._engine = engine = _async_engine(wallet, None, {"rpc_url": rpc_url, "rpc": rpc, **options})
+    def __init__(self, wallet: Wallet, *, rpc_url: str | None = None, rpc: AsyncRpcClient | None = None,
+                 policy: Policy | None = None, allowed_origins: Iterable[str] = (),
+                 ledger: LedgerArg = "default",
+                 approve: Approve | None = None, approve_above: int | str | Decimal | None = None,
+                 hooks: Hooks | None = None, dry_run: bool = False, payer: AsyncPayer | None = None,
+                 transport: httpx2.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
+        options = {"rpc_url": rpc_url, "rpc": rpc, "policy": policy, "allowed_origins": allowed_origins,
+                   "ledger": ledger, "approve": approve, "approve_above": approve_above, "hooks": hooks,
+                   "dry_run": dry_run, "payer": payer}
+        self._engine = engine = _async_engine(wallet, None, options)
         tkw = _split(kwargs)
         inner = transport if transport is not None else httpx2.AsyncHTTPTransport(**tkw)
         super().__init__(transport=AsyncMppTransport(engine=engine, inner=inner), **kwargs)
