@@ -166,9 +166,8 @@ async def messages(request: Request) -> Response:
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
     entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
-    headers = request.headers
     return await guarded(svc, grant, entry, model, anthropic=True,
-                         serve=lambda: serve_messages(svc, payload, model, stream, grant, entry, headers))
+                         serve=lambda: serve_messages(svc, payload, model, stream, grant, entry))
 
 
 async def list_models(request: Request) -> Response:

@@ -252,7 +252,7 @@ async def _finish_stream(svc: Services, paid: Paid, entry: RequestLog, model: st
 
 
 async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream: bool, paid: Paid,
-                         entry: RequestLog, request_headers: Mapping[str, str]) -> Response:
+                         entry: RequestLog) -> Response:
     """Answer a paid ``/v1/messages`` request: the upstream's answer, unchanged."""
     # The client's anthropic-beta header is not forwarded: a beta (1M context, new tools) can
     # change what a request costs beyond the price table the quote used.

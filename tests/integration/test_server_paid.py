@@ -222,7 +222,8 @@ def test_paid_request_log_line(server: Server, devnet: Devnet, signer: LocalSign
     import logging
 
     body = _body(messages=[{"role": "user", "content": "log me"}])
-    auth, tx_hash = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    auth, maybe_hash = pay_challenge(server.challenge(CHAT, body), signer, devnet.rpc)
+    tx_hash = str(maybe_hash)
     with caplog.at_level(logging.INFO, logger="mpp_claude.server.access"):
         assert server.post(CHAT, body, auth).status_code == 200
         deadline = time.monotonic() + 5
@@ -491,7 +492,7 @@ def test_bug_after_payment_is_credited_not_retried(devnet: Devnet, signer: Local
 
     store, recipient = MemoryStore(), Account.create().address
     cfg = server_config(devnet.rpc_url, devnet.chain_id, recipient=recipient)
-    with paid_server(cfg, upstream=_BuggyUpstream(), store=store) as (url, _):  # type: ignore[arg-type]
+    with paid_server(cfg, upstream=_BuggyUpstream(), store=store) as (url, _):
         srv = Server(url, LocalUpstream(), store, recipient)
         body = _body()
         auth, tx_hash = pay_challenge(srv.challenge(CHAT, body), signer, devnet.rpc)
