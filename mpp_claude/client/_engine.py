@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 from ..errors import (
     ApprovalDenied,
-    BudgetExceeded,
     ChainError,
     ConfigError,
     PaymentOutcomeUnknown,
@@ -36,7 +35,7 @@ from . import _telemetry
 from ._flow import Deliver, Headers, Pay, PaymentFlow, Resend
 from ._logical import Attempt, Logical, LogicalRequests, Ticket, fingerprint, model_of
 from .budget import BudgetScope, active_scopes, release_all, reserve_all
-from .ledger import DAY, AnyLedger, Entry
+from .ledger import AnyLedger, Entry
 from .payer import AsyncPayer, Payer, Signed
 from .policy import Policy, Target
 from .receipts import PaymentReceipt, Quote
@@ -203,7 +202,7 @@ class Engine:
                 left[s.budget.name] = s.remaining - amount
         if self.policy.max_per_day is not None and self._wants_quote_detail():
             # one more ledger read; only when someone looks at the quote (approval, dry run, hook)
-            day = self.ledger.spent(self.wallet.address, since=time.time() - DAY)
+            day = self.ledger.day_spent(self.wallet.address, now=time.time())
             left["max_per_day"] = self.policy.max_per_day - day - amount
         target = att.flow.target
         chain = o.chain_id or 0

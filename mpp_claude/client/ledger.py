@@ -10,6 +10,11 @@ Life of a row (agent-payments-ux.md §4.4)::
         │           └─────► unknown ──► settled / released   (resolved from the chain)
         └─────────────────► released           budget given back: provably no payment
 
+The rolling 24 h sum reads per-minute buckets (``spend_minutes``, kept in the same transactions as
+the rows), so a reservation costs the same with 10 or 10 000 payments in the window.  A bucket
+is counted whole, so a payment leaves the window between 24 h and 24 h + 1 min after it was
+made: the limit errs on the safe side by at most one minute.
+
 Every method takes ``now`` (Unix seconds, float) from the caller; nothing here reads the clock.
 :class:`MemoryLedger` has the same interface without persistence (``ledger=None``).
 """
@@ -50,7 +55,7 @@ CREATE TABLE IF NOT EXISTS payments (
     updated_at    REAL NOT NULL,
     error         TEXT
 );
-CREATE INDEX IF NOT EXISTS payments_wallet_time ON payments (wallet, created_at);
+CREATE INDEX IF NOT EXISTS payments_window ON payments (wallet, created_at, status);
 CREATE TABLE IF NOT EXISTS payee_pins (
     wallet      TEXT NOT NULL,
     origin      TEXT NOT NULL,
@@ -58,7 +63,24 @@ CREATE TABLE IF NOT EXISTS payee_pins (
     first_seen  REAL NOT NULL,
     PRIMARY KEY (wallet, origin)
 );
+CREATE TABLE IF NOT EXISTS spend_minutes (
+    wallet  TEXT NOT NULL,
+    minute  INTEGER NOT NULL,
+    amount  INTEGER NOT NULL,
+    PRIMARY KEY (wallet, minute)
+) WITHOUT ROWID
 """
+SCHEMA_VERSION = 1
+_BACKFILL = """
+INSERT INTO spend_minutes (wallet, minute, amount)
+SELECT wallet, CAST(created_at / 60 AS INTEGER), SUM(amount) FROM payments
+WHERE status IN ('reserved', 'signed', 'settled', 'unknown') GROUP BY 1, 2
+ON CONFLICT (wallet, minute) DO UPDATE SET amount = excluded.amount
+"""
+
+
+def _minute(ts: float) -> int:
+    return int(ts // 60)
 
 
 def default_path() -> Path:
@@ -137,8 +159,26 @@ class Ledger:
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._lock:  # idempotent DDL; another process creating it meanwhile is fine
-            self._db.executescript(_SCHEMA)
+        with self._lock:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        db = self._db
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version >= SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")  # one process creates; the others see the new version
+        try:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version < SCHEMA_VERSION:
+                for statement in _SCHEMA.split(";"):
+                    db.execute(statement)
+                db.execute(_BACKFILL)  # files from before the buckets existed
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -159,10 +199,10 @@ class Ledger:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                first = _minute(now - DAY)
                 if max_per_day is not None:
-                    (day,) = db.execute(
-                        f"SELECT COALESCE(SUM(amount), 0) FROM payments WHERE wallet = ? AND created_at > ? "
-                        f"AND status IN ({marks})", (entry.wallet, now - DAY, *COUNTED)).fetchone()
+                    (day,) = db.execute("SELECT COALESCE(SUM(amount), 0) FROM spend_minutes WHERE wallet = ? "
+                                        "AND minute >= ?", (entry.wallet, first)).fetchone()
                     if day + entry.amount > max_per_day:
                         raise _exceeded("max_per_day", max_per_day, entry.amount, day, "in the last 24 h")
                 if max_per_minute is not None:
@@ -182,6 +222,11 @@ class Ledger:
                      entry.path, entry.model, entry.request_id, entry.challenge_id, now, now))
                 db.execute("INSERT OR IGNORE INTO payee_pins (wallet, origin, payee, first_seen) "
                            "VALUES (?, ?, ?, ?)", (entry.wallet, entry.origin, entry.payee.lower(), now))
+                db.execute("INSERT INTO spend_minutes (wallet, minute, amount) VALUES (?, ?, ?) "
+                           "ON CONFLICT (wallet, minute) DO UPDATE SET amount = amount + excluded.amount",
+                           (entry.wallet, _minute(now), entry.amount))
+                db.execute("DELETE FROM spend_minutes WHERE wallet = ? AND minute < ?",
+                           (entry.wallet, first - 1))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -207,8 +252,29 @@ class Ledger:
         self._update(row_id, now, status="unknown", error=error[:500])
 
     def release(self, row_id: int, *, error: str, now: float) -> None:
-        """Provably no payment: the reservation no longer counts."""
-        self._update(row_id, now, status="released", error=error[:500])
+        """Provably no payment: the reservation no longer counts (its minute bucket shrinks)."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                got = db.execute("SELECT wallet, amount, created_at, status FROM payments WHERE id = ?",
+                                 (row_id,)).fetchone()
+                if got is not None and got[3] in COUNTED:
+                    db.execute("UPDATE spend_minutes SET amount = amount - ? WHERE wallet = ? AND minute = ?",
+                               (got[1], got[0], _minute(got[2])))
+                db.execute("UPDATE payments SET status = 'released', error = ?, updated_at = ? WHERE id = ?",
+                           (error[:500], now, row_id))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def day_spent(self, wallet: str, *, now: float) -> int:
+        """What ``max_per_day`` counts for ``wallet`` at ``now`` (the minute buckets)."""
+        with self._lock:
+            (total,) = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM spend_minutes WHERE wallet = ? "
+                                        "AND minute >= ?", (wallet, _minute(now - DAY))).fetchone()
+        return int(total)
 
     def pinned_payee(self, wallet: str, origin: str) -> str | None:
         """The first payee this wallet reserved a payment to at ``origin``."""
@@ -311,6 +377,9 @@ class MemoryLedger:
     def spent(self, wallet: str, *, since: float) -> int:
         with self._lock:
             return sum(r["amount"] for r in self._counted(wallet, since))
+
+    def day_spent(self, wallet: str, *, now: float) -> int:
+        return self.spent(wallet, since=now - DAY)
 
 
 AnyLedger = Ledger | MemoryLedger

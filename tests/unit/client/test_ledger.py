@@ -42,7 +42,15 @@ class TestReserve:
         assert (info.value.limit, info.value.limit_value, info.value.requested) == ("max_per_day", 1000, 201)
         ledger.release(b, error="not mined", now=NOW)
         ledger.reserve(entry(600), now=NOW, max_per_day=1000, max_per_minute=None)
-        ledger.reserve(entry(1000), now=NOW + 86_401, max_per_day=1000, max_per_minute=None)
+        ledger.reserve(entry(1000), now=NOW + 86_460, max_per_day=1000, max_per_minute=None)
+
+    def test_window_edge_errs_on_the_safe_side(self, ledger: Ledger | MemoryLedger) -> None:
+        """A payment still counts 24 h after it was made, and is gone one minute later."""
+        ledger.reserve(entry(1000), now=NOW + 30, max_per_day=1000, max_per_minute=None)
+        with pytest.raises(BudgetExceeded):
+            ledger.reserve(entry(1), now=NOW + 30 + 86_399, max_per_day=1000, max_per_minute=None)
+        ledger.reserve(entry(1000), now=NOW + 30 + 86_400 + 60, max_per_day=1000, max_per_minute=None)
+        assert ledger.day_spent(W, now=NOW + 30 + 86_400 + 60) == 1000
 
     def test_rate_limit(self, ledger: Ledger | MemoryLedger) -> None:
         for i in range(3):
@@ -68,6 +76,25 @@ class TestReserve:
         assert ledger.pinned_payee(W, "https://b.test") is None
         assert ledger.spent(W, since=NOW - 1) == 5
         assert ledger.rows(status=("released",)) == []
+
+
+def test_opening_an_old_file_backfills_the_buckets(tmp_path: Path) -> None:
+    """A ledger written before the minute buckets existed keeps its 24 h total after the upgrade."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    led = Ledger(path)
+    led.reserve(entry(600), now=NOW, max_per_day=None, max_per_minute=None)
+    led.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE spend_minutes")
+    db.execute("PRAGMA user_version = 0")
+    db.commit()
+    db.close()
+    again = Ledger(path)
+    assert again.day_spent(W, now=NOW + 10) == 600
+    with pytest.raises(BudgetExceeded):
+        again.reserve(entry(401), now=NOW + 10, max_per_day=1000, max_per_minute=None)
 
 
 def test_persists_across_reopen(tmp_path: Path) -> None:
