@@ -8,6 +8,9 @@
   while the request is in flight and the key's ``PEXPIRE`` is the lease.
 * Records are lists (``RPUSH``) of JSON rows, never expired.
 
+Connection failures raise ``redis.exceptions.ConnectionError`` (or ``TimeoutError``)
+unchanged; a claim that raised was not granted.
+
 Expiry is Redis's own (``PX``/``PEXPIRE``), the one clock all clients agree on.
 Every key is prefixed (``mpp_claude:`` by default) so one Redis can serve
 several deployments.

@@ -11,6 +11,12 @@ Safe across threads, processes and uvicorn workers that open the same file:
 * ``synchronous=FULL``: a committed claim survives a power cut; losing one would
   let a credential be accepted twice.
 
+WAL needs every process on the same host (it uses shared memory next to the
+file): never share the file over NFS or between containers on different hosts;
+use :mod:`.redis` for a fleet.  Backend failures (``sqlite3.OperationalError``
+after ``busy_timeout_s``, a full disk) propagate unchanged; a claim that raised
+was not granted.
+
 Calls run in a worker thread (``asyncio.to_thread``) over one connection
 guarded by a lock, so the event loop never blocks on disk.  Expired rows are
 deleted every few hundred writes; expiry itself is checked on every read.
