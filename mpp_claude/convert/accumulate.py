@@ -7,11 +7,11 @@ necessarily holds the whole answer (the client wants it in one piece).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from mpp_claude.errors import ConversionError
+from mpp_claude.protocol.encoding import loads_bounded
 
 from .error_map import stream_error_to_openai
 from .sse import SseEvent
@@ -109,7 +109,7 @@ class MessageAccumulator:
             block["thinking"] = block.get("thinking", "") + "".join(parts)
         elif parts:  # tool_use, server_tool_use: the input arrives as JSON text
             try:
-                block["input"] = json.loads("".join(parts))
+                block["input"] = loads_bounded("".join(parts))
             except ValueError as exc:
                 raise _invalid(f"tool input of block {index} is not JSON") from exc
         elif btype in ("tool_use", "server_tool_use") and not isinstance(block.get("input"), dict):

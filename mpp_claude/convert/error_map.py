@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mpp_claude.errors import ConversionError
+from mpp_claude.protocol.encoding import loads_bounded
 
 __all__ = ["STATUS_FOR_TYPE", "anthropic_error_to_openai", "error_frame", "stream_error_to_openai"]
 
@@ -55,7 +56,7 @@ def _decode(body: Any) -> Mapping[str, Any] | None:
     if not isinstance(body, str) or not body.strip():
         return None
     try:
-        value = json.loads(body)
+        value = loads_bounded(body)
     except ValueError:
         return None
     return value if isinstance(value, Mapping) else None

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.encoding import loads_bounded
 from ._util import bad, parse_data_url, sanitize_id, sanitize_name, unsupported
 from .models import ModelInfo
 from .types import AnthropicMessage, Block
@@ -200,7 +200,7 @@ def _arguments(raw: Any, param: str) -> dict[str, Any]:
     if not isinstance(raw, str):
         raise bad("function.arguments must be a JSON string", param)
     try:
-        value = json.loads(raw)
+        value = loads_bounded(raw)
     except ValueError as exc:
         raise bad(f"function.arguments is not valid JSON: {exc}", param) from exc
     if not isinstance(value, dict):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mpp_claude.errors import ConversionError
+from mpp_claude.protocol.encoding import loads_bounded
 
 __all__ = ["DONE_FRAME", "SseEvent", "SseParser", "encode_frame"]
 
@@ -33,7 +34,7 @@ class SseEvent:
             ConversionError: 502 ``upstream_invalid_response`` when it is not JSON.
         """
         try:
-            return json.loads(self.data)
+            return loads_bounded(self.data)
         except ValueError as exc:
             raise ConversionError(f"upstream event {self.event!r} carries invalid JSON", status=502,
                                   type="server_error", code="upstream_invalid_response") from exc

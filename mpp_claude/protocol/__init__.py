@@ -52,6 +52,7 @@ from mpp_claude.protocol.encoding import (
     decode_b64_json,
     decode_json,
     encode_b64_json,
+    loads_bounded,
 )
 from mpp_claude.protocol.problem import (
     PROBLEM_BASE,
@@ -92,6 +93,7 @@ __all__ = [
     "format_credential",
     "format_receipt",
     "is_expired",
+    "loads_bounded",
     "new_challenge",
     "parse_accept_payment",
     "parse_challenge",

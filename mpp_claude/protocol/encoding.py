@@ -249,6 +249,22 @@ def _check_depth(text: str) -> None:
             depth -= 1
 
 
+def loads_bounded(text: str | bytes) -> Any:
+    """``json.loads`` for untrusted text, refusing nesting deeper than :data:`MAX_JSON_DEPTH`.
+
+    Unlike :func:`decode_json` it accepts duplicate keys and ``NaN`` as ``json.loads`` does;
+    use it wherever bytes from a peer (request bodies, tool arguments, upstream events) are
+    parsed, so no input can crash the process (see ``_check_depth``).
+
+    Raises:
+        ValueError: invalid JSON (``json.JSONDecodeError``) or nesting too deep (``EncodingError``).
+    """
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8")
+    _check_depth(text)
+    return json.loads(text)
+
+
 def decode_json(raw: bytes | str) -> Any:
     """Parse JSON from a peer strictly.
 
