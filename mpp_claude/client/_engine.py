@@ -288,9 +288,10 @@ class SyncEngine(Engine):
         self.payer = payer
 
     def on_response(self, att: Attempt, status: int, headers: Headers, body: bytes) -> Deliver | Pay:
-        if status == 402 and self.policy.chain_id is None and "any_chain" not in self.policy.unsafe:
-            self.policy = self.policy.with_chain(self.payer.chain_id())
-            att.flow.policy = self.policy
+        if status == 402:
+            if self.policy.chain_id is None and "any_chain" not in self.policy.unsafe:
+                self.policy = self.policy.with_chain(self.payer.chain_id())
+            att.flow.policy = self.policy  # another request may have pinned the chain since this one began
         return self._decide(att, status, headers, body)
 
     def pay(self, att: Attempt, pay: Pay) -> Resend:
@@ -349,9 +350,10 @@ class AsyncEngine(Engine):
         self.payer = payer
 
     async def on_response(self, att: Attempt, status: int, headers: Headers, body: bytes) -> Deliver | Pay:
-        if status == 402 and self.policy.chain_id is None and "any_chain" not in self.policy.unsafe:
-            self.policy = self.policy.with_chain(await self.payer.chain_id())
-            att.flow.policy = self.policy
+        if status == 402:
+            if self.policy.chain_id is None and "any_chain" not in self.policy.unsafe:
+                self.policy = self.policy.with_chain(await self.payer.chain_id())
+            att.flow.policy = self.policy  # another request may have pinned the chain since this one began
         return self._decide(att, status, headers, body)
 
     async def pay(self, att: Attempt, pay: Pay) -> Resend:
