@@ -51,11 +51,9 @@ def local_server(rpc_url: str, chain_id: int, *, prices: Mapping[str, Any] | Non
 @contextmanager
 def sandbox(fund: str = "10", **server: Any) -> Iterator[Sandbox]:
     """The environment's server, chain and key, or a local sandbox (see the module docstring)."""
-    env = [os.environ.get(v) for v in ("MPP_CLAUDE_URL", "MPP_RPC_URL", "MPP_PRIVATE_KEY")]
-    if all(env):
-        url, rpc_url, _ = env
-        yield Sandbox(url.rstrip("/").removesuffix("/v1") + "/v1", rpc_url,  # type: ignore[union-attr]
-                      Wallet.from_env(remove=True))
+    url, rpc_url = os.environ.get("MPP_CLAUDE_URL", ""), os.environ.get("MPP_RPC_URL", "")
+    if url and rpc_url and os.environ.get("MPP_PRIVATE_KEY"):
+        yield Sandbox(url.rstrip("/").removesuffix("/v1") + "/v1", rpc_url, Wallet.from_env(remove=True))
         return
     from eth_account import Account
 

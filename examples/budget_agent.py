@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from _sandbox import sandbox
 from openai import OpenAI
@@ -19,7 +20,7 @@ from openai import OpenAI
 from mpp_claude.client import MppClient, receipt_of
 from mpp_claude.errors import BudgetExceeded
 
-TOOLS = [{"type": "function", "function": {
+TOOLS: Any = [{"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 CITIES = ["Paris", "Lagos", "Osaka", "Lima", "Oslo", "Cairo", "Quito", "Perth"]
@@ -32,7 +33,7 @@ def get_weather(city: str) -> str:
 
 def run_task(client: OpenAI, http: MppClient, city: str, args: argparse.Namespace) -> int:
     """One task: ask, run the tool calls the model asks for, repeat until it answers.  Returns steps."""
-    messages = [{"role": "user", "content": f"What is the weather in {city}? Use the get_weather tool."}]
+    messages: Any = [{"role": "user", "content": f"What is the weather in {city}? Use the get_weather tool."}]
     for step in range(1, args.max_steps + 1):
         with http.budget(args.step_budget, name="step budget"):
             raw = client.chat.completions.with_raw_response.create(
@@ -45,10 +46,11 @@ def run_task(client: OpenAI, http: MppClient, city: str, args: argparse.Namespac
             return step
         messages.append(reply.model_dump(exclude_none=True))
         for call in reply.tool_calls:
+            assert call.type == "function"
             result = get_weather(**json.loads(call.function.arguments))
             print(f"  tool {call.function.name}({call.function.arguments}) -> {result}")
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
-    return args.max_steps
+    return int(args.max_steps)
 
 
 def main() -> None:
