@@ -57,10 +57,12 @@ def run(args: argparse.Namespace) -> int:
     from ..client import receipt_of
 
     kwargs = create_kwargs(args)
-    wallet, _ = load_wallet(args)
+    wallet, source = load_wallet(args)
+    quiet = bool(getattr(args, "quiet", False))
+    if source.startswith("$") and not quiet:  # agent-payments-ux.md §4.6: supported, with a warning
+        note(f"paying with the raw key in {source}; an encrypted keystore is safer (mpp-claude wallet new)")
     policy_kw = {"max_payment": args.max_price} if args.max_price is not None else {}
     oai, http = open_client(args, wallet, policy_kw, args.ledger or "default")
-    quiet = bool(getattr(args, "quiet", False))
     answer, usage, finish = "", None, None
     try:
         with Progress(f"asking {args.model} (paying the server's 402)", enabled=not quiet) as progress:
