@@ -24,8 +24,10 @@ from typing import Any, Protocol
 
 from ..errors import (
     ApprovalDenied,
+    BudgetExceeded,
     ChainError,
     ConfigError,
+    PaymentDeclined,
     PaymentOutcomeUnknown,
     PaymentQuoted,
     PaymentRejected,
@@ -146,6 +148,9 @@ class Engine:
             if ticket is not None and ticket.signed is not None:
                 exc.details["tx_hash"] = ticket.signed.tx_hash
             raise
+        except PaymentDeclined as exc:
+            log.info("not paying %s%s: %s", att.flow.target.origin, att.flow.target.path, exc)
+            raise
 
     def _ticket(self, att: Attempt) -> Ticket | None:
         return att.logical.ticket if att.logical is not None else None
@@ -222,7 +227,11 @@ class Engine:
         _safe_hook("on_challenge", self.hooks.on_challenge, quote)
         if self.dry_run or _DRY_RUN.get():
             raise PaymentQuoted(f"dry run: {quote}", quote=quote)
-        reserve_all(scopes, pay.offer.amount)
+        try:
+            reserve_all(scopes, pay.offer.amount)
+        except BudgetExceeded as exc:
+            log.info("not paying %s%s: %s", quote.origin, quote.path, exc)
+            raise
         ticket = Ticket(quote, scopes, model=model_of(att.body))
         try:
             ticket.ledger_id = self.ledger.reserve(
@@ -231,8 +240,9 @@ class Engine:
                       pay.challenge.id),
                 now=time.time(), max_per_day=self.policy.max_per_day,
                 max_per_minute=self.policy.max_per_minute)
-        except BaseException:  # BudgetExceeded, or the ledger failed: nothing is reserved anywhere
+        except BaseException as exc:  # BudgetExceeded, or the ledger failed: nothing is reserved anywhere
             release_all(scopes, pay.offer.amount)
+            log.info("not paying %s%s: %s", quote.origin, quote.path, exc)
             raise
         return ticket
 

@@ -117,8 +117,10 @@ class PaymentsMixin:
         self._engine.policy = self._engine.policy.with_origins([normalize_origin(origin)])
 
     def budget(self, limit: int | str | Decimal, *, name: str = "scope") -> BudgetScope:
-        """A scoped sub-budget: ``with client.budget("0.20"): ...`` caps payments in the block
-        (and in asyncio tasks started inside it) at $0.20, on top of every other limit."""
+        """A scoped sub-budget: ``with client.budget("0.20"): ...`` caps the payments made inside
+        the block at $0.20, on top of every other limit.  The scope lives in a context variable,
+        so it covers asyncio tasks started inside the block and every paying client used there
+        (it is :func:`~mpp_claude.client.spending_limit` under another name)."""
         return BudgetScope(limit, name=name)
 
     @contextmanager
