@@ -113,13 +113,17 @@ class Engine:
         credential = logical.credential if logical else None
         flow = PaymentFlow(self.policy, target, credential=credential)
         set_headers: list[tuple[str, str]] = []
-        if not user_key and method not in ("GET", "HEAD", "OPTIONS"):
+        if not user_key and method not in ("GET", "HEAD", "OPTIONS") and self._may_pay(target):
             set_headers.append((IDEMPOTENCY_HEADER, key))
         if credential is not None:
             log.info("replaying the payment credential of %s %s%s (retry %s): not paying again",
                      method, target.origin, path, retry)
             set_headers.append((credential.header, credential.value))
         return Attempt(flow, method, url, body, key, bool(user_key), logical, set_headers)
+
+    def _may_pay(self, target: Target) -> bool:
+        """Only origins we may pay get our headers; other servers see the request untouched."""
+        return "any_origin" in self.policy.unsafe or target.origin in self.policy.allowed_origins
 
     def _register(self, att: Attempt, ticket: Ticket, credential: Resend) -> None:
         fp = fingerprint(att.method, att.url, att.body, att.idempotency_key if att.user_key else None)

@@ -412,3 +412,14 @@ class TestReconcile:
         client, _ = make_client(ledger=led, shop=Shop(paid_status=500))
         client.post(ORIGIN + "/v1/x", json={})
         assert client.reconcile() == 0 and led.rows()[0].status == "unknown"
+
+
+def test_other_origins_get_the_request_untouched(make_client: Make) -> None:
+    """No Idempotency-Key (or anything else) is added for origins outside the allowlist."""
+    client, shop = make_client()
+    client._transport.inner.handler = lambda request: (shop.requests.append(request),
+                                                       shop.mod.Response(200, json={}))[1]
+    client.post("https://elsewhere.test/v1/x", json={})
+    client.post(ORIGIN + "/v1/x", json={})
+    assert "idempotency-key" not in shop.requests[0].headers
+    assert "idempotency-key" in shop.requests[1].headers
