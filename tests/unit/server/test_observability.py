@@ -46,3 +46,13 @@ def test_serve_reports_each_config_problem_and_exits_1(tmp_path: Path,
     for name in ("recipient:", "rpc_url:", "chain_id:", "store:"):
         assert name in err
     assert (tmp_path / "secret").exists()  # the development secret was created (0600)
+
+
+def test_server_package_exports() -> None:
+    """mpp_claude.server's __all__ names resolve (lazily)."""
+    import mpp_claude.server as server
+
+    for name in server.__all__:
+        assert getattr(server, name) is not None
+    with pytest.raises(AttributeError):
+        _ = server.nope  # type: ignore[attr-defined]
