@@ -108,6 +108,7 @@ async def failed_after_payment(svc: Services, paid: Paid, entry: RequestLog, mod
                                err: ConversionError, *, anthropic: bool) -> Response:
     """Answer an upstream failure that follows a settled payment (see the credit policy)."""
     await _credit(svc, paid, entry, model, paid.amount, err.code or err.type)
+    await _usage_row(svc, paid, entry, model, Usage())  # every paid request has its usage row
     payment = {"reference": paid.reference, "amount": str(paid.amount), "credited": str(paid.amount)}
     if anthropic:
         body = anthropic_error_body(err.message, status=err.status)
