@@ -10,6 +10,7 @@ import io
 import json
 import os
 import stat
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,31 @@ class TestUrls:
         monkeypatch.setenv("MPP_RPC_URL", "ws://x")
         with pytest.raises(ConfigError, match="must start with http"):
             rpc_url(ns(rpc_url=None))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_colours_on_a_real_terminal_only(tmp_path: Path) -> None:
+    """The CLI run with stderr on a pseudo-terminal colours its error; with NO_COLOR or a pipe, not."""
+    import pty
+    import subprocess
+
+    def stderr_of(on_tty: bool, **env: str) -> bytes:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MPP_") and k != "NO_COLOR"}
+        clean.update(XDG_DATA_HOME=str(tmp_path), TERM="xterm", **env)
+        if not on_tty:
+            return subprocess.run([sys.executable, "-m", "mpp_claude.cli", "chat", "hi"], env=clean,
+                                  capture_output=True, timeout=60).stderr
+        leader, follower = pty.openpty()
+        try:
+            done = subprocess.run([sys.executable, "-m", "mpp_claude.cli", "chat", "hi"], env=clean,
+                                  stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL,
+                                  timeout=60)
+            assert done.returncode == 1
+            return os.read(leader, 4096)
+        finally:
+            os.close(leader)
+            os.close(follower)
+
+    assert stderr_of(True).startswith(b"\x1b[31mmpp-claude: no wallet")
+    assert stderr_of(True, NO_COLOR="1").startswith(b"mpp-claude: no wallet")
+    assert stderr_of(False).startswith(b"mpp-claude: no wallet")
