@@ -37,9 +37,10 @@ def _usd(units: int) -> str:
 
 
 def run(*, anthropic: bool, model: str, prompt: str, max_tokens: int) -> int:
+    import openai
     from eth_account import Account
 
-    from .client import Wallet, openai_client
+    from .client import MppClient, Wallet
     from .server.app import create_app
     from .server.background import serve_in_thread
     from .server.config import build_config
@@ -66,8 +67,10 @@ def run(*, anthropic: bool, model: str, prompt: str, max_tokens: int) -> int:
             before_payer, before_payee = net.balance(acct.address), net.balance(payee)
             print(f"    wallet {wallet.address}: {_usd(before_payer)}")
 
-            client = openai_client(f"{base_url}/v1", wallet, rpc_url=net.rpc_url,
-                                   ledger=workdir / "ledger.sqlite3")
+            # the unmodified openai SDK; MppClient is its HTTP client and pays the 402s
+            mpp = MppClient(wallet, rpc_url=net.rpc_url, allowed_origins=[base_url],
+                            ledger=workdir / "ledger.sqlite3")
+            client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", http_client=mpp)
             _step(f"asking {model} through the unmodified openai SDK (stream=True)")
             print(f"    > {prompt}\n")
             stream = client.chat.completions.create(
@@ -79,7 +82,7 @@ def run(*, anthropic: bool, model: str, prompt: str, max_tokens: int) -> int:
                     print(chunk.choices[0].delta.content, end="", flush=True)
                 usage = chunk.usage or usage
             print()
-            paid = client._client.last_receipt  # the MppClient inside the openai client
+            paid = mpp.last_receipt
             if paid is None:
                 print("no payment was made", file=sys.stderr)
                 return 1
@@ -91,8 +94,11 @@ def run(*, anthropic: bool, model: str, prompt: str, max_tokens: int) -> int:
             print(f"    tx hash   : {paid.tx_hash}")
             if paid.tx_hash:
                 mined = net.rpc.receipt(paid.tx_hash)
-                block = int(mined["blockNumber"], 16) if mined else None
-                print(f"    on chain  : block {block}, status {'success' if mined else 'missing'}")
+                if mined is None:
+                    print("    on chain  : NOT FOUND")
+                    return 1
+                status = "success" if int(mined["status"], 16) == 1 else "reverted"
+                print(f"    on chain  : block {int(mined['blockNumber'], 16)}, status {status}")
             print(f"    payee     : {paid.payee}")
             if paid.receipt is not None:
                 print(f"    receipt   : status={paid.receipt.status} method={paid.receipt.method} "
