@@ -17,8 +17,8 @@ Replies:
 
 * last user text starting with ``echo:`` → the rest, verbatim;
 * last user message carrying ``tool_result`` blocks → a sentence quoting the result;
-* otherwise ``You said "<first words>". `` plus a sentence seeded by a hash of
-  the whole request (same request, same reply).
+* otherwise ``You said "<first words>". `` plus two or three sentences chosen by a
+  hash of the whole request (same request, same reply).
 
 Tools are called when offered and ``tool_choice`` forces it (``any``/``tool``),
 or under ``auto`` when the last user text names a tool or says "use the tool"
@@ -38,11 +38,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 _PIECE = re.compile(r"\w+|[^\w\s]")
-_WORDS = (
-    "the", "ledger", "settles", "quietly", "every", "request", "pays", "its", "way", "through",
-    "a", "small", "channel", "of", "tokens", "and", "light", "while", "the", "chain", "keeps",
-    "time", "under", "calm", "blue", "skies", "receipts", "arrive", "in", "order", "clear",
-    "answers", "travel", "far", "from", "local", "servers", "to", "curious", "minds", "today",
+#: Complete sentences the offline model picks from (by a hash of the request), so that
+#: demos read naturally while the reply stays deterministic.
+_SENTENCES = (
+    "This answer comes from the offline model that ships with mpp-claude.",
+    "Each request was priced up front and paid with one on-chain transfer.",
+    "Paying per request means no API key to leak and no subscription to manage.",
+    "The receipt of this call names the transaction that settled it.",
+    "A budget on the client caps what any single call may cost.",
+    "The ledger records the quote and the tokens actually used.",
+    "Swap the upstream to the real Anthropic API and nothing else changes.",
+    "Every payment is bound to its challenge, so it cannot be replayed.",
+    "Stablecoins keep the price of a token predictable.",
+    "Tempo settles a payment in about half a second.",
+    "An agent can stop cleanly the moment its budget runs out.",
+    "The same request always gets the same offline reply.",
 )
 _TOOL_PHRASES = ("use the tool", "use a tool", "call the tool", "use tools", "call a tool")
 TOOL_PROMPT_TOKENS = 300
@@ -162,9 +172,16 @@ def _digest(*parts: str | bytes) -> bytes:
 
 
 def _seeded_sentence(seed: bytes) -> str:
-    n = 8 + seed[0] % 10
-    words = [_WORDS[seed[1 + i] % len(_WORDS)] for i in range(n)]
-    return " ".join(words).capitalize() + "."
+    """Two or three distinct sentences chosen by ``seed``."""
+    count = 2 + seed[0] % 2
+    picked: list[str] = []
+    for byte in seed[1:]:
+        sentence = _SENTENCES[byte % len(_SENTENCES)]
+        if sentence not in picked:
+            picked.append(sentence)
+        if len(picked) == count:
+            break
+    return " ".join(picked)
 
 
 def _last_user(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
