@@ -1,0 +1,258 @@
+"""The server's per-channel books, persisted next to the other server state, updated atomically.
+
+One ``ChannelRecord`` per channel: the accounting state of ``tempo.session.accounting``
+(``ChannelAccount``: accepted cumulative, spent, settled, deposit, latest voucher), plus
+what only the server needs:
+
+* ``holds``: amounts reserved for requests being served (the request's quote); a request
+  holds its quote before the upstream is called and converts the hold into ``spent`` for
+  its exact usage when it ends, so concurrent requests on one channel never overspend;
+* ``vouchers``: the accepted vouchers above the settled amount (amount, signature), so a
+  settlement can use the highest voucher that does not exceed ``spent`` (the payee never
+  settles authorised-but-unspent money);
+* ``closed`` / ``close_tx`` and ``last_settle_at``.
+
+``ChannelBook.update(channel_id, fn)`` is the only write: it reads the record, calls the
+pure ``fn`` (which may raise, then nothing is written) and stores what it returns, as one
+atomic step across every process sharing the store (SQLite ``BEGIN IMMEDIATE``; Redis
+``WATCH``/``MULTI``; a lock in memory).  ``open_book(store)`` picks the implementation that
+lives beside a ``server.stores`` store (same SQLite file, same Redis, or memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from ...tempo.session import ChannelAccount
+
+Update = Callable[["ChannelRecord | None"], "ChannelRecord | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    """Everything the server keeps about one channel (all amounts in base units).
+
+    Attributes:
+        account: the accounting state (``spent`` excludes ``holds``).
+        payer: the channel's payer (lower-case address).
+        holds: request id -> (amount, Unix time) reserved for requests in flight.
+        vouchers: accepted (amount, signature hex) above the settled amount, ascending.
+        closed: the channel was closed on chain by this server (or found finalized).
+        close_tx: the close transaction hash.
+        last_settle_at: Unix time of the last settlement (or of the open).
+    """
+
+    account: ChannelAccount
+    payer: str = ""
+    holds: dict[str, tuple[int, float]] = field(default_factory=dict)
+    vouchers: tuple[tuple[int, str], ...] = ()
+    closed: bool = False
+    close_tx: str | None = None
+    last_settle_at: float = 0.0
+
+    @property
+    def channel_id(self) -> str:
+        return self.account.channel_id
+
+    @property
+    def held(self) -> int:
+        """Total reserved for requests in flight."""
+        return sum(amount for amount, _ in self.holds.values())
+
+    @property
+    def free(self) -> int:
+        """Authorised, not spent and not held: what a new request may hold."""
+        return self.account.available - self.held
+
+    def to_json(self) -> str:
+        a = self.account
+        return json.dumps({
+            "channel_id": a.channel_id, "accepted": str(a.accepted_cumulative), "spent": str(a.spent),
+            "settled": str(a.settled), "deposit": str(a.deposit), "signature": a.voucher_signature.hex(),
+            "payer": self.payer, "holds": {k: [str(v[0]), v[1]] for k, v in self.holds.items()},
+            "vouchers": [[str(amount), sig] for amount, sig in self.vouchers], "closed": self.closed,
+            "close_tx": self.close_tx, "last_settle_at": self.last_settle_at}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ChannelRecord:
+        d = json.loads(text)
+        account = ChannelAccount(d["channel_id"], int(d["accepted"]), int(d["spent"]), int(d["settled"]),
+                                 int(d["deposit"]), bytes.fromhex(d["signature"]))
+        return cls(account, d["payer"], {k: (int(v[0]), float(v[1])) for k, v in d["holds"].items()},
+                   tuple((int(a), str(s)) for a, s in d["vouchers"]), bool(d["closed"]), d["close_tx"],
+                   float(d["last_settle_at"]))
+
+    def with_account(self, account: ChannelAccount) -> ChannelRecord:
+        """This record with ``account``; a newly accepted voucher joins ``vouchers``."""
+        vouchers = list(self.vouchers)
+        if account.voucher_signature and (not vouchers or vouchers[-1][0] < account.accepted_cumulative):
+            vouchers.append((account.accepted_cumulative, account.voucher_signature.hex()))
+        vouchers = [v for v in vouchers if v[0] > account.settled or v[0] == account.accepted_cumulative]
+        return replace(self, account=account, vouchers=tuple(vouchers))
+
+
+class ChannelBook(Protocol):
+    """Atomic per-channel storage of ``ChannelRecord`` (see the module docstring)."""
+
+    async def get(self, channel_id: str) -> ChannelRecord | None:
+        """The record of ``channel_id``, or ``None``."""
+        ...
+
+    async def update(self, channel_id: str, fn: Update) -> ChannelRecord | None:
+        """Atomically replace the record by ``fn(record)`` (``None``: leave it unchanged).
+
+        Returns:
+            The record now stored.
+        Raises:
+            Whatever ``fn`` raises (nothing is written then).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class MemoryBook:
+    """In-process book (tests, ``memory://`` stores)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    async def get(self, channel_id: str) -> ChannelRecord | None:
+        text = self._rows.get(channel_id)
+        return None if text is None else ChannelRecord.from_json(text)
+
+    async def update(self, channel_id: str, fn: Update) -> ChannelRecord | None:
+        with self._lock:
+            text = self._rows.get(channel_id)
+            current = None if text is None else ChannelRecord.from_json(text)
+            new = fn(current)
+            if new is None:
+                return current
+            self._rows[channel_id] = new.to_json()
+            return new
+
+    async def close(self) -> None:
+        self._rows.clear()
+
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS mpp_session_channels (
+    channel_id TEXT PRIMARY KEY, data TEXT NOT NULL
+) WITHOUT ROWID"""
+
+
+class SQLiteBook:
+    """The book in a table of the server's SQLite store file (own connection, WAL, ``BEGIN IMMEDIATE``).
+
+    Raises:
+        sqlite3.Error: the file cannot be opened.
+    """
+
+    def __init__(self, path: str, *, busy_timeout_s: float = 30.0) -> None:
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("channel book is closed")
+        return self._db
+
+    async def get(self, channel_id: str) -> ChannelRecord | None:
+        def op() -> str | None:
+            with self._lock:
+                row = self._conn().execute("SELECT data FROM mpp_session_channels WHERE channel_id = ?",
+                                           (channel_id,)).fetchone()
+                return None if row is None else str(row[0])
+
+        text = await asyncio.to_thread(op)
+        return None if text is None else ChannelRecord.from_json(text)
+
+    async def update(self, channel_id: str, fn: Update) -> ChannelRecord | None:
+        def op() -> ChannelRecord | None:
+            with self._lock:
+                db = self._conn()
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = db.execute("SELECT data FROM mpp_session_channels WHERE channel_id = ?",
+                                     (channel_id,)).fetchone()
+                    current = None if row is None else ChannelRecord.from_json(row[0])
+                    new = fn(current)
+                    if new is not None:
+                        db.execute("INSERT INTO mpp_session_channels (channel_id, data) VALUES (?, ?) "
+                                   "ON CONFLICT (channel_id) DO UPDATE SET data = excluded.data",
+                                   (channel_id, new.to_json()))
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                return current if new is None else new
+
+        return await asyncio.to_thread(op)
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+class RedisBook:
+    """The book in Redis (one string per channel, optimistic ``WATCH``/``MULTI`` updates)."""
+
+    def __init__(self, client: Any, prefix: str = "mpp_claude:") -> None:
+        self._redis = client
+        self._prefix = prefix + "session:"
+
+    async def get(self, channel_id: str) -> ChannelRecord | None:
+        text = await self._redis.get(self._prefix + channel_id)
+        return None if text is None else ChannelRecord.from_json(text)
+
+    async def update(self, channel_id: str, fn: Update) -> ChannelRecord | None:
+        from redis.exceptions import WatchError
+
+        key = self._prefix + channel_id
+        while True:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    text = await pipe.get(key)
+                    current = None if text is None else ChannelRecord.from_json(text)
+                    new = fn(current)
+                    if new is None:
+                        await pipe.unwatch()
+                        return current
+                    pipe.multi()
+                    pipe.set(key, new.to_json())
+                    await pipe.execute()
+                    return new
+                except WatchError:
+                    continue
+
+    async def close(self) -> None:
+        return None
+
+
+def open_book(store: Any) -> ChannelBook:
+    """The book that lives beside ``store``: its SQLite file, its Redis, else in memory."""
+    from ..stores.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        return SQLiteBook(store.path)
+    client = getattr(store, "_redis", None)
+    if client is not None:
+        return RedisBook(client, getattr(store, "_prefix", "mpp_claude:"))
+    return MemoryBook()
