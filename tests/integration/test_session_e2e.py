@@ -1,0 +1,193 @@
+"""The session intent end to end on the devnet: the reference server and the paying client.
+
+Real channels on the devnet escrow, real upstream usage (the local model), the openai SDK
+on top.  Money is counted on chain: the payee holds exactly what the receipts say was
+spent, the payer gets the rest of the deposit back at close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from eth_account import Account
+from server_harness import running, server_config
+
+from mpp_claude.client import AsyncMppClient, MppClient, Policy, Wallet
+from mpp_claude.client._session_shell import attach_session
+from mpp_claude.client.ledger import Ledger
+from mpp_claude.client.session import SessionPolicy, session_receipt_of
+from mpp_claude.devnet import Devnet
+from mpp_claude.server.app import create_app
+from mpp_claude.server.sessions import SessionSettings, enable_sessions
+from mpp_claude.server.stores import SQLiteStore
+from mpp_claude.server.upstreams import LocalUpstream
+from mpp_claude.tempo import tip20
+
+pytestmark = pytest.mark.devnet
+
+MODEL = "claude-haiku-4-5"
+MSG = [{"role": "user", "content": "hello"}]
+FEE = tip20.ALPHA_USD
+
+
+class Server:
+    def __init__(self, devnet: Devnet, tmp: Path, **settings: Any) -> None:
+        self.devnet = devnet
+        self.payee = Account.create()
+        devnet.fund(self.payee.address, 5 * tip20.UNIT, token=FEE, native=False)
+        self.store_path = tmp / "server.sqlite3"
+        self.settings = SessionSettings(payee_key=self.payee.key.hex(), escrow=devnet.escrow_address,
+                                        fee_token=FEE, suggested_deposit=tip20.UNIT, **settings)
+        self.config = server_config(devnet.rpc_url, devnet.chain_id, recipient=self.payee.address)
+
+    def app(self) -> Any:
+        store = SQLiteStore(self.store_path)
+        app = create_app(self.config, upstream=LocalUpstream(seed=b"session"), store=store)
+        return enable_sessions(app, self.settings)
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        store = SQLiteStore(self.store_path)
+        try:
+            return list(asyncio.run(store.records(kind)))
+        finally:
+            asyncio.run(store.close())
+
+
+def payer(devnet: Devnet) -> Any:
+    acct = devnet.new_funded_account(10 * tip20.UNIT)
+    devnet.fund(acct.address, 5 * tip20.UNIT, token=FEE, native=False)
+    return acct
+
+
+def session_policy(devnet: Devnet, **kw: Any) -> SessionPolicy:
+    return SessionPolicy(max_deposit=kw.pop("max_deposit", "3"), deposit=kw.pop("deposit", "1"), fee_token=FEE,
+                         escrows={devnet.chain_id: devnet.escrow_address}, **kw)
+
+
+def client(devnet: Devnet, acct: Any, url: str, ledger: Path, **kw: Any) -> MppClient:
+    c = MppClient(Wallet.from_private_key(bytes(acct.key)), rpc_url=devnet.rpc_url, allowed_origins=[url],
+                  ledger=Ledger(ledger), policy=Policy(max_per_minute=120))
+    attach_session(c, session_policy(devnet, **kw))
+    return c
+
+
+def stream_text(oai: openai.OpenAI, max_tokens: int = 40) -> str:
+    chunks = oai.chat.completions.create(model=MODEL, messages=MSG, max_tokens=max_tokens, stream=True)
+    return "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
+
+
+@pytest.fixture
+def server(devnet: Devnet, tmp_path: Path) -> Server:
+    return Server(devnet, tmp_path, settle_every_amount=2_000)
+
+
+def test_fifty_streams_one_channel(devnet: Devnet, server: Server, tmp_path: Path) -> None:
+    """50 streamed completions: 1 open, at most spent/2000 settlements, 1 close; exact balances."""
+    acct = payer(devnet)
+    start = devnet.balance(acct.address)
+    with running(server.app()) as url:
+        c = client(devnet, acct, url, tmp_path / "ledger.sqlite3")
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c, max_retries=0)
+        for _ in range(50):
+            assert stream_text(oai)
+        receipts = c.session.receipts  # type: ignore[attr-defined]
+        finals = [r for r in receipts if r.amount is not None]
+        assert len(finals) == 50 and len({r.channel_id for r in receipts}) == 1
+        spent = finals[-1].spent
+        assert spent == sum(r.amount or 0 for r in finals) > 0
+        (closed,) = c.session_transport.close_sessions()  # type: ignore[attr-defined]
+        assert closed.tx_hash and closed.spent == spent
+        usage = server.records("usage")
+        assert sum(int(row["cost"]) for row in usage) == spent
+    txs = [r["kind"] for r in server.records("session_tx")]
+    assert txs.count("open") == 1 and txs.count("close") == 1 and txs.count("topUp") == 0
+    assert txs.count("settle") <= spent // 2_000 and txs[-1] == "close"
+    assert devnet.balance(server.payee.address) == spent
+    assert devnet.balance(acct.address) == start - spent
+    rows = c.ledger.rows()
+    assert sum(r.amount for r in rows) >= spent and all(r.status == "settled" for r in rows)
+
+
+def test_restarts_resume_the_channel(devnet: Devnet, tmp_path: Path) -> None:
+    """Client and server restart half-way: same channel, accepted amount kept, one open."""
+    server = Server(devnet, tmp_path)
+    acct = payer(devnet)
+    ledger = tmp_path / "ledger.sqlite3"
+    with running(server.app()) as url:
+        c1 = client(devnet, acct, url, ledger)
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c1, max_retries=0)
+        for _ in range(3):
+            stream_text(oai)
+        first = c1.session.receipts[-1]  # type: ignore[attr-defined]
+        c1.close()
+    with running(server.app()) as url2:  # same store file, new process state, new port
+        c2 = client(devnet, acct, url2, ledger)
+        stored = c2.session.store.open_channels(acct.address)  # type: ignore[attr-defined]
+        assert [s.channel_id for s in stored] == [first.channel_id]
+        # the new server port is another origin: point the stored channel at it, as a restarted
+        # client talking to the same service would find it
+        from dataclasses import replace
+        c2.session.store.save(replace(stored[0], origin=url2), now=0)  # type: ignore[attr-defined]
+        oai2 = openai.OpenAI(base_url=url2 + "/v1", api_key="unused", http_client=c2, max_retries=0)
+        for _ in range(3):
+            stream_text(oai2)
+        later = c2.session.receipts[-1]  # type: ignore[attr-defined]
+        assert later.channel_id == first.channel_id
+        assert later.accepted_cumulative >= first.accepted_cumulative and later.spent > first.spent
+        (closed,) = c2.session_transport.close_sessions()  # type: ignore[attr-defined]
+    assert [r["kind"] for r in server.records("session_tx")].count("open") == 1
+    assert devnet.balance(server.payee.address) == closed.spent == later.spent
+
+
+def test_sdk_streams_are_clean_sync_and_async(devnet: Devnet, server: Server, tmp_path: Path) -> None:
+    """No payment frame reaches the openai SDK, also when the server pauses for a voucher."""
+    acct = payer(devnet)
+    with running(server.app()) as url:
+        c = client(devnet, acct, url, tmp_path / "ledger.sqlite3")
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c, max_retries=0)
+        stream_text(oai, 20)
+        shell = c.session_transport  # type: ignore[attr-defined]
+        manage = shell._manage
+        sent: list[str] = []
+        shell._manage = lambda url, value: sent.append(value) or manage(url, value)
+        # a dearer request than the cached quote: the stream pauses with payment-need-voucher
+        with oai.chat.completions.with_streaming_response.create(model=MODEL, messages=MSG, max_tokens=3000,
+                                                                  stream=True) as raw:
+            body = b"".join(raw.http_response.iter_bytes())
+            assert b"payment-" not in body and body.rstrip().endswith(b"data: [DONE]")
+            assert session_receipt_of(raw) is not None
+        assert len(sent) == 1  # the out-of-band voucher answering payment-need-voucher
+        chunks = list(oai.chat.completions.create(model=MODEL, messages=MSG, max_tokens=3000, stream=True))
+        assert chunks and all(ch.object == "chat.completion.chunk" for ch in chunks)
+
+        async def run_async() -> list[Any]:
+            ac = AsyncMppClient(Wallet.from_private_key(bytes(acct.key)), rpc_url=devnet.rpc_url,
+                                allowed_origins=[url], ledger=Ledger(tmp_path / "ledger.sqlite3"))
+            attach_session(ac, session_policy(devnet))
+            aoai = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", http_client=ac, max_retries=0)
+            out = []
+            for max_tokens in (20, 4000):
+                stream = await aoai.chat.completions.create(model=MODEL, messages=MSG, max_tokens=max_tokens,
+                                                            stream=True)
+                out += [chunk async for chunk in stream]
+            await ac.session_transport.close_sessions()  # type: ignore[attr-defined]
+            await ac.aclose()
+            return out
+
+        async_chunks = asyncio.run(run_async())
+        assert async_chunks and all(ch.object == "chat.completion.chunk" for ch in async_chunks)
+    assert devnet.balance(server.payee.address) > 0
+
+
+def test_unpaid_402_offers_session_beside_charge(devnet: Devnet, server: Server) -> None:
+    with running(server.app()) as url:
+        r = httpx2.post(url + "/v1/chat/completions", json={"model": MODEL, "messages": MSG, "max_tokens": 10})
+    assert r.status_code == 402
+    offers = r.headers.get_list("www-authenticate")
+    assert any('intent="charge"' in o for o in offers) and any('intent="session"' in o for o in offers)
