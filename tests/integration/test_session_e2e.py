@@ -191,3 +191,50 @@ def test_unpaid_402_offers_session_beside_charge(devnet: Devnet, server: Server)
     assert r.status_code == 402
     offers = r.headers.get_list("www-authenticate")
     assert any('intent="charge"' in o for o in offers) and any('intent="session"' in o for o in offers)
+
+
+def test_refusals_use_the_spec_error_types(devnet: Devnet, server: Server, tmp_path: Path) -> None:
+    """Other signer, lower, above deposit, other channel, replayed, closed: refused, nothing lost."""
+    import os
+
+    from mpp_claude.client.session import SessionCore
+    from mpp_claude.tempo.session import VoucherDomain, sign_voucher, voucher_payload
+    from mpp_claude.tempo.signer import LocalSigner
+
+    acct = payer(devnet)
+    start = devnet.balance(acct.address)
+    with running(server.app()) as url:
+        c = client(devnet, acct, url, tmp_path / "ledger.sqlite3")
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c, max_retries=0)
+        stream_text(oai)
+        core: SessionCore = c.session  # type: ignore[attr-defined]
+        (stored,) = core.store.open_channels(acct.address)
+        cid, deposit = stored.channel_id, stored.channel.deposit
+        challenge = core.challenges[url + "/v1/chat/completions"]
+        domain = VoucherDomain(devnet.chain_id, devnet.escrow_address)
+        me, other = LocalSigner(bytes(acct.key)), LocalSigner(os.urandom(32))
+
+        def send(signer: LocalSigner, channel: str, amount: int) -> tuple[int, dict[str, Any]]:
+            value = core.credential(challenge, voucher_payload(sign_voucher(signer, domain, channel, amount)))
+            r = httpx2.post(url + "/v1/chat/completions", headers={"authorization": value})
+            return r.status_code, (r.json() if r.content else {})
+
+        accepted = core.receipts[-1].accepted_cumulative
+        status, problem = send(other, cid, accepted + 10)
+        assert (status, problem["type"].rsplit("/", 2)[-2:]) == (402, ["session", "signer-mismatch"])
+        status, problem = send(me, cid, accepted - 1)
+        assert status == 402 and problem["title"] == "Stale Voucher"
+        status, problem = send(me, cid, deposit + 1)
+        assert (status, problem["type"].rsplit("/", 1)[-1]) == (402, "amount-exceeds-deposit")
+        status, problem = send(me, "0x" + os.urandom(32).hex(), 10)
+        assert (status, problem["type"].rsplit("/", 1)[-1]) == (410, "channel-not-found")
+        first = send(me, cid, accepted + 5)
+        replay = send(me, cid, accepted + 5)
+        assert first[0] == replay[0] == 204
+        spent = core.receipts[-1].spent
+        (closed,) = c.session_transport.close_sessions()  # type: ignore[attr-defined]
+        assert closed.spent == spent
+        status, problem = send(me, cid, accepted + 50)
+        assert (status, problem["type"].rsplit("/", 1)[-1]) == (410, "channel-finalized")
+    assert devnet.balance(server.payee.address) == spent
+    assert devnet.balance(acct.address) == start - spent
