@@ -392,6 +392,8 @@ def test_upstream_failure_after_payment_is_credited(server: Server, devnet: Devn
     assert error["payment"]["credited"] == amount
     credits = anyio.run(server.store.records, "credit")
     assert any(c["reference"] == tx_hash and c["amount"] == int(amount) for c in credits)
+    usage = [u for u in anyio.run(server.store.records, "usage") if u["reference"] == tx_hash]
+    assert [(u["quoted"], u["cost"], u["outcome"]) for u in usage] == [(int(amount), 0, "upstream_error")]
 
 
 def test_usage_is_recorded_next_to_the_quote(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
