@@ -12,7 +12,8 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
 5. ``Idempotency-Key`` (only when the header is sent): the payer is identified without I/O
    (the signature-recovered sender of a ``transaction``, the ``source`` DID of a ``hash``); a
    completed response stored under key + payer is replayed with no charge and no upstream
-   call; the same key with another body is a 422; still in flight a 409;
+   call (also after the challenge or the transaction's validity window expired: the stored
+   answer lives 24 h); the same key with another body is a 422; still in flight a 409;
 6. fee sponsorship: a sponsored transaction's gas limit is taken from the sponsor's gas budget
    (``sponsor_budget``, per process); once it is spent, new challenges stop offering
    ``feePayer`` and the payer pays its own fees;
@@ -34,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import anyio
 
@@ -44,6 +45,7 @@ from ..errors import (
     CredentialReplayed,
     MalformedCredential,
     MalformedCredentialProblem,
+    PaymentExpired,
     PaymentRequired,
     VerificationFailed,
 )
@@ -51,7 +53,9 @@ from ..protocol._rfc3339 import format_rfc3339
 from ..protocol.challenge import Challenge
 from ..protocol.credential import Credential, parse_credential
 from ..protocol.receipt import Receipt, format_receipt
-from ..tempo.settle import AsyncChargeVerifier, SettledPayment, prepare_pull
+from ..tempo import tx as txmod
+from ..tempo.settle import AsyncChargeVerifier, SettledPayment, decode_hex_payload
+from ..tempo.tx import TempoTransaction
 from ..tempo.verify import ChargeContext, source_address
 from .binding import RouteTerms, body_digest, charge_request, check_echo, make_offers
 from .config import ServerConfig
@@ -164,21 +168,27 @@ class PaymentGate:
         except MalformedCredential as exc:
             raise MalformedCredentialProblem(str(exc)) from None
         now = self._now()
-        bound = check_echo(credential.challenge, terms, secret=self._config.secret, body=body, now=now)
+        expired: PaymentExpired | None = None
+        try:
+            bound = check_echo(credential.challenge, terms, secret=self._config.secret, body=body, now=now)
+        except PaymentExpired as exc:
+            # An expired credential may still fetch its stored answer (Idempotency-Key, 24 h): check
+            # every other binding as of just before the expiry, and refuse unless a replay exists.
+            expires_at = credential.challenge.expires_at
+            if idempotency_key is None or expires_at is None:
+                raise
+            expired = exc
+            bound = check_echo(credential.challenge, terms, secret=self._config.secret, body=body,
+                               now=expires_at - timedelta(seconds=1))
         mode = credential.payload.get("type")
         if mode not in self._config.modes:
             offered = ", ".join(self._config.modes)
             raise VerificationFailed(f"payload type {mode!r} is not accepted here (accepted: {offered})")
         ctx = ChargeContext.from_values(bound.challenge_id, terms.realm, bound.request, int(bound.expires_at))
-        prepared = None
-        if mode == "transaction" and (idempotency_key is not None or ctx.request.fee_payer):
-            v = self._verifier
-            prepared = prepare_pull(credential.payload.get("signature"), ctx, now=int(now.timestamp()),
-                                    fee_payer=v.fee_payer, fee_token=v.fee_token, policy=v.policy)
+
         scoped_key = None
         if idempotency_key is not None:
-            payer = prepared.sender.lower() if prepared is not None else \
-                source_address(credential.source, ctx.request.chain_id)
+            payer = self._payer(credential, ctx)
             scoped_key = f"{payer}:{idempotency_key}"
             found = await self._store.idem_begin(scoped_key, request_fingerprint(terms.route, body),
                                                  ttl_s=float(self._config.idempotency_ttl))
@@ -190,9 +200,12 @@ class PaymentGate:
             if found.state is IdemState.IN_FLIGHT:
                 raise BadRequest("a request with this Idempotency-Key is still in progress; retry later",
                                  status=409, code="idempotency_in_progress", headers={"retry-after": "1"})
+            if expired is not None:
+                await self._store.idem_abort(scoped_key)
+                raise expired
         try:
-            if ctx.request.fee_payer and prepared is not None:
-                self._reserve_sponsor_gas(prepared.tx.gas_limit)
+            if ctx.request.fee_payer and mode == "transaction":
+                self._reserve_sponsor_gas(self._decode(credential).gas_limit)
             settled = await self._settle(credential, ctx, now)
         except BaseException:
             if scoped_key is not None:
@@ -205,6 +218,18 @@ class PaymentGate:
                     receipt=Receipt(status="success", timestamp=stamp, reference=settled.reference,
                                     method="tempo"),
                     idempotency_key=scoped_key)
+
+    @staticmethod
+    def _decode(credential: Credential) -> TempoTransaction:
+        """The transaction of a ``transaction`` credential (``MalformedTransaction`` otherwise)."""
+        return txmod.decode(decode_hex_payload(credential.payload.get("signature"), "signature")).tx
+
+    def _payer(self, credential: Credential, ctx: ChargeContext) -> str:
+        """Who pays, without I/O or clock: the signature-recovered sender of a transaction (still
+        known after its validity window closed), or the ``source`` DID of a hash credential."""
+        if credential.payload.get("type") == "transaction":
+            return txmod.recover_sender(self._decode(credential)).lower()
+        return source_address(credential.source, ctx.request.chain_id)
 
     def _reserve_sponsor_gas(self, gas: int) -> None:
         """Take ``gas`` from the sponsor's budget (not returned: the budget errs on the sponsor's side).

@@ -293,6 +293,30 @@ def test_expired_challenge(devnet: Devnet, signer: LocalSigner) -> None:
         srv.http.close()
 
 
+def test_idempotent_replay_outlives_the_challenge(devnet: Devnet, signer: LocalSigner) -> None:
+    """After the challenge expired, the same key + credential still gets its stored answer (no charge);
+    a credential that never completed gets payment-expired."""
+    offset = [0.0]
+    upstream, recipient = LocalUpstream(), Account.create().address
+    cfg = server_config(devnet.rpc_url, devnet.chain_id, recipient=recipient)
+    with paid_server(cfg, upstream=upstream, store=MemoryStore(),
+                     clock=lambda: time.time() + offset[0]) as (url, _):
+        srv = Server(url, upstream, MemoryStore(), recipient)
+        body = _body()
+        auth, _ = pay_challenge(srv.challenge(CHAT, body), signer, devnet.rpc)
+        unused, _ = pay_challenge(srv.challenge(CHAT, body), signer, devnet.rpc)
+        first = srv.post(CHAT, body, auth, **{"idempotency-key": "late-retry"})
+        assert first.status_code == 200
+        offset[0] = 3600.0  # an hour later: challenge and validBefore long expired
+        calls, balance = upstream.calls, devnet.balance(recipient)
+        again = srv.post(CHAT, body, auth, **{"idempotency-key": "late-retry"})
+        assert again.status_code == 200 and again.content == first.content
+        late = srv.post(CHAT, body, unused, **{"idempotency-key": "never-completed"})
+        assert late.status_code == 402 and _problem(late) == "payment-expired"
+        assert upstream.calls == calls and devnet.balance(recipient) == balance
+        srv.http.close()
+
+
 def test_concurrent_replay_one_wins(server: Server, devnet: Devnet, signer: LocalSigner) -> None:
     """Two identical credentials sent at once: exactly one 200 and one 402, one payment on chain."""
     body = _body()
