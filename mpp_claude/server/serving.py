@@ -149,6 +149,21 @@ def _upstream_failure(exc: UpstreamError) -> ConversionError:
                            code=exc.code)
 
 
+class _Kept(list[bytes]):
+    """The frames sent to the client, kept only when an ``Idempotency-Key`` will store them."""
+
+    def __init__(self, keep: bool) -> None:
+        super().__init__()
+        self._keep = keep
+
+    def append(self, item: bytes) -> None:
+        if self._keep:
+            super().append(item)
+
+    def body(self) -> bytes:
+        return b"".join(self)
+
+
 # --- chat completions ----------------------------------------------------------------------------
 
 
@@ -190,7 +205,7 @@ async def _chat_stream(svc: Services, paid: Paid, entry: RequestLog, model: str,
                        chunks: AsyncIterator[bytes], close: Callable[[], Any], translator: StreamTranslator,
                        resp_headers: Mapping[str, str]) -> AsyncIterator[bytes]:
     parser = SseParser()
-    sent: list[bytes] = []
+    sent = _Kept(paid.idempotency_key is not None)  # the body is kept only for a replay
     usage: dict[str, Any] = {}
     interrupted: str | None = "upstream_stream_interrupted"
     try:
@@ -224,7 +239,7 @@ async def _chat_stream(svc: Services, paid: Paid, entry: RequestLog, model: str,
         with anyio.CancelScope(shield=True):
             await close()
             await _finish_stream(svc, paid, entry, model, usage, interrupted,
-                                 StoredResponse(200, tuple(resp_headers.items()), b"".join(sent)))
+                                 StoredResponse(200, tuple(resp_headers.items()), sent.body()))
 
 
 def _note_usage(event: str, data: str, usage: dict[str, Any]) -> None:
@@ -283,7 +298,7 @@ async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream
 async def _passthrough(svc: Services, paid: Paid, entry: RequestLog, model: str, chunks: AsyncIterator[bytes],
                        close: Callable[[], Any], resp_headers: Mapping[str, str]) -> AsyncIterator[bytes]:
     parser = SseParser()
-    sent: list[bytes] = []
+    sent = _Kept(paid.idempotency_key is not None)  # the body is kept only for a replay
     usage: dict[str, Any] = {}
     interrupted: str | None = "upstream_stream_interrupted"
     try:
@@ -311,4 +326,4 @@ async def _passthrough(svc: Services, paid: Paid, entry: RequestLog, model: str,
         with anyio.CancelScope(shield=True):
             await close()
             await _finish_stream(svc, paid, entry, model, usage, interrupted,
-                                 StoredResponse(200, tuple(resp_headers.items()), b"".join(sent)))
+                                 StoredResponse(200, tuple(resp_headers.items()), sent.body()))
