@@ -157,7 +157,7 @@ class SessionTransport(_Common):
                     core.evict(voucher.stored.channel_id)
                 elif kind == "session/insufficient-balance" and offer is not None:
                     required = int(problem.get("requiredCumulative") or 0)
-                    fresh = core.store.get(voucher.stored.channel_id) or voucher.stored
+                    fresh = core.get(voucher.stored.channel_id) or voucher.stored
                     voucher = self._pay(fresh, offer, required, request.url, target, model, rid)
                     continue
                 elif voucher.opens and kind != "invalid-challenge":
@@ -211,8 +211,11 @@ class SessionTransport(_Common):
              model: str | None, rid: str | None) -> Voucher:
         core = self.core
         with core.lock:
-            stored = core.store.get(stored.channel_id) or stored
+            stored = core.get(stored.channel_id) or stored
             top, cumulative = core.plan(stored, required)
+            if top or cumulative > stored.channel.signed_cumulative:
+                stored = core.get(stored.channel_id, fresh=True) or stored
+                top, cumulative = core.plan(stored, required)
             if top:
                 value = core.build_top_up(stored, offer, top, base_fee=self._rpc().base_fee(), now=int(time.time()))
                 status, headers, body = self._manage(url, value)
@@ -225,7 +228,7 @@ class SessionTransport(_Common):
     def _answer(self, event: PaymentEvent, offer: SessionOffer | None, url: Any, target: Target,
                 model: str | None, rid: str | None) -> None:
         need = parse_need_voucher_event(event.data)
-        stored = self.core.store.get(need.channel_id)
+        stored = self.core.get(need.channel_id)
         if stored is None or offer is None:
             raise PaymentRejected(f"the server asks for a voucher on unknown channel {need.channel_id}", status=200)
         voucher = self._pay(stored, offer, need.required_cumulative, url, target, model, rid)
@@ -272,7 +275,7 @@ class SessionTransport(_Common):
         and the escrow refunds the rest.  Returns the close receipts (``tx_hash`` set)."""
         out = []
         core = self.core
-        for stored in core.store.open_channels(core.wallet_address, origin):
+        for stored in core.open_channels(origin):
             url = self.mod.URL(stored.origin + stored.path)
             target = Target(url.scheme, url.host, url.port, url.path)
             offer = core.cached(stored.origin + stored.path, time.time()) or self._fresh_offer(url, target)
@@ -350,7 +353,7 @@ class AsyncSessionTransport(_Common):
                     core.evict(voucher.stored.channel_id)
                 elif kind == "session/insufficient-balance" and offer is not None:
                     required = int(problem.get("requiredCumulative") or 0)
-                    fresh = core.store.get(voucher.stored.channel_id) or voucher.stored
+                    fresh = core.get(voucher.stored.channel_id) or voucher.stored
                     voucher = await self._pay(fresh, offer, required, request.url, target, model, rid)
                     continue
                 elif voucher.opens and kind != "invalid-challenge":
@@ -404,8 +407,11 @@ class AsyncSessionTransport(_Common):
                    model: str | None, rid: str | None) -> Voucher:
         core = self.core
         async with self._lock:
-            stored = core.store.get(stored.channel_id) or stored
+            stored = core.get(stored.channel_id) or stored
             top, cumulative = core.plan(stored, required)
+            if top or cumulative > stored.channel.signed_cumulative:
+                stored = core.get(stored.channel_id, fresh=True) or stored
+                top, cumulative = core.plan(stored, required)
             if top:
                 value = core.build_top_up(stored, offer, top, base_fee=await self._rpc().base_fee(),
                                           now=int(time.time()))
@@ -419,7 +425,7 @@ class AsyncSessionTransport(_Common):
     async def _answer(self, event: PaymentEvent, offer: SessionOffer | None, url: Any, target: Target,
                       model: str | None, rid: str | None) -> None:
         need = parse_need_voucher_event(event.data)
-        stored = self.core.store.get(need.channel_id)
+        stored = self.core.get(need.channel_id)
         if stored is None or offer is None:
             raise PaymentRejected(f"the server asks for a voucher on unknown channel {need.channel_id}", status=200)
         voucher = await self._pay(stored, offer, need.required_cumulative, url, target, model, rid)
@@ -463,7 +469,7 @@ class AsyncSessionTransport(_Common):
         """See :meth:`SessionTransport.close_sessions`."""
         out = []
         core = self.core
-        for stored in core.store.open_channels(core.wallet_address, origin):
+        for stored in core.open_channels(origin):
             url = self.mod.URL(stored.origin + stored.path)
             target = Target(url.scheme, url.host, url.port, url.path)
             offer = core.cached(stored.origin + stored.path, time.time()) or await self._fresh_offer(url, target)

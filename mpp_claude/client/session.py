@@ -185,6 +185,8 @@ class SessionCore:
         self.lock = threading.RLock()
         self.challenges: dict[str, Challenge] = {}   # origin+path -> live session challenge
         self.receipts: list[SessionReceipt] = []
+        self._cache: dict[str, StoredChannel] = {}  # channel id -> this process's view (write-through)
+        self._loaded: set[str] = set()              # origins whose open channels were read from the store
 
     @property
     def wallet_address(self) -> str:
@@ -252,11 +254,48 @@ class SessionCore:
 
     def channel_for(self, origin: str, offer: SessionOffer) -> StoredChannel | None:
         """This wallet's open channel at ``origin`` for the offer's payee, escrow, chain and token."""
-        for stored in self.store.open_channels(self.wallet_address, origin):
-            if stored.matches(payee=offer.recipient, escrow=offer.escrow, chain_id=offer.chain_id,
-                              token=offer.currency):
-                return stored
+        with self.lock:
+            if origin not in self._loaded:
+                for stored in reversed(self.store.open_channels(self.wallet_address, origin)):
+                    self._cache.setdefault(stored.channel_id, stored)
+                self._loaded.add(origin)
+            for stored in sorted(self._cache.values(), key=lambda s: -s.channel.signed_cumulative):
+                if stored.status == "open" and stored.origin == origin and stored.matches(
+                        payee=offer.recipient, escrow=offer.escrow, chain_id=offer.chain_id, token=offer.currency):
+                    return stored
         return None
+
+    def get(self, channel_id: str, *, fresh: bool = False) -> StoredChannel | None:
+        """A channel as this process knows it; ``fresh`` re-reads the store (another process may
+        have signed on it) and keeps the higher signed amount."""
+        with self.lock:
+            cached = self._cache.get(channel_id)
+            if cached is not None and not fresh:
+                return cached
+            stored = self.store.get(channel_id)
+            if stored is None:
+                return cached
+            if cached is not None and cached.channel.signed_cumulative >= stored.channel.signed_cumulative:
+                return cached
+            self._cache[channel_id] = stored
+            return stored
+
+    def open_channels(self, origin: str | None = None) -> list[StoredChannel]:
+        """This wallet's open channels (at ``origin``), with what this process knows of them."""
+        with self.lock:
+            out = []
+            for stored in self.store.open_channels(self.wallet_address, origin):
+                cached = self._cache.get(stored.channel_id)
+                if cached is None or cached.status == "open":
+                    out.append(cached or stored)
+            return out
+
+    def save(self, stored: StoredChannel, *, durable: bool = True) -> None:
+        """Remember ``stored``; ``durable`` writes it to the store before returning."""
+        with self.lock:
+            self._cache[stored.channel_id] = stored
+            if durable:
+                self.store.save(stored, now=time.time())
 
     # --- budgets and ledger ------------------------------------------------------------------
 
@@ -329,7 +368,7 @@ class SessionCore:
         stored = StoredChannel(channel, self.wallet_address, origin, path, voucher.signature.hex(), 0, "open")
         v = Voucher(stored, self.credential(offer.challenge, open_payload(raw, voucher)), cumulative, opens=True)
         self._reserve(v, offer, origin, path, model, request_id)
-        self.store.save(stored, now=time.time())
+        self.save(stored)
         return v
 
     def plan(self, stored: StoredChannel, required: int) -> tuple[int, int]:
@@ -356,7 +395,7 @@ class SessionCore:
         """Record a confirmed top-up."""
         new = StoredChannel(after_top_up(stored.channel, amount), stored.wallet, stored.origin, stored.path,
                             stored.signature, stored.spent, stored.status)
-        self.store.save(new, now=time.time())
+        self.save(new)
         return new
 
     def build_voucher(self, stored: StoredChannel, offer: SessionOffer, cumulative: int, *,
@@ -375,7 +414,7 @@ class SessionCore:
                             signed.signature.hex(), stored.spent, stored.status)
         v = Voucher(new, self.credential(offer.challenge, voucher_payload(signed)), cumulative - c.signed_cumulative)
         self._reserve(v, offer, origin, path, model, request_id)
-        self.store.save(new, now=time.time())
+        self.save(new)
         return v
 
     def build_close(self, stored: StoredChannel, offer: SessionOffer, amount: int) -> str:
@@ -392,16 +431,23 @@ class SessionCore:
             return None
         sr = SessionReceipt.from_receipt(receipt)
         with self.lock:
-            stored = self.store.get(sr.channel_id)
-            if stored is not None and sr.spent >= stored.spent:
-                self.store.save(StoredChannel(stored.channel, stored.wallet, stored.origin, stored.path,
-                                              stored.signature, sr.spent, stored.status), now=time.time())
+            stored = self.get(sr.channel_id)
+            if stored is not None and sr.spent > stored.spent:
+                # not written through: the next voucher's save carries it, and after a restart the
+                # server's next receipt tells it again
+                self.save(StoredChannel(stored.channel, stored.wallet, stored.origin, stored.path, stored.signature,
+                                        sr.spent, stored.status), durable=False)
             self.receipts.append(sr)
         return sr
 
     def evict(self, channel_id: str, status: str = "evicted") -> None:
         """Stop using a channel (410 from the server, or closed)."""
-        self.store.set_status(channel_id, status, now=time.time())
+        with self.lock:
+            cached = self._cache.get(channel_id)
+            if cached is not None:
+                self._cache[channel_id] = StoredChannel(cached.channel, cached.wallet, cached.origin, cached.path,
+                                                        cached.signature, cached.spent, status)
+            self.store.set_status(channel_id, status, now=time.time())
 
     def required_for(self, stored: StoredChannel, amount: int) -> int:
         """The cumulative amount a request of at most ``amount`` needs on ``stored``."""

@@ -88,6 +88,7 @@ class SessionGrant:
     currency: str
     record: ChannelRecord
     tx_hash: str | None = None
+    held: bool = False
 
 
 class SessionGate:
@@ -185,9 +186,16 @@ class SessionGate:
 
     # --- credentials ---------------------------------------------------------------------------
 
-    async def authorize(self, credential: Credential, route: str) -> SessionGrant:
+    async def authorize(self, credential: Credential, route: str, *, hold: tuple[str, int] | None = None
+                        ) -> SessionGrant:
         """Verify a session credential and apply its action.
 
+        Args:
+            credential: the parsed credential.
+            route: the route scope its challenge must name.
+            hold: ``(request id, amount)`` to hold for a content request in the same atomic step
+                as a voucher's acceptance (``grant.held`` says whether it was held; a short
+                balance leaves the voucher accepted and nothing held).
         Raises:
             VerificationError subclasses: the echo, payload, transaction or voucher is refused
                 (``ChannelNotFound``/``ChannelFinalized`` are 410).
@@ -205,10 +213,13 @@ class SessionGate:
         state = await self._state(voucher.channel_id)
         if not state.exists or voucher.cumulative_amount > state.deposit:
             state = await self._state(voucher.channel_id, fresh=True)
-        record = await self._accept(voucher, state, echo.currency)
-        return SessionGrant(echo.challenge_id, "voucher", voucher.channel_id, record.payer, echo.currency, record)
+        held: list[bool] = []
+        record = await self._accept(voucher, state, echo.currency, hold=hold, held=held)
+        return SessionGrant(echo.challenge_id, "voucher", voucher.channel_id, record.payer, echo.currency, record,
+                            held=bool(held))
 
-    async def _accept(self, voucher: Voucher, state: ChannelState, currency: str) -> ChannelRecord:
+    async def _accept(self, voucher: Voucher, state: ChannelState, currency: str, *,
+                      hold: tuple[str, int] | None = None, held: list[bool] | None = None) -> ChannelRecord:
         cid = voucher.channel_id
         check_channel_live(state, cid)
         now = self._clock()
@@ -222,10 +233,19 @@ class SessionGate:
                 raise ChannelFinalized(f"channel {cid} is closed", channelId=cid)
             done = accept_voucher(rec.account, voucher, state, self.domain,
                                   min_voucher_delta=self.settings.min_voucher_delta)
+            new: ChannelRecord | None
             if done.outcome is VoucherOutcome.DUPLICATE and rec.account.voucher_signature:
-                return None if rec.account.deposit == state.deposit else \
+                new = None if rec.account.deposit == state.deposit else \
                     replace(rec, account=replace(rec.account, deposit=state.deposit))
-            return rec.with_account(done.account)
+            else:
+                new = rec.with_account(done.account)
+            if hold is not None and held is not None:
+                try:
+                    new = self._held(new or rec, hold[0], hold[1], now)
+                    held.append(True)
+                except InsufficientBalance:
+                    pass
+            return new
 
         record = await self.book.update(cid, apply)
         assert record is not None
@@ -329,20 +349,24 @@ class SessionGate:
                 raise ChannelNotFound(f"channel {channel_id} is not open with this server", channelId=channel_id)
             if rec.closed:
                 raise ChannelFinalized(f"channel {channel_id} is closed", channelId=channel_id)
-            holds = {k: v for k, v in rec.holds.items() if now - v[1] < self.settings.hold_ttl}
-            rec = replace(rec, holds=holds)
-            if rec.free < amount:
-                required = rec.account.spent + rec.held + amount
-                raise InsufficientBalance(
-                    f"this request may cost {amount}; the channel's free balance is {rec.free}",
-                    channelId=channel_id, requiredCumulative=str(required),
-                    acceptedCumulative=str(rec.account.accepted_cumulative), spent=str(rec.account.spent),
-                    requiredTopUp=str(amount - rec.free), deposit=str(rec.account.deposit))
-            return replace(rec, holds={**holds, request_id: (amount, now)})
+            return self._held(rec, request_id, amount, now)
 
         record = await self.book.update(channel_id, apply)
         assert record is not None
         return record
+
+    def _held(self, rec: ChannelRecord, request_id: str, amount: int, now: float) -> ChannelRecord:
+        """``rec`` with ``amount`` held for ``request_id`` (stale holds dropped), else ``InsufficientBalance``."""
+        holds = {k: v for k, v in rec.holds.items() if now - v[1] < self.settings.hold_ttl}
+        rec = replace(rec, holds=holds)
+        if rec.free < amount:
+            cid = rec.channel_id
+            raise InsufficientBalance(
+                f"this request may cost {amount}; the channel's free balance is {rec.free}",
+                channelId=cid, requiredCumulative=str(rec.account.spent + rec.held + amount),
+                acceptedCumulative=str(rec.account.accepted_cumulative), spent=str(rec.account.spent),
+                requiredTopUp=str(amount - rec.free), deposit=str(rec.account.deposit))
+        return replace(rec, holds={**holds, request_id: (amount, now)})
 
     async def wait_and_hold(self, channel_id: str, request_id: str, amount: int, timeout: float
                             ) -> ChannelRecord | None:

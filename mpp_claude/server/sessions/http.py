@@ -150,21 +150,23 @@ async def _serve_paid(request: Request, gate: SessionGate, cred: Credential, bod
                   prompt_tokens=estimate_prompt_tokens(body, messages=messages, images=images))
     request.state.session_quote = price.amount
     request.state.terms = svc.gate.terms(ROUTE, body, price)
-    grant = await gate.authorize(cred, ROUTE)
+    rid = secrets.token_hex(8)
+    grant = await gate.authorize(cred, ROUTE, hold=(rid, price.amount))
     if grant.action == "close":
         raise BadRequest("a close credential ends the channel; send it without a request body", status=400,
                          code="session_closed")
-    cid, rid = grant.channel_id, secrets.token_hex(8)
+    cid = grant.channel_id
     entry.payer, entry.reference, entry.outcome = grant.payer, cid, "paid"
     metered = _Metered(gate, cid, rid, grant.challenge_id, entry)
-    try:
-        record = await gate.hold(cid, rid, price.amount)
-    except InsufficientBalance as exc:
-        if not mreq.stream:
-            raise
-        need, record = _need_voucher(exc), grant.record
-    else:
-        need = None
+    need: dict[str, str] | None = None
+    record = grant.record
+    if not grant.held:
+        try:
+            record = await gate.hold(cid, rid, price.amount)
+        except InsufficientBalance as exc:
+            if not mreq.stream:
+                raise
+            need = _need_voucher(exc)
     paid = Paid(challenge_id=grant.challenge_id, amount=0, currency=grant.currency, payer=grant.payer,
                 reference=cid, receipt=gate.receipt(record, grant.challenge_id))
 
