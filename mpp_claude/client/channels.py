@@ -114,6 +114,10 @@ class ChannelStore:
         self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
+        # NORMAL: a power cut may undo the last write (a process crash cannot).  Vouchers are
+        # cumulative, so a channel restored one voucher behind only signs again what was already
+        # authorised; the money itself is counted by the ledger, which keeps FULL.
+        self._db.execute("PRAGMA synchronous = NORMAL")
         with self._lock:
             self._db.executescript(_SCHEMA)
 

@@ -372,7 +372,10 @@ class SessionCore:
         return v
 
     def plan(self, stored: StoredChannel, required: int) -> tuple[int, int]:
-        """(top-up, cumulative) to cover ``required`` (raises ``BudgetExceeded`` above the cap)."""
+        """(top-up, cumulative) to cover ``required`` (raises ``BudgetExceeded`` above the cap).
+        Already covered: the signed amount again (no new voucher); else ``headroom`` more."""
+        if required <= stored.channel.signed_cumulative:
+            return 0, stored.channel.signed_cumulative
         top = usd(self.policy.top_up) if self.policy.top_up is not None else \
             usd(self.policy.deposit) if self.policy.deposit is not None else 0
         step = plan_payment(stored.channel, required, max_deposit=self.max_deposit,

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 
 from ...errors import (
     ChainError,
+    ChannelClosing,
     ChannelFinalized,
     ChannelNotFound,
     ConfigError,
@@ -231,10 +232,16 @@ class SessionGate:
                                     payer=state.payer, last_settle_at=now)
             if rec.closed:
                 raise ChannelFinalized(f"channel {cid} is closed", channelId=cid)
-            done = accept_voucher(rec.account, voucher, state, self.domain,
-                                  min_voucher_delta=self.settings.min_voucher_delta)
+            acc = rec.account
             new: ChannelRecord | None
-            if done.outcome is VoucherOutcome.DUPLICATE and rec.account.voucher_signature:
+            if acc.voucher_signature == voucher.signature and acc.accepted_cumulative == voucher.cumulative_amount:
+                # the very voucher accepted before (its signature was recovered then): a retry
+                if state.close_requested_at:
+                    raise ChannelClosing(f"channel {cid} has a forced close pending", channelId=cid)
+                new = None
+            elif (done := accept_voucher(acc, voucher, state, self.domain,
+                                         min_voucher_delta=self.settings.min_voucher_delta)
+                  ).outcome is VoucherOutcome.DUPLICATE and acc.voucher_signature:
                 new = None if rec.account.deposit == state.deposit else \
                     replace(rec, account=replace(rec.account, deposit=state.deposit))
             else:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -36,9 +37,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ...convert.request import chat_request_to_messages
-from ...convert.sse import DONE_FRAME
+from ...convert.sse import DONE_FRAME, SseParser
 from ...errors import (
     BadRequest,
+    ConversionError,
     InsufficientBalance,
     MalformedCredential,
     MalformedCredentialProblem,
@@ -50,9 +52,10 @@ from ...protocol.credential import Credential, parse_credential
 from ...protocol.receipt import format_receipt
 from ...tempo.rpc import AsyncRpcClient
 from ..payments import Paid
-from ..pricing import count_parts, estimate_prompt_tokens, quote
+from ..pricing import Usage, count_parts, estimate_prompt_tokens, quote, usage_cost
 from ..routes import access_log, parse_object, read_body, services
-from ..serving import SSE_HEADERS, guarded, serve_chat
+from ..serving import SSE_HEADERS, _note_usage, guarded, serve_chat
+from ..upstreams.base import Upstream, UpstreamResponse
 from .book import ChannelRecord, open_book
 from .gate import SessionGate
 from .settings import SessionSettings
@@ -94,45 +97,76 @@ def _need_voucher(exc: InsufficientBalance) -> dict[str, str]:
                                                     "deposit")}
 
 
+class UsageTap:
+    """An upstream wrapper that keeps the latest usage numbers of a streamed answer, so the exact
+    cost is known when the last frame is translated (before the serving code records it)."""
+
+    def __init__(self, inner: Upstream) -> None:
+        self.inner = inner
+        self.usage: dict[str, Any] = {}
+
+    async def send(self, body: Mapping[str, Any], *, stream: bool, headers: Mapping[str, str] | None = None
+                   ) -> UpstreamResponse:
+        up = await self.inner.send(body, stream=stream, headers=headers)
+        if up.stream is not None:
+            up.stream = self._tap(up.stream)
+        return up
+
+    async def _tap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        parser = SseParser()
+        async for chunk in chunks:
+            for event in parser.feed(chunk):
+                _note_usage(event.event, event.data, self.usage)
+            yield chunk
+
+    async def aclose(self) -> None:
+        return None
+
+
 class _Metered:
     """Charges one served request when its response ends (hold -> exact usage)."""
 
-    def __init__(self, gate: SessionGate, channel_id: str, request_id: str, challenge_id: str, entry: Any) -> None:
-        self.gate, self.channel_id, self.request_id, self.challenge_id = gate, channel_id, request_id, challenge_id
-        self.entry = entry
+    def __init__(self, gate: SessionGate, channel_id: str, request_id: str, challenge_id: str, entry: Any,
+                 cost_now: Callable[[], int]) -> None:
+        self.gate, self.channel_id, self.request_id = gate, channel_id, request_id
+        self.challenge_id, self.entry, self.cost_now = challenge_id, entry, cost_now
         self.done: ChannelRecord | None = None
+        self.cost = 0
 
-    async def finish(self, ok: bool) -> ChannelRecord:
+    async def finish(self, cost: int) -> ChannelRecord:
         if self.done is None:
-            cost = int(self.entry.cost or 0) if ok else 0
+            self.cost = cost
             with anyio.CancelScope(shield=True):
                 self.done = await self.gate.finish(self.channel_id, self.request_id, cost)
-            self.entry.amount = cost
         return self.done
 
     def receipt_frame(self, record: ChannelRecord) -> bytes:
-        cost = int(self.entry.cost or 0)
-        receipt = self.gate.receipt(record, self.challenge_id, cost=cost)
+        receipt = self.gate.receipt(record, self.challenge_id, cost=self.cost)
         return sse_frame("payment-receipt", receipt.to_wire_dict())
 
     async def stream(self, inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Pass ``inner`` through; charge when it ends; the receipt frame goes before ``[DONE]``."""
-        done_tail = b""
+        """Pass ``inner`` through; charge the exact usage as soon as the last frame is known; the
+        receipt frame goes just before ``data: [DONE]``."""
         try:
             async for chunk in inner:
-                if chunk.endswith(DONE_FRAME):
-                    chunk, done_tail = chunk[: -len(DONE_FRAME)], DONE_FRAME
-                if chunk:
+                if self.done is None and chunk.endswith(DONE_FRAME):
+                    head = chunk[: -len(DONE_FRAME)]
+                    if head:
+                        yield head
+                    record = await self.finish(self.cost_now())
+                    yield self.receipt_frame(record) + DONE_FRAME
+                elif chunk:
                     yield chunk
         except BaseException:
             with anyio.CancelScope(shield=True):
                 aclose = getattr(inner, "aclose", None)
                 if aclose is not None:
                     await aclose()
-                await self.finish(True)
+                await self.finish(int(self.entry.cost or 0))
             raise
-        record = await self.finish(True)
-        yield self.receipt_frame(record) + done_tail
+        if self.done is None:  # no [DONE] (the stream broke off): charge what the usage row says
+            record = await self.finish(int(self.entry.cost or 0))
+            yield self.receipt_frame(record)
 
 
 def _error_frame(message: str, code: str) -> bytes:
@@ -157,7 +191,16 @@ async def _serve_paid(request: Request, gate: SessionGate, cred: Credential, bod
                          code="session_closed")
     cid = grant.channel_id
     entry.payer, entry.reference, entry.outcome = grant.payer, cid, "paid"
-    metered = _Metered(gate, cid, rid, grant.challenge_id, entry)
+    tap = UsageTap(svc.upstream)
+    model = mreq.model.id
+
+    def cost_now() -> int:
+        try:
+            return int(usage_cost(svc.prices, model, Usage.from_anthropic(tap.usage)))
+        except ConversionError:
+            return 0
+
+    metered = _Metered(gate, cid, rid, grant.challenge_id, entry, cost_now)
     need: dict[str, str] | None = None
     record = grant.record
     if not grant.held:
@@ -170,9 +213,11 @@ async def _serve_paid(request: Request, gate: SessionGate, cred: Credential, bod
     paid = Paid(challenge_id=grant.challenge_id, amount=0, currency=grant.currency, payer=grant.payer,
                 reference=cid, receipt=gate.receipt(record, grant.challenge_id))
 
+    tapped = replace(svc, upstream=tap)
+
     async def serve() -> Response:
-        return await guarded(svc, paid, entry, mreq.model.id, anthropic=False,
-                             serve=lambda: serve_chat(svc, mreq, paid, entry))
+        return await guarded(tapped, paid, entry, model, anthropic=False,
+                             serve=lambda: serve_chat(tapped, mreq, paid, entry))
 
     if need is not None:
         headers = {"payment-receipt": paid.receipt_header, "cache-control": "private", "payment-session": cid,
@@ -181,16 +226,16 @@ async def _serve_paid(request: Request, gate: SessionGate, cred: Credential, bod
     try:
         response = await serve()
     except BaseException:
-        await metered.finish(False)
+        await metered.finish(0)
         raise
     if isinstance(response, StreamingResponse):
         response.body_iterator = metered.stream(response.body_iterator)
         response.headers["payment-session"] = cid
         return response
     ok = 200 <= response.status_code < 300
-    record = await metered.finish(ok)
+    record = await metered.finish(int(entry.cost or 0) if ok else 0)
     if ok:
-        receipt = gate.receipt(record, grant.challenge_id, cost=int(entry.cost or 0))
+        receipt = gate.receipt(record, grant.challenge_id, cost=metered.cost)
         response.headers["payment-receipt"] = format_receipt(receipt)
         response.headers["payment-session"] = cid
     return response
@@ -207,13 +252,13 @@ async def _after_voucher(gate: SessionGate, metered: _Metered, need: dict[str, s
     try:
         response = await serve()
     except BaseException:
-        await metered.finish(False)
+        await metered.finish(0)
         raise
     if isinstance(response, StreamingResponse):
         async for chunk in metered.stream(response.body_iterator):  # type: ignore[arg-type]
             yield chunk
         return
-    await metered.finish(False)
+    await metered.finish(0)
     body = bytes(response.body)
     yield b"data: " + body + b"\n\n" + DONE_FRAME
 
