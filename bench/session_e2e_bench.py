@@ -56,7 +56,7 @@ N = int(os.environ.get("SESSION_BENCH_N", "60"))
 WARM = 5
 GOAL_MS = 2.0
 HEADROOM = 20_000  # base units signed ahead ($0.02, ~60 requests of this size): one voucher per ~60 requests
-MSG = [{"role": "user", "content": "hello"}]
+MSG: Any = [{"role": "user", "content": "hello"}]
 FEE = tip20.ALPHA_USD
 
 
@@ -103,11 +103,13 @@ def main() -> int:
     try:
         payee = Account.create()
         net.fund(payee.address, 5 * tip20.UNIT, token=FEE, native=False)
-        config = build_config(flags=dict(secret_key="bench-session-secret-0123456789abcdefgh", recipient=payee.address,
+        config = build_config(flags=dict(secret_key="bench-session-secret-0123456789abcdefgh",
+                                         recipient=payee.address,
                                          rpc_url=net.rpc_url, chain_id=net.chain_id, store="memory://",
                                          realm="bench.session"))
         app = create_app(config, store=SQLiteStore(tmp / "server.sqlite3"))
-        enable_sessions(app, SessionSettings(payee_key=payee.key.hex(), escrow=net.escrow_address, fee_token=FEE))
+        enable_sessions(app, SessionSettings(payee_key=payee.key.hex(), escrow=net.escrow_address,
+                                             fee_token=FEE))
         app.router.routes.append(Route("/free/v1/chat/completions", free_chat, methods=["POST"]))
         accounts = [net.new_funded_account(20 * tip20.UNIT) for _ in range(3)]
         for acct in accounts:
@@ -120,7 +122,8 @@ def main() -> int:
                                                escrows={net.chain_id: net.escrow_address}))
             ahead = MppClient(Wallet.from_private_key(bytes(accounts[2].key)), rpc_url=net.rpc_url,
                               allowed_origins=[url], ledger=tmp / "a.sqlite3", policy=policy)
-            attach_session(ahead, SessionPolicy(max_deposit="5", deposit="2", fee_token=FEE, headroom=HEADROOM,
+            attach_session(ahead, SessionPolicy(max_deposit="5", deposit="2", fee_token=FEE,
+                                                headroom=HEADROOM,
                                                 escrows={net.chain_id: net.escrow_address}))
             charge = MppClient(Wallet.from_private_key(bytes(accounts[1].key)), rpc_url=net.rpc_url,
                                allowed_origins=[url], ledger=tmp / "c.sqlite3", policy=policy)
@@ -131,7 +134,8 @@ def main() -> int:
 
             def stream(oai: openai.OpenAI) -> Callable[[], None]:
                 def run() -> None:
-                    chunks = oai.chat.completions.create(model="claude-haiku-4-5", messages=MSG, max_tokens=40,
+                    chunks: Any = oai.chat.completions.create(model="claude-haiku-4-5", messages=MSG,
+                                                         max_tokens=40,
                                                          stream=True)
                     text = "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
                     assert text  # read to the end, as an application does
@@ -149,7 +153,8 @@ def main() -> int:
     print(f"  per-request overhead: session {s_over:.2f} ms, with headroom {HEADROOM} {a_over:.2f} ms "
           f"(goal <= {GOAL_MS} ms), charge {c_over:.2f} ms")
     print()
-    print(f"| session-paid stream overhead, sign-ahead headroom (median) | {a_over:.2f} ms | goal {GOAL_MS:.1f} ms | "
+    print(f"| session-paid stream overhead, sign-ahead headroom (median) | {a_over:.2f} ms | "
+          f"goal {GOAL_MS:.1f} ms | "
           f"{a_over / GOAL_MS:.2f} |")
     print(f"| session-paid stream overhead vs unpaid (median) | {s_over:.2f} ms | goal {GOAL_MS:.1f} ms | "
           f"{s_over / GOAL_MS:.2f} |")

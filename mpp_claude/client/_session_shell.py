@@ -176,7 +176,8 @@ class SessionTransport(_Common):
             if stored is None:
                 voucher = self._open(offer, target, model, rid)
             else:
-                voucher = self._pay(stored, offer, core.required_for(stored, offer.amount), request.url, target,
+                voucher = self._pay(stored, offer, core.required_for(stored, offer.amount), request.url,
+                                    target,
                                     model, rid)
         raise PaymentRejected("the server kept asking for a session payment; giving up", status=402)
 
@@ -191,13 +192,13 @@ class SessionTransport(_Common):
         rpc = self._rpc()
         balance = rpc.balance_of(offer.currency, core.wallet_address)
         if balance < deposit:
-            raise InsufficientFunds(f"wallet holds {tip20.to_display(balance)} of token {offer.currency}, the "
-                                    f"channel deposit is {tip20.to_display(deposit)}", token=offer.currency,
-                                    needed=deposit, available=balance)
+            raise InsufficientFunds(f"wallet holds {tip20.to_display(balance)} of token {offer.currency}, "
+                                    f"the channel deposit is {tip20.to_display(deposit)}",
+                                    token=offer.currency, needed=deposit, available=balance)
         with core.lock:
             return core.build_open(offer, origin=target.origin, path=target.path, salt=os.urandom(32),
-                                   deposit=deposit, base_fee=rpc.base_fee(), now=int(time.time()), model=model,
-                                   request_id=rid)
+                                   deposit=deposit, base_fee=rpc.base_fee(), now=int(time.time()),
+                                   model=model, request_id=rid)
 
     def _manage(self, url: Any, value: str) -> tuple[int, Any, bytes]:
         response = self.inner.handle_request(_manage_request(self.mod, url, value))
@@ -217,8 +218,9 @@ class SessionTransport(_Common):
                 stored = core.get(stored.channel_id, fresh=True) or stored
                 top, cumulative = core.plan(stored, required)
             if top:
-                value = core.build_top_up(stored, offer, top, base_fee=self._rpc().base_fee(), now=int(time.time()))
-                status, headers, body = self._manage(url, value)
+                value = core.build_top_up(stored, offer, top, base_fee=self._rpc().base_fee(),
+                                          now=int(time.time()))
+                status, _, body = self._manage(url, value)
                 if status >= 300:
                     raise _reject("top-up", status, body)
                 stored = core.topped_up(stored, top)
@@ -230,9 +232,10 @@ class SessionTransport(_Common):
         need = parse_need_voucher_event(event.data)
         stored = self.core.get(need.channel_id)
         if stored is None or offer is None:
-            raise PaymentRejected(f"the server asks for a voucher on unknown channel {need.channel_id}", status=200)
+            raise PaymentRejected(f"the server asks for a voucher on unknown channel {need.channel_id}",
+                                  status=200)
         voucher = self._pay(stored, offer, need.required_cumulative, url, target, model, rid)
-        status, headers, body = self._manage(url, voucher.value)
+        status, _, body = self._manage(url, voucher.value)
         if status >= 300:
             self.core.refused(voucher, f"HTTP {status}")
             raise _reject("voucher", status, body)
@@ -241,7 +244,7 @@ class SessionTransport(_Common):
     def _deliver(self, response: Any, box: ReceiptBox, offer: SessionOffer | None, target: Target,
                  model: str | None, rid: str | None) -> Any:
         response.extensions[EXT_SESSION_RECEIPT] = box
-        if not _is_sse(response) or box.receipt is None and offer is None:
+        if not _is_sse(response) or (box.receipt is None and offer is None):
             return response
         shell = self
         url = self.mod.URL(target.origin + target.path)
@@ -291,7 +294,7 @@ class SessionTransport(_Common):
                     if sr is not None:
                         out.append(sr)
                     break
-                kind, problem = _refusal(status, body)
+                _, problem = _refusal(status, body)
                 if status == 410:
                     core.evict(stored.channel_id)
                     break
@@ -386,9 +389,9 @@ class AsyncSessionTransport(_Common):
         rpc = self._rpc()
         balance = await rpc.balance_of(offer.currency, core.wallet_address)
         if balance < deposit:
-            raise InsufficientFunds(f"wallet holds {tip20.to_display(balance)} of token {offer.currency}, the "
-                                    f"channel deposit is {tip20.to_display(deposit)}", token=offer.currency,
-                                    needed=deposit, available=balance)
+            raise InsufficientFunds(f"wallet holds {tip20.to_display(balance)} of token {offer.currency}, "
+                                    f"the channel deposit is {tip20.to_display(deposit)}",
+                                    token=offer.currency, needed=deposit, available=balance)
         base_fee = await rpc.base_fee()
         async with self._lock:
             return core.build_open(offer, origin=target.origin, path=target.path, salt=os.urandom(32),
@@ -415,7 +418,7 @@ class AsyncSessionTransport(_Common):
             if top:
                 value = core.build_top_up(stored, offer, top, base_fee=await self._rpc().base_fee(),
                                           now=int(time.time()))
-                status, headers, body = await self._manage(url, value)
+                status, _, body = await self._manage(url, value)
                 if status >= 300:
                     raise _reject("top-up", status, body)
                 stored = core.topped_up(stored, top)
@@ -427,9 +430,10 @@ class AsyncSessionTransport(_Common):
         need = parse_need_voucher_event(event.data)
         stored = self.core.get(need.channel_id)
         if stored is None or offer is None:
-            raise PaymentRejected(f"the server asks for a voucher on unknown channel {need.channel_id}", status=200)
+            raise PaymentRejected(f"the server asks for a voucher on unknown channel {need.channel_id}",
+                                  status=200)
         voucher = await self._pay(stored, offer, need.required_cumulative, url, target, model, rid)
-        status, headers, body = await self._manage(url, voucher.value)
+        status, _, body = await self._manage(url, voucher.value)
         if status >= 300:
             self.core.refused(voucher, f"HTTP {status}")
             raise _reject("voucher", status, body)
@@ -438,7 +442,7 @@ class AsyncSessionTransport(_Common):
     def _deliver(self, response: Any, box: ReceiptBox, offer: SessionOffer | None, target: Target,
                  model: str | None, rid: str | None) -> Any:
         response.extensions[EXT_SESSION_RECEIPT] = box
-        if not _is_sse(response) or box.receipt is None and offer is None:
+        if not _is_sse(response) or (box.receipt is None and offer is None):
             return response
         shell = self
         url = self.mod.URL(target.origin + target.path)
@@ -472,7 +476,8 @@ class AsyncSessionTransport(_Common):
         for stored in core.open_channels(origin):
             url = self.mod.URL(stored.origin + stored.path)
             target = Target(url.scheme, url.host, url.port, url.path)
-            offer = core.cached(stored.origin + stored.path, time.time()) or await self._fresh_offer(url, target)
+            offer = core.cached(stored.origin + stored.path, time.time()) or await self._fresh_offer(url,
+                                                                                                     target)
             if offer is None:
                 continue
             amount = stored.spent
@@ -485,7 +490,7 @@ class AsyncSessionTransport(_Common):
                     if sr is not None:
                         out.append(sr)
                     break
-                kind, problem = _refusal(status, body)
+                _, problem = _refusal(status, body)
                 if status == 410:
                     core.evict(stored.channel_id)
                     break

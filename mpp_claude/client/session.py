@@ -31,7 +31,6 @@ from ..errors import BudgetExceeded, PolicyDenied
 from ..protocol.challenge import Challenge, parse_challenges
 from ..protocol.credential import Credential, format_credential
 from ..protocol.receipt import Receipt
-from ..tempo import tip20
 from ..tempo.charge import expiring_valid_before
 from ..tempo.escrow import KNOWN_V1_ESCROWS
 from ..tempo.session import (
@@ -48,7 +47,14 @@ from ..tempo.session import (
     voucher_payload,
 )
 from ..tempo.session.channel import ZERO_ADDRESS
-from ..tempo.session.transactions import GAS_OPEN, GAS_TOP_UP, build_tx, open_calls, sign_and_encode, top_up_calls
+from ..tempo.session.transactions import (
+    GAS_OPEN,
+    GAS_TOP_UP,
+    build_tx,
+    open_calls,
+    sign_and_encode,
+    top_up_calls,
+)
 from ..tempo.tx import EXPIRING_NONCE_KEY
 from ._engine import Engine
 from ._flow import header_values
@@ -211,14 +217,16 @@ class SessionCore:
             if ch.method != "tempo" or ch.intent != "session":
                 continue
             offer = self._offer(ch)
-            if offer is None or offer.chain_id != chain_id or not self._escrow_ok(offer.chain_id, offer.escrow):
+            if offer is None or offer.chain_id != chain_id or not self._escrow_ok(offer.chain_id,
+                                                                                  offer.escrow):
                 continue
             policy = self.engine.policy
             if "session" not in policy.intents:
                 policy = policy._replace(intents=policy.intents | {"session"})
             plain = Offer(challenge_id=ch.id, realm=ch.realm, method=ch.method, intent=ch.intent,
                           amount=offer.amount, currency=offer.currency, recipient=offer.recipient,
-                          chain_id=offer.chain_id, expires=int(ch.expires_at.timestamp()) if ch.expires_at else None,
+                          chain_id=offer.chain_id,
+                          expires=int(ch.expires_at.timestamp()) if ch.expires_at else None,
                           description=ch.description)
             try:
                 policy.check_target(target)
@@ -232,7 +240,8 @@ class SessionCore:
     @staticmethod
     def _offer(ch: Challenge) -> SessionOffer | None:
         d = ch.request_data
-        details = d.get("methodDetails") if isinstance(d.get("methodDetails"), dict) else {}
+        raw = d.get("methodDetails")
+        details: dict[str, Any] = raw if isinstance(raw, dict) else {}
         try:
             return SessionOffer(ch, int(d["amount"]), str(d["currency"]).lower(), str(d["recipient"]).lower(),
                                 int(details["chainId"]), str(details["escrowContract"]).lower(),
@@ -261,7 +270,8 @@ class SessionCore:
                 self._loaded.add(origin)
             for stored in sorted(self._cache.values(), key=lambda s: -s.channel.signed_cumulative):
                 if stored.status == "open" and stored.origin == origin and stored.matches(
-                        payee=offer.recipient, escrow=offer.escrow, chain_id=offer.chain_id, token=offer.currency):
+                        payee=offer.recipient, escrow=offer.escrow, chain_id=offer.chain_id,
+                        token=offer.currency):
                     return stored
         return None
 
@@ -308,7 +318,8 @@ class SessionCore:
         reserve_all(scopes, v.delta)
         try:
             v.ledger_id = self.engine.ledger.reserve(
-                Entry(self.wallet_address, v.delta, offer.currency, offer.chain_id, offer.recipient, origin, path,
+                Entry(self.wallet_address, v.delta, offer.currency, offer.chain_id, offer.recipient, origin,
+                      path,
                       model, request_id, offer.challenge.id),
                 now=time.time(), max_per_day=pol.max_per_day, max_per_minute=pol.max_per_minute)
         except BaseException:
@@ -343,13 +354,15 @@ class SessionCore:
         """
         need = offer.amount + self.policy.headroom
         if offer.amount > self.max_deposit:
-            raise BudgetExceeded(f"a request may cost {offer.amount}, above the session cap {self.max_deposit}",
+            raise BudgetExceeded(f"a request may cost {offer.amount}, above the session cap "
+                                 f"{self.max_deposit}",
                                  limit="max_deposit", limit_value=self.max_deposit, requested=offer.amount)
         wanted = usd(self.policy.deposit) if self.policy.deposit is not None else offer.suggested_deposit
         return min(max(wanted, need), self.max_deposit)
 
     def build_open(self, offer: SessionOffer, *, origin: str, path: str, salt: bytes, deposit: int,
-                   base_fee: int, now: int, model: str | None = None, request_id: str | None = None) -> Voucher:
+                   base_fee: int, now: int, model: str | None = None, request_id: str | None = None
+                   ) -> Voucher:
         """Sign the open transaction and the first voucher (for this request's amount); persist first."""
         signer = self.engine.wallet.signer
         cid = compute_channel_id(payer=signer.address, payee=offer.recipient, token=offer.currency, salt=salt,
@@ -366,7 +379,8 @@ class SessionCore:
         channel = PayerChannel(cid, offer.escrow, offer.chain_id, offer.recipient, offer.currency, deposit,
                                cumulative)
         stored = StoredChannel(channel, self.wallet_address, origin, path, voucher.signature.hex(), 0, "open")
-        v = Voucher(stored, self.credential(offer.challenge, open_payload(raw, voucher)), cumulative, opens=True)
+        v = Voucher(stored, self.credential(offer.challenge, open_payload(raw, voucher)), cumulative,
+                    opens=True)
         self._reserve(v, offer, origin, path, model, request_id)
         self.save(stored)
         return v
@@ -415,7 +429,8 @@ class SessionCore:
         signed = sign_voucher(self.engine.wallet.signer, domain, c.channel_id, cumulative)
         new = StoredChannel(after_voucher(c, cumulative), stored.wallet, stored.origin, stored.path,
                             signed.signature.hex(), stored.spent, stored.status)
-        v = Voucher(new, self.credential(offer.challenge, voucher_payload(signed)), cumulative - c.signed_cumulative)
+        v = Voucher(new, self.credential(offer.challenge, voucher_payload(signed)),
+                    cumulative - c.signed_cumulative)
         self._reserve(v, offer, origin, path, model, request_id)
         self.save(new)
         return v
@@ -423,7 +438,8 @@ class SessionCore:
     def build_close(self, stored: StoredChannel, offer: SessionOffer, amount: int) -> str:
         """The ``close`` credential: a voucher for ``amount`` (what the server reported spent)."""
         c = stored.channel
-        signed = sign_voucher(self.engine.wallet.signer, VoucherDomain(c.chain_id, c.escrow), c.channel_id, amount)
+        signed = sign_voucher(self.engine.wallet.signer, VoucherDomain(c.chain_id, c.escrow), c.channel_id,
+                              amount)
         return self.credential(offer.challenge, close_payload(signed))
 
     # --- server answers ----------------------------------------------------------------------
@@ -438,7 +454,8 @@ class SessionCore:
             if stored is not None and sr.spent > stored.spent:
                 # not written through: the next voucher's save carries it, and after a restart the
                 # server's next receipt tells it again
-                self.save(StoredChannel(stored.channel, stored.wallet, stored.origin, stored.path, stored.signature,
+                self.save(StoredChannel(stored.channel, stored.wallet, stored.origin, stored.path,
+                                        stored.signature,
                                         sr.spent, stored.status), durable=False)
             self.receipts.append(sr)
         return sr
@@ -448,7 +465,8 @@ class SessionCore:
         with self.lock:
             cached = self._cache.get(channel_id)
             if cached is not None:
-                self._cache[channel_id] = StoredChannel(cached.channel, cached.wallet, cached.origin, cached.path,
+                self._cache[channel_id] = StoredChannel(cached.channel, cached.wallet, cached.origin,
+                                                        cached.path,
                                                         cached.signature, cached.spent, status)
             self.store.set_status(channel_id, status, now=time.time())
 
@@ -456,7 +474,3 @@ class SessionCore:
         """The cumulative amount a request of at most ``amount`` needs on ``stored``."""
         return max(stored.channel.signed_cumulative, stored.spent + amount)
 
-
-def display_units(amount: int) -> str:
-    """Base units as a decimal string of the 6-decimal token."""
-    return tip20.to_display(amount)

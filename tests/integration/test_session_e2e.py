@@ -8,7 +8,6 @@ spent, the payer gets the rest of the deposit back at close.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from mpp_claude.tempo import tip20
 pytestmark = pytest.mark.devnet
 
 MODEL = "claude-haiku-4-5"
-MSG = [{"role": "user", "content": "hello"}]
+MSG: Any = [{"role": "user", "content": "hello"}]
 FEE = tip20.ALPHA_USD
 
 
@@ -66,7 +65,8 @@ def payer(devnet: Devnet) -> Any:
 
 
 def session_policy(devnet: Devnet, **kw: Any) -> SessionPolicy:
-    return SessionPolicy(max_deposit=kw.pop("max_deposit", "3"), deposit=kw.pop("deposit", "1"), fee_token=FEE,
+    return SessionPolicy(max_deposit=kw.pop("max_deposit", "3"), deposit=kw.pop("deposit", "1"),
+                         fee_token=FEE,
                          escrows={devnet.chain_id: devnet.escrow_address}, **kw)
 
 
@@ -78,7 +78,7 @@ def client(devnet: Devnet, acct: Any, url: str, ledger: Path, **kw: Any) -> MppC
 
 
 def stream_text(oai: openai.OpenAI, max_tokens: int = 40) -> str:
-    chunks = oai.chat.completions.create(model=MODEL, messages=MSG, max_tokens=max_tokens, stream=True)
+    chunks: Any = oai.chat.completions.create(model=MODEL, messages=MSG, max_tokens=max_tokens, stream=True)
     return "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
 
 
@@ -155,7 +155,12 @@ def test_sdk_streams_are_clean_sync_and_async(devnet: Devnet, server: Server, tm
         shell = c.session_transport  # type: ignore[attr-defined]
         manage = shell._manage
         sent: list[str] = []
-        shell._manage = lambda url, value: sent.append(value) or manage(url, value)
+
+        def spy(url: Any, value: str) -> Any:
+            sent.append(value)
+            return manage(url, value)
+
+        shell._manage = spy
         # a dearer request than the cached quote: the stream pauses with payment-need-voucher
         with oai.chat.completions.with_streaming_response.create(model=MODEL, messages=MSG, max_tokens=3000,
                                                                   stream=True) as raw:
@@ -163,7 +168,8 @@ def test_sdk_streams_are_clean_sync_and_async(devnet: Devnet, server: Server, tm
             assert b"payment-" not in body and body.rstrip().endswith(b"data: [DONE]")
             assert session_receipt_of(raw) is not None
         assert len(sent) == 1  # the out-of-band voucher answering payment-need-voucher
-        chunks = list(oai.chat.completions.create(model=MODEL, messages=MSG, max_tokens=3000, stream=True))
+        chunks: list[Any] = list(oai.chat.completions.create(model=MODEL, messages=MSG, max_tokens=3000,
+                                                             stream=True))
         assert chunks and all(ch.object == "chat.completion.chunk" for ch in chunks)
 
         async def run_async() -> list[Any]:
@@ -173,8 +179,8 @@ def test_sdk_streams_are_clean_sync_and_async(devnet: Devnet, server: Server, tm
             aoai = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", http_client=ac, max_retries=0)
             out = []
             for max_tokens in (20, 4000):
-                stream = await aoai.chat.completions.create(model=MODEL, messages=MSG, max_tokens=max_tokens,
-                                                            stream=True)
+                stream: Any = await aoai.chat.completions.create(model=MODEL, messages=MSG,
+                                                                 max_tokens=max_tokens, stream=True)
                 out += [chunk async for chunk in stream]
             await ac.session_transport.close_sessions()  # type: ignore[attr-defined]
             await ac.aclose()
@@ -187,7 +193,8 @@ def test_sdk_streams_are_clean_sync_and_async(devnet: Devnet, server: Server, tm
 
 def test_unpaid_402_offers_session_beside_charge(devnet: Devnet, server: Server) -> None:
     with running(server.app()) as url:
-        r = httpx2.post(url + "/v1/chat/completions", json={"model": MODEL, "messages": MSG, "max_tokens": 10})
+        r = httpx2.post(url + "/v1/chat/completions", json={"model": MODEL, "messages": MSG,
+                                                            "max_tokens": 10})
     assert r.status_code == 402
     offers = r.headers.get_list("www-authenticate")
     assert any('intent="charge"' in o for o in offers) and any('intent="session"' in o for o in offers)

@@ -202,7 +202,8 @@ class SQLiteBook:
 
     async def get(self, channel_id: str) -> ChannelRecord | None:
         def op(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT data FROM mpp_session_channels WHERE channel_id = ?", (channel_id,)).fetchone()
+            row = db.execute("SELECT data FROM mpp_session_channels WHERE channel_id = ?",
+                             (channel_id,)).fetchone()
             return None if row is None else str(row[0])
 
         text = await self._run(op)

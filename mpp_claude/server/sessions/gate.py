@@ -114,12 +114,14 @@ class SessionGate:
         try:
             self._payee = LocalSigner(bytes.fromhex(key))
         except ValueError:
-            raise ConfigError("session payee_key: expected a 32-byte hex private key (value not shown)") from None
+            raise ConfigError("session payee_key: expected a 32-byte hex private key "
+                              "(value not shown)") from None
         if self._payee.address.lower() != config.recipient.lower():
             raise ConfigError(f"session payee_key belongs to {self._payee.address}, not the recipient "
                               f"{config.recipient}: only the payee can settle and close channels")
         self.config, self.settings, self.book, self.store, self.rpc = config, settings, book, store, rpc
-        self.escrow = resolve_escrow(config.chain_id, {config.chain_id: settings.escrow} if settings.escrow else None)
+        self.escrow = resolve_escrow(config.chain_id,
+                                     {config.chain_id: settings.escrow} if settings.escrow else None)
         self.domain = VoucherDomain(config.chain_id, self.escrow)
         self.terms = SessionTerms(realm=config.realm, recipient=config.recipient, chain_id=config.chain_id,
                                   escrow=self.escrow, currencies=config.currencies,
@@ -179,7 +181,8 @@ class SessionGate:
         except ChainError as exc:
             await self.store.record("unsettled", {"kind": f"session_{what}", "tx_hash": tx_hash,
                                                   "error": type(exc).__name__, "at": int(self._clock())})
-            raise VerificationFailed(f"the {what} transaction could not be broadcast or confirmed: {exc}") from None
+            raise VerificationFailed(f"the {what} transaction could not be broadcast or confirmed: "
+                                     f"{exc}") from None
         if hex_int(receipt.get("status", "0x0")) != 1:
             raise VerificationFailed(f"the {what} transaction {sent} reverted")
         await self.store.record("session_tx", {"kind": what, "tx_hash": sent, "at": int(self._clock())})
@@ -216,7 +219,8 @@ class SessionGate:
             state = await self._state(voucher.channel_id, fresh=True)
         held: list[bool] = []
         record = await self._accept(voucher, state, echo.currency, hold=hold, held=held)
-        return SessionGrant(echo.challenge_id, "voucher", voucher.channel_id, record.payer, echo.currency, record,
+        return SessionGrant(echo.challenge_id, "voucher", voucher.channel_id, record.payer, echo.currency,
+                            record,
                             held=bool(held))
 
     async def _accept(self, voucher: Voucher, state: ChannelState, currency: str, *,
@@ -228,13 +232,15 @@ class SessionGate:
         def apply(rec: ChannelRecord | None) -> ChannelRecord | None:
             if rec is None:  # unknown to the books (first open, or lost state): adopt from the chain
                 check_channel_terms(state, cid, payee=self.config.recipient, token=currency)
-                rec = ChannelRecord(ChannelAccount(cid, state.settled, state.settled, state.settled, state.deposit),
+                rec = ChannelRecord(ChannelAccount(cid, state.settled, state.settled, state.settled,
+                                                   state.deposit),
                                     payer=state.payer, last_settle_at=now)
             if rec.closed:
                 raise ChannelFinalized(f"channel {cid} is closed", channelId=cid)
             acc = rec.account
             new: ChannelRecord | None
-            if acc.voucher_signature == voucher.signature and acc.accepted_cumulative == voucher.cumulative_amount:
+            if acc.voucher_signature == voucher.signature \
+                    and acc.accepted_cumulative == voucher.cumulative_amount:
                 # the very voucher accepted before (its signature was recovered then): a retry
                 if state.close_requested_at:
                     raise ChannelClosing(f"channel {cid} has a forced close pending", channelId=cid)
@@ -318,7 +324,8 @@ class SessionGate:
         try:
             sent = await send_calls_async(self.rpc, self._payee, (close_call(self.escrow, cid, amount,
                                                                               voucher.signature),),
-                                          escrow=self.escrow, gas_limit=GAS_CLOSE, fee_token=self.settings.fee_token)
+                                          escrow=self.escrow, gas_limit=GAS_CLOSE,
+                                          fee_token=self.settings.fee_token)
         except (ChainError, EscrowReverted) as exc:
             raise VerificationFailed(f"the channel could not be closed on chain: {exc}") from None
         await self.store.record("session_tx", {"kind": "close", "tx_hash": sent.tx_hash, "channel_id": cid,
@@ -327,13 +334,15 @@ class SessionGate:
 
         def apply(rec: ChannelRecord | None) -> ChannelRecord | None:
             assert rec is not None
-            acc = replace(rec.account, settled=amount, accepted_cumulative=max(rec.account.accepted_cumulative,
+            acc = replace(rec.account, settled=amount,
+                          accepted_cumulative=max(rec.account.accepted_cumulative,
                                                                                 amount))
             return replace(rec, account=acc, closed=True, close_tx=sent.tx_hash, vouchers=())
 
         closed = await self.book.update(cid, apply)
         assert closed is not None
-        return SessionGrant(echo.challenge_id, "close", cid, closed.payer, echo.currency, closed, sent.tx_hash)
+        return SessionGrant(echo.challenge_id, "close", cid, closed.payer, echo.currency, closed,
+                            sent.tx_hash)
 
     # --- per request ---------------------------------------------------------------------------
 
@@ -353,7 +362,8 @@ class SessionGate:
 
         def apply(rec: ChannelRecord | None) -> ChannelRecord | None:
             if rec is None:
-                raise ChannelNotFound(f"channel {channel_id} is not open with this server", channelId=channel_id)
+                raise ChannelNotFound(f"channel {channel_id} is not open with this server",
+                                      channelId=channel_id)
             if rec.closed:
                 raise ChannelFinalized(f"channel {channel_id} is closed", channelId=channel_id)
             return self._held(rec, request_id, amount, now)
@@ -363,7 +373,11 @@ class SessionGate:
         return record
 
     def _held(self, rec: ChannelRecord, request_id: str, amount: int, now: float) -> ChannelRecord:
-        """``rec`` with ``amount`` held for ``request_id`` (stale holds dropped), else ``InsufficientBalance``."""
+        """``rec`` with ``amount`` held for ``request_id`` (stale holds dropped).
+
+        Raises:
+            InsufficientBalance: the free balance is short.
+        """
         holds = {k: v for k, v in rec.holds.items() if now - v[1] < self.settings.hold_ttl}
         rec = replace(rec, holds=holds)
         if rec.free < amount:
@@ -418,7 +432,8 @@ class SessionGate:
             return False
         s = self.settings
         return bool((s.settle_every_amount and unsettled >= s.settle_every_amount)
-                    or (s.settle_every_seconds and self._clock() - rec.last_settle_at >= s.settle_every_seconds))
+                    or (s.settle_every_seconds
+                        and self._clock() - rec.last_settle_at >= s.settle_every_seconds))
 
     async def _settle(self, channel_id: str) -> None:
         rec = await self.book.get(channel_id)
@@ -431,11 +446,13 @@ class SessionGate:
         try:
             sent = await send_calls_async(self.rpc, self._payee,
                                           (settle_call(self.escrow, channel_id, amount, bytes.fromhex(sig)),),
-                                          escrow=self.escrow, gas_limit=GAS_SETTLE, fee_token=self.settings.fee_token)
+                                          escrow=self.escrow, gas_limit=GAS_SETTLE,
+                                          fee_token=self.settings.fee_token)
         except (ChainError, EscrowReverted) as exc:
             log.warning("settling channel %s for %d failed: %s", channel_id, amount, exc)
             return
-        await self.store.record("session_tx", {"kind": "settle", "tx_hash": sent.tx_hash, "channel_id": channel_id,
+        await self.store.record("session_tx", {"kind": "settle", "tx_hash": sent.tx_hash,
+                                               "channel_id": channel_id,
                                                "amount": str(amount), "at": int(self._clock())})
         now = self._clock()
 

@@ -138,6 +138,7 @@ class _Metered:
             self.cost = cost
             with anyio.CancelScope(shield=True):
                 self.done = await self.gate.finish(self.channel_id, self.request_id, cost)
+        assert self.done is not None
         return self.done
 
     def receipt_frame(self, record: ChannelRecord) -> bytes:
@@ -229,7 +230,7 @@ async def _serve_paid(request: Request, gate: SessionGate, cred: Credential, bod
         await metered.finish(0)
         raise
     if isinstance(response, StreamingResponse):
-        response.body_iterator = metered.stream(response.body_iterator)
+        response.body_iterator = metered.stream(response.body_iterator)  # type: ignore[arg-type]
         response.headers["payment-session"] = cid
         return response
     ok = 200 <= response.status_code < 300
@@ -244,9 +245,11 @@ async def _serve_paid(request: Request, gate: SessionGate, cred: Credential, bod
 async def _after_voucher(gate: SessionGate, metered: _Metered, need: dict[str, str], amount: int,
                          serve: Callable[[], Awaitable[Response]]) -> AsyncIterator[bytes]:
     yield sse_frame("payment-need-voucher", need)
-    record = await gate.wait_and_hold(metered.channel_id, metered.request_id, amount, gate.settings.voucher_wait)
+    record = await gate.wait_and_hold(metered.channel_id, metered.request_id, amount,
+                                      gate.settings.voucher_wait)
     if record is None:
-        yield _error_frame(f"no voucher for {need['requiredCumulative']} arrived in time; nothing was charged",
+        yield _error_frame(f"no voucher for {need['requiredCumulative']} arrived in time; "
+                           "nothing was charged",
                            "insufficient_balance") + DONE_FRAME
         return
     try:
@@ -268,8 +271,9 @@ async def _manage(request: Request, gate: SessionGate, cred: Credential) -> Resp
     grant = await gate.authorize(cred, ROUTE)
     entry.outcome, entry.payer, entry.reference = f"session_{grant.action}", grant.payer, grant.channel_id
     receipt = gate.receipt(grant.record, grant.challenge_id, tx_hash=grant.tx_hash)
-    return Response(status_code=204, headers={"payment-receipt": format_receipt(receipt),
-                                              "cache-control": "private", "payment-session": grant.channel_id})
+    headers = {"payment-receipt": format_receipt(receipt), "cache-control": "private",
+               "payment-session": grant.channel_id}
+    return Response(status_code=204, headers=headers)
 
 
 def session_endpoint(charge_endpoint: Endpoint) -> Endpoint:
@@ -280,9 +284,11 @@ def session_endpoint(charge_endpoint: Endpoint) -> Endpoint:
         cred = session_credential(request) if gate is not None else None
         if gate is None or cred is None:
             if request.method == "HEAD":
-                raise PaymentRequired("send a session credential (voucher, topUp or close) to manage a channel")
+                raise PaymentRequired("send a session credential (voucher, topUp or close) to manage a "
+                                      "channel")
             return await charge_endpoint(request)
-        body = b"" if request.method == "HEAD" else await read_body(request, services(request).config.max_body_bytes)
+        body = b"" if request.method == "HEAD" else await read_body(request,
+                                                                    services(request).config.max_body_bytes)
         if not body.strip():
             return await _manage(request, gate, cred)
         return await _serve_paid(request, gate, cred, body)
@@ -309,7 +315,8 @@ def _with_session_offers(handler: Callable[[Request, Exception], Awaitable[Respo
     return on_verification
 
 
-def enable_sessions(app: Starlette, settings: SessionSettings, *, rpc: AsyncRpcClient | None = None) -> Starlette:
+def enable_sessions(app: Starlette, settings: SessionSettings, *,
+                    rpc: AsyncRpcClient | None = None) -> Starlette:
     """Offer the session intent on ``/v1/chat/completions`` of an app from ``create_app``.
 
     Args:
@@ -322,7 +329,8 @@ def enable_sessions(app: Starlette, settings: SessionSettings, *, rpc: AsyncRpcC
     for i, route in enumerate(app.router.routes):
         if isinstance(route, Route) and route.path == PATH:
             app.router.routes[i] = Route(PATH, session_endpoint(route.endpoint), methods=["POST", "HEAD"])
-    app.exception_handlers[VerificationError] = _with_session_offers(app.exception_handlers[VerificationError])
+    handlers = app.exception_handlers
+    handlers[VerificationError] = _with_session_offers(handlers[VerificationError])
     inner_lifespan = app.router.lifespan_context
 
     @contextlib.asynccontextmanager

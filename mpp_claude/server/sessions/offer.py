@@ -108,7 +108,8 @@ def check_session_echo(echo: Challenge, terms: SessionTerms, *, route: str, secr
     currency, amount = data.get("currency"), data.get("amount")
     if not isinstance(currency, str) or currency.lower() not in {c.lower() for c in terms.currencies} \
             or not isinstance(amount, str) or not amount.isdigit():
-        raise InvalidChallenge("challenge request is not one of this server's session offers", challengeId=cid)
+        raise InvalidChallenge("challenge request is not one of this server's session offers",
+                               challengeId=cid)
     expected = session_request(terms, amount=int(amount), currency=currency)
     if canonical_json(data) != canonical_json(expected):
         raise InvalidChallenge("challenge request differs from this server's session offer", challengeId=cid)

@@ -78,7 +78,8 @@ def test_channel_store_survives_reopen_and_evicts(kind: str, tmp_path: Path) -> 
     again = make()
     (found,) = again.open_channels("0x" + "55" * 20, "http://127.0.0.1:1")
     assert found.channel.signed_cumulative == 20 and found.spent == 7 and found.signature == "ab"
-    assert found.matches(payee="0x" + "33" * 20, escrow="0x" + "22" * 20, chain_id=31337, token="0x" + "44" * 20)
+    assert found.matches(payee="0x" + "33" * 20, escrow="0x" + "22" * 20, chain_id=31337,
+                         token="0x" + "44" * 20)
     again.set_status(found.channel_id, "evicted", now=3.0)
     assert again.open_channels("0x" + "55" * 20) == []
     got = again.get(found.channel_id)

@@ -51,11 +51,13 @@ def test_echo_accepted_and_bound_to_route_and_time() -> None:
     with pytest.raises(InvalidChallenge):
         check_session_echo(offer(), TERMS, route=ROUTE, secret=b"t" * 32, now=NOW)
     with pytest.raises(InvalidChallenge):  # the server's terms changed (another escrow)
-        check_session_echo(offer(), replace(TERMS, escrow="0x" + "cc" * 20), route=ROUTE, secret=SECRET, now=NOW)
+        check_session_echo(offer(), replace(TERMS, escrow="0x" + "cc" * 20), route=ROUTE, secret=SECRET,
+                           now=NOW)
 
 
 def record(accepted: int = 100, spent: int = 0) -> ChannelRecord:
-    return ChannelRecord(ChannelAccount("0x" + "11" * 32, accepted, spent, 0, 1000, b"\x01" * 65), payer="0xp")
+    return ChannelRecord(ChannelAccount("0x" + "11" * 32, accepted, spent, 0, 1000, b"\x01" * 65),
+                         payer="0xp")
 
 
 def test_record_json_round_trip_and_voucher_history() -> None:
