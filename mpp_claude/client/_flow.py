@@ -20,13 +20,13 @@ Invariants (draft-httpauth-payment §"Retries"; agent-payments-ux.md §4.4):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import MalformedChallenge, PaymentOutcomeUnknown, PaymentRejected, PolicyDenied, ProtocolError
 from ..protocol.challenge import Challenge, parse_challenges
+from ..protocol.encoding import loads_bounded
 from ..protocol.problem import Problem
 from ..protocol.receipt import Receipt, parse_receipt
 from ..tempo.request import ChargeRequest
@@ -110,7 +110,7 @@ def to_offer(challenge: Challenge) -> tuple[Offer, ChargeRequest | None]:
 def problem_of(body: bytes) -> Problem | None:
     """The RFC 9457 problem in a 402 body, or ``None`` when it is not one."""
     try:
-        return Problem.from_dict(json.loads(body))
+        return Problem.from_dict(loads_bounded(body))
     except (ValueError, TypeError, ProtocolError):
         return None
 
