@@ -7,7 +7,8 @@ Scenarios:
    driven by the same minimal client (402 -> build + sign a Tempo charge -> paid retry):
    median latency of sequential requests, and requests/s with 8 concurrent clients; the two
    servers run side by side and are measured in alternating rounds.
-   Goal: mpp_claude >= 3x pympp's requests/s.
+   Goal: mpp_claude >= 3x pympp's requests/s.  Also each SDK as a pair (its own async paying
+   client against its own server), which is what a user of either stack gets.
 2. translation overhead: converting an OpenAI request to Anthropic and the answer back (JSON
    and SSE), compared with calling the local upstream directly with the Anthropic body, in
    process.  Goal: <= 1 ms.
@@ -48,6 +49,7 @@ from mpp_claude.tempo.rpc import RpcClient
 from mpp_claude.tempo.signer import LocalSigner
 
 HERE = Path(__file__).resolve().parent
+PATH_USD = "0x20c0000000000000000000000000000000000000"
 ROUNDS = 3
 SEQUENTIAL = 15
 CLIENTS = 8
@@ -155,6 +157,48 @@ def throughput(payers: list[Payer], url: str) -> float:
     return len(payers) * PER_CLIENT / elapsed
 
 
+def _ours_client(account: Any, rpc_url: str, origin: str) -> Any:
+    from mpp_claude.client import AsyncMppClient, Policy, Wallet
+
+    policy = Policy([origin], max_per_minute=100_000, max_per_day="1000", max_per_client="1000")
+    return AsyncMppClient(Wallet.from_private_key(bytes(account.key)), rpc_url=rpc_url, policy=policy,
+                          ledger=None, timeout=60)
+
+
+def _pympp_client(account: Any, rpc_url: str, chain_id: int) -> Any:
+    from mpp.client.transport import Mpp as PymppClient
+    from mpp.methods.tempo import client as tempo_client
+    from mpp.methods.tempo.account import TempoAccount
+
+    tempo_client.EXPIRING_NONCE_VALID_BEFORE_SECS = 25  # the T4 devnet's window is 30 s (pympp.md)
+    method = tempo_client.charge(account=TempoAccount.from_key("0x" + bytes(account.key).hex()),
+                                 chain_id=chain_id, rpc_url=rpc_url, currencies=[PATH_USD])
+    return PymppClient(methods=[method]).client(timeout=60)
+
+
+async def pair_run(clients: list[Any], url: str) -> tuple[list[float], float]:
+    """Each SDK's own async client against its own server: sequential latencies, then req/s."""
+    async def paid(client: Any) -> None:
+        r = await client.post(url, content=BODY, headers=HEADERS)
+        assert r.status_code == 200, r.text
+
+    for _ in range(3):
+        await paid(clients[0])
+    samples = []
+    for _ in range(SEQUENTIAL):
+        t0 = time.perf_counter()
+        await paid(clients[0])
+        samples.append((time.perf_counter() - t0) * 1e3)
+
+    async def run(client: Any) -> None:
+        for _ in range(PER_CLIENT):
+            await paid(client)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(run(c) for c in clients))
+    return samples, len(clients) * PER_CLIENT / (time.perf_counter() - t0)
+
+
 def translation_overhead() -> tuple[float, float]:
     """Median extra ms per request of the OpenAI<->Anthropic translation (JSON, SSE)."""
     openai_body = json.loads(BODY)
@@ -199,6 +243,18 @@ def translation_overhead() -> tuple[float, float]:
     return asyncio.run(both())
 
 
+async def _pair(name: str, accounts: list[Any], net: Devnet, url: str) -> tuple[list[float], float]:
+    if name == "mpp_claude":
+        clients = [_ours_client(a, net.rpc_url, url) for a in accounts]
+    else:
+        clients = [_pympp_client(a, net.rpc_url, net.chain_id) for a in accounts]
+    try:
+        return await pair_run(clients, url + "/v1/chat/completions")
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
 def main() -> int:
     json_ms, sse_ms = translation_overhead()
     net = Devnet.start()
@@ -234,6 +290,7 @@ def main() -> int:
                     before = cpu_seconds(pids[name])
                     rates[name].append(throughput(payers, url + "/v1/chat/completions"))
                     cpu[name].append((cpu_seconds(pids[name]) - before) * 1e3 / (CLIENTS * PER_CLIENT))
+            pairs = {name: asyncio.run(_pair(name, accounts, net, urls[name])) for name in cmds}
     finally:
         net.stop()
     summary = {name: (statistics.median(latencies[name]), statistics.median(rates[name]),
@@ -247,6 +304,10 @@ def main() -> int:
           f"latency ratio pympp / mpp_claude: {peer[0] / ours[0]:.2f}x; "
           f"server CPU ratio pympp / mpp_claude: {peer[2] / ours[2]:.2f}x")
     print(f"translation overhead: JSON {json_ms:.3f} ms, SSE {sse_ms:.3f} ms per request (goal <= 1 ms)")
+    for name, (samples, rps) in pairs.items():
+        print(f"{name:10s} own client + server: paid request median {statistics.median(samples):7.2f} ms; "
+              f"{rps:7.1f} paid requests/s ({CLIENTS} async clients)")
+    ours_pair, peer_pair = pairs["mpp_claude"], pairs["pympp"]
     print()
     print(f"| server paid requests/s, {CLIENTS} clients | {ours[1]:.1f}/s | pympp {peer[1]:.1f}/s | "
           f"{ours[1] / peer[1]:.2f} |")
@@ -254,6 +315,11 @@ def main() -> int:
           f"{ours[0] / peer[0]:.2f} |")
     print(f"| server CPU per paid request (402 + paid retry) | {ours[2]:.2f} ms | pympp {peer[2]:.2f} ms | "
           f"{ours[2] / peer[2]:.2f} |")
+    print(f"| client+server pair paid requests/s, {CLIENTS} async clients | {ours_pair[1]:.1f}/s | "
+          f"pympp pair {peer_pair[1]:.1f}/s | {ours_pair[1] / peer_pair[1]:.2f} |")
+    print(f"| client+server pair paid request median latency | {statistics.median(ours_pair[0]):.2f} ms | "
+          f"pympp pair {statistics.median(peer_pair[0]):.2f} ms | "
+          f"{statistics.median(ours_pair[0]) / statistics.median(peer_pair[0]):.2f} |")
     print(f"| server translation overhead (JSON) | {json_ms:.3f} ms | goal 1 ms | {json_ms:.2f} |")
     print(f"| server translation overhead (SSE) | {sse_ms:.3f} ms | goal 1 ms | {sse_ms:.2f} |")
     return 0
