@@ -1,4 +1,5 @@
-"""Session transports (sync and async): the HTTP and chain I/O around ``session.SessionCore``.
+"""The sync session transport: the HTTP and chain I/O around ``_session_core.SessionCore``
+(the async twin is ``_session_async``), and ``attach_session`` for the clients.
 
 ``SessionTransport(core, inner)`` sits *under* the charge transport (``MppTransport``): it
 sees every request and answers what concerns sessions itself, so the charge engine only
@@ -20,11 +21,10 @@ policies refuse).  Per request:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InsufficientFunds, PaymentRejected
@@ -34,10 +34,11 @@ from ..tempo.session import parse_need_voucher_event
 from ._engine import EXT_FIRST_ORIGIN
 from ._flow import printable, problem_of
 from ._logical import model_of
+from ._session_core import SessionCore, Voucher
 from ._sse_filter import PaymentEvent, SseFilter
 from .channels import StoredChannel
 from .policy import Target
-from .session import EXT_SESSION_RECEIPT, ReceiptBox, SessionCore, SessionOffer, SessionReceipt, Voucher
+from .session import EXT_SESSION_RECEIPT, ReceiptBox, SessionOffer, SessionReceipt
 
 MAX_ROUNDS = 4
 
@@ -319,202 +320,6 @@ class SessionTransport(_Common):
         self.inner.close()
 
 
-class AsyncSessionTransport(_Common):
-    """Async twin of :class:`SessionTransport` (an ``httpx2.AsyncBaseTransport`` inside)."""
-
-    def __init__(self, core: SessionCore, inner: Any, mod: Any) -> None:
-        super().__init__(core, inner, mod)
-        self._lock = asyncio.Lock()
-
-    async def handle_async_request(self, request: Any) -> Any:
-        if _has_payment(request):
-            return await self.inner.handle_async_request(request)
-        await request.aread()
-        core, target = self.core, self._target(request)
-        key = target.origin + target.path
-        model, rid = model_of(request.content), request.headers.get("idempotency-key")
-        offer = core.cached(key, time.time())
-        voucher: Voucher | None = None
-        stored = core.channel_for(target.origin, offer) if offer is not None else None
-        if offer is not None and stored is not None:
-            voucher = await self._pay(stored, offer, core.required_for(stored, offer.amount), request.url,
-                                      target, model, rid)
-        for _ in range(MAX_ROUNDS):
-            response = await self.inner.handle_async_request(
-                request if voucher is None else _with(self.mod, request, voucher.value))
-            status = response.status_code
-            if status not in (402, 410):
-                box = ReceiptBox()
-                self._after(response, voucher, box)
-                return self._deliver(response, box, offer, target, model, rid)
-            body = await response.aread()
-            await response.aclose()
-            if voucher is not None:
-                kind, problem = _refusal(status, body)
-                core.refused(voucher, kind)
-                if status == 410:
-                    core.evict(voucher.stored.channel_id)
-                elif kind == "session/insufficient-balance" and offer is not None:
-                    required = int(problem.get("requiredCumulative") or 0)
-                    fresh = core.get(voucher.stored.channel_id) or voucher.stored
-                    voucher = await self._pay(fresh, offer, required, request.url, target, model, rid)
-                    continue
-                elif voucher.opens and kind != "invalid-challenge":
-                    core.evict(voucher.stored.channel_id, "failed")
-                voucher = None
-                if status == 410:
-                    continue
-            chain_id = await self._rpc().chain_id()
-            self._pin(chain_id)
-            found = core.select(response.headers.multi_items(), target, chain_id=chain_id,
-                                now=int(time.time())) if status == 402 else None
-            if found is None:
-                return self._rebuild(response, body)
-            offer = found
-            core.remember(key, offer)
-            stored = core.channel_for(target.origin, offer)
-            if stored is None:
-                voucher = await self._open(offer, target, model, rid)
-            else:
-                voucher = await self._pay(stored, offer, core.required_for(stored, offer.amount), request.url,
-                                          target, model, rid)
-        raise PaymentRejected("the server kept asking for a session payment; giving up", status=402)
-
-    def _rpc(self) -> Any:
-        return self.core.engine.payer.rpc  # type: ignore[attr-defined]
-
-    async def _open(self, offer: SessionOffer, target: Target, model: str | None, rid: str | None) -> Voucher:
-        core = self.core
-        deposit = core.open_deposit(offer)
-        rpc = self._rpc()
-        balance = await rpc.balance_of(offer.currency, core.wallet_address)
-        if balance < deposit:
-            raise InsufficientFunds(f"wallet holds {tip20.to_display(balance)} of token {offer.currency}, "
-                                    f"the channel deposit is {tip20.to_display(deposit)}",
-                                    token=offer.currency, needed=deposit, available=balance)
-        base_fee = await rpc.base_fee()
-        async with self._lock:
-            return core.build_open(offer, origin=target.origin, path=target.path, salt=os.urandom(32),
-                                   deposit=deposit, base_fee=base_fee, now=int(time.time()), model=model,
-                                   request_id=rid)
-
-    async def _manage(self, url: Any, value: str) -> tuple[int, Any, bytes]:
-        response = await self.inner.handle_async_request(_manage_request(self.mod, url, value))
-        try:
-            body = await response.aread()
-        finally:
-            await response.aclose()
-        return response.status_code, response.headers, body
-
-    async def _pay(self, stored: StoredChannel, offer: SessionOffer, required: int, url: Any, target: Target,
-                   model: str | None, rid: str | None) -> Voucher:
-        core = self.core
-        async with self._lock:
-            stored = core.get(stored.channel_id) or stored
-            top, cumulative = core.plan(stored, required)
-            if top or cumulative > stored.channel.signed_cumulative:
-                stored = core.get(stored.channel_id, fresh=True) or stored
-                top, cumulative = core.plan(stored, required)
-            if top:
-                value = core.build_top_up(stored, offer, top, base_fee=await self._rpc().base_fee(),
-                                          now=int(time.time()))
-                status, _, body = await self._manage(url, value)
-                if status >= 300:
-                    raise _reject("top-up", status, body)
-                stored = core.topped_up(stored, top)
-            return core.build_voucher(stored, offer, cumulative, origin=target.origin, path=target.path,
-                                      model=model, request_id=rid)
-
-    async def _answer(self, event: PaymentEvent, offer: SessionOffer | None, url: Any, target: Target,
-                      model: str | None, rid: str | None) -> None:
-        need = parse_need_voucher_event(event.data)
-        stored = self.core.get(need.channel_id)
-        if stored is None or offer is None:
-            raise PaymentRejected(f"the server asks for a voucher on unknown channel {need.channel_id}",
-                                  status=200)
-        voucher = await self._pay(stored, offer, need.required_cumulative, url, target, model, rid)
-        status, _, body = await self._manage(url, voucher.value)
-        if status >= 300:
-            self.core.refused(voucher, f"HTTP {status}")
-            raise _reject("voucher", status, body)
-        self.core.accepted(voucher)
-
-    def _deliver(self, response: Any, box: ReceiptBox, offer: SessionOffer | None, target: Target,
-                 model: str | None, rid: str | None) -> Any:
-        response.extensions[EXT_SESSION_RECEIPT] = box
-        if not _is_sse(response) or (box.receipt is None and offer is None):
-            return response
-        shell = self
-        url = self.mod.URL(target.origin + target.path)
-
-        class Filtered(self.mod.AsyncByteStream):  # type: ignore[misc, name-defined]
-            async def __aiter__(self) -> AsyncIterator[bytes]:
-                filt = SseFilter()
-                async for chunk in response.stream:
-                    out, events = filt.feed(chunk)
-                    for event in events:
-                        if event.event == "payment-need-voucher":
-                            await shell._answer(event, offer, url, target, model, rid)
-                        else:
-                            shell._on_event(event, box)
-                    if out:
-                        yield out
-                rest = filt.flush()
-                if rest:
-                    yield rest
-
-            async def aclose(self) -> None:
-                await response.aclose()
-
-        return self.mod.Response(response.status_code, headers=response.headers, stream=Filtered(),
-                                 extensions=response.extensions)
-
-    async def close_sessions(self, origin: str | None = None) -> list[SessionReceipt]:
-        """See :meth:`SessionTransport.close_sessions`."""
-        out = []
-        core = self.core
-        for stored in core.open_channels(origin):
-            url = self.mod.URL(stored.origin + stored.path)
-            target = Target(url.scheme, url.host, url.port, url.path)
-            offer = core.cached(stored.origin + stored.path, time.time()) or await self._fresh_offer(url,
-                                                                                                     target)
-            if offer is None:
-                continue
-            amount = stored.spent
-            for _ in range(2):
-                status, headers, body = await self._manage(url, core.build_close(stored, offer, amount))
-                if status < 300:
-                    receipt = _receipt_of(headers)
-                    sr = core.on_receipt(receipt) if receipt is not None else None
-                    core.evict(stored.channel_id, "closed")
-                    if sr is not None:
-                        out.append(sr)
-                    break
-                _, problem = _refusal(status, body)
-                if status == 410:
-                    core.evict(stored.channel_id)
-                    break
-                floor = problem.get("spent")
-                if isinstance(floor, str) and floor.isdigit() and amount < int(floor) <= \
-                        stored.channel.signed_cumulative:
-                    amount = int(floor)
-                    continue
-                raise _reject("close", status, body)
-        return out
-
-    async def _fresh_offer(self, url: Any, target: Target) -> SessionOffer | None:
-        response = await self.inner.handle_async_request(self.mod.Request("HEAD", url))
-        await response.aread()
-        await response.aclose()
-        if response.status_code != 402:
-            return None
-        return self.core.select(response.headers.multi_items(), target, chain_id=await self._rpc().chain_id(),
-                                now=int(time.time()))
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 def attach_session(client: Any, policy: Any) -> SessionCore:
     """Turn the session intent on for an ``MppClient``/``AsyncMppClient`` (httpx2 or httpx).
 
@@ -531,9 +336,11 @@ def attach_session(client: Any, policy: Any) -> SessionCore:
         import httpx
 
         mod = httpx
+    from ._session_async import AsyncSessionTransport
+
     core = SessionCore(client._engine, policy)
     sync = isinstance(client, mod.Client)
-    cls = SessionTransport if sync else AsyncSessionTransport
+    cls: Any = SessionTransport if sync else AsyncSessionTransport
     shells = []
     for transport in [client._transport, *client._mounts.values()]:
         if transport is not None and hasattr(transport, "inner"):

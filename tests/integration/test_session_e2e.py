@@ -210,7 +210,7 @@ def test_refusals_use_the_spec_error_types(devnet: Devnet, server: Server, tmp_p
     import os
     from dataclasses import replace
 
-    from mpp_claude.client.session import SessionCore
+    from mpp_claude.client._session_core import SessionCore
     from mpp_claude.tempo.session import VoucherDomain, sign_voucher, voucher_payload
     from mpp_claude.tempo.signer import LocalSigner
 
