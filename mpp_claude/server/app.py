@@ -146,9 +146,12 @@ def create_app(config: ServerConfig, *, store: Store | None = None, upstream: Up
         The Starlette app; its lifespan opens the RPC client, store and upstream.
 
     Raises:
-        ValueError: a price override for an unknown model lacks input/output prices.
+        ConfigError: a price override for a model not in the table lacks input/output prices.
     """
-    table = (prices or PriceTable.builtin()).with_overrides(config.prices)
+    try:
+        table = (prices or PriceTable.builtin()).with_overrides(config.prices)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     metrics = Metrics() if config.metrics else None
     make_nonce = nonce or (lambda: secrets.token_urlsafe(12))
 

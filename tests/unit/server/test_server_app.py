@@ -261,3 +261,9 @@ def test_one_structured_log_line_per_request(client: TestClient, caplog: pytest.
     assert refused["model"] == "claude-haiku-4-5" and refused["latency_ms"] >= 0
     assert health["outcome"] == "free" and health["status"] == 200
     assert secret_looking.split()[1] not in caplog.text
+
+
+def test_price_override_for_a_new_model_needs_both_prices() -> None:
+    """A configured price for a model the table lacks must name input and output: ConfigError at build."""
+    with pytest.raises(ConfigError, match="my-model"):
+        make_client(prices={"my-model": {"output": "1"}})
