@@ -19,7 +19,7 @@ from ..errors import BadRequest, ConversionError
 from ..protocol.encoding import decode_json
 from .discovery import llms_txt, models_list, openapi
 from .observability import RequestLog
-from .payments import Replayed
+from .payments import Paid, Replayed
 from .pricing import count_parts, estimate_prompt_tokens, quote
 from .rendering import json_response
 from .serving import Services, guarded, serve_chat, serve_messages
@@ -101,6 +101,22 @@ def _replay(replayed: Replayed, entry: RequestLog) -> Response:
     return response
 
 
+async def _pay(request: Request, svc: Services, entry: RequestLog, body: bytes, payload: dict[str, Any],
+               model: str, max_tokens: int) -> Paid | Replayed:
+    """Quote this request, then pass the payment gate (raises for a 402)."""
+    messages, images = count_parts(payload.get("messages"))
+    price = quote(svc.prices, model, max_tokens=max_tokens,
+                  prompt_tokens=estimate_prompt_tokens(body, messages=messages, images=images))
+    entry.amount = price.amount
+    terms = svc.gate.terms(scope_of(request), body, price)
+    request.state.terms = terms  # the error handler issues fresh challenges from these terms
+    grant = await svc.gate.authorize(terms, body, request.headers.getlist("authorization"),
+                                     request.headers.get("idempotency-key"))
+    if isinstance(grant, Paid):
+        entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
+    return grant
+
+
 async def chat_completions(request: Request) -> Response:
     """``POST /v1/chat/completions``: OpenAI-compatible, paid per request (JSON or SSE)."""
     svc, entry = services(request), access_log(request)
@@ -108,22 +124,15 @@ async def chat_completions(request: Request) -> Response:
     payload = parse_object(body)
     mreq = chat_request_to_messages(payload, options=svc.convert_options, now=svc.clock())
     entry.model, entry.stream = mreq.model.id, mreq.stream
-    messages, images = count_parts(payload.get("messages"))
-    price = quote(svc.prices, mreq.model.id, max_tokens=int(mreq.body["max_tokens"]),
-                  prompt_tokens=estimate_prompt_tokens(body, messages=messages, images=images))
-    entry.amount = price.amount
-    terms = svc.gate.terms(scope_of(request), body, price)
-    request.state.terms = terms
-    grant = await svc.gate.authorize(terms, body, request.headers.getlist("authorization"),
-                                     request.headers.get("idempotency-key"))
+    grant = await _pay(request, svc, entry, body, payload, mreq.model.id, int(mreq.body["max_tokens"]))
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
-    entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
     return await guarded(svc, grant, entry, mreq.model.id, anthropic=False,
                          serve=lambda: serve_chat(svc, mreq, grant, entry))
 
 
-def _messages_request(payload: dict[str, Any], svc: Services) -> tuple[str, int, bool]:
+def _messages_request(payload: dict[str, Any]) -> tuple[str, int, bool]:
+    """Validate a /v1/messages body before payment; returns (model id, max_tokens, stream)."""
     unknown = sorted(set(payload) - _MESSAGES_FIELDS)
     if unknown:
         raise BadRequest(f"fields not offered by this proxy: {', '.join(unknown)}", status=400,
@@ -135,6 +144,11 @@ def _messages_request(payload: dict[str, Any], svc: Services) -> tuple[str, int,
     if max_tokens > info.max_output_tokens:
         raise BadRequest(f"max_tokens: {max_tokens} > {info.max_output_tokens}, the maximum allowed for "
                          f"{info.id}", status=400, param="max_tokens")
+    thinking = payload.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if isinstance(budget, int) and budget >= max_tokens:
+        raise BadRequest("thinking.budget_tokens must be less than max_tokens", status=400,
+                         param="thinking.budget_tokens")
     if not isinstance(payload.get("messages"), list) or not payload["messages"]:
         raise BadRequest("messages: required, a non-empty array", status=400, param="messages")
     for tool in payload.get("tools") or []:
@@ -149,23 +163,14 @@ def _messages_request(payload: dict[str, Any], svc: Services) -> tuple[str, int,
 
 async def messages(request: Request) -> Response:
     """``POST /v1/messages``: Anthropic Messages passthrough, paid per request."""
-    request.state.anthropic = True
     svc, entry = services(request), access_log(request)
     body = await read_body(request, svc.config.max_body_bytes)
     payload = parse_object(body)
-    model, max_tokens, stream = _messages_request(payload, svc)
+    model, max_tokens, stream = _messages_request(payload)
     entry.model, entry.stream = model, stream
-    msgs, images = count_parts(payload.get("messages"))
-    price = quote(svc.prices, model, max_tokens=max_tokens,
-                  prompt_tokens=estimate_prompt_tokens(body, messages=msgs, images=images))
-    entry.amount = price.amount
-    terms = svc.gate.terms(scope_of(request), body, price)
-    request.state.terms = terms
-    grant = await svc.gate.authorize(terms, body, request.headers.getlist("authorization"),
-                                     request.headers.get("idempotency-key"))
+    grant = await _pay(request, svc, entry, body, payload, model, max_tokens)
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
-    entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
     return await guarded(svc, grant, entry, model, anthropic=True,
                          serve=lambda: serve_messages(svc, payload, model, stream, grant, entry))
 

@@ -267,3 +267,11 @@ def test_price_override_for_a_new_model_needs_both_prices() -> None:
     """A configured price for a model the table lacks must name input and output: ConfigError at build."""
     with pytest.raises(ConfigError, match="my-model"):
         make_client(prices={"my-model": {"output": "1"}})
+
+
+def test_messages_thinking_budget_must_fit_max_tokens(client: TestClient) -> None:
+    """A thinking budget >= max_tokens would be an upstream 400 after payment: refused before."""
+    r = client.post("/v1/messages", json={"model": "claude-haiku-4-5", "max_tokens": 100,
+                                          "thinking": {"type": "enabled", "budget_tokens": 100},
+                                          "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400 and "budget_tokens" in r.json()["error"]["message"]
