@@ -3,7 +3,9 @@
 * ``settings``: ``SessionSettings`` (payee key, escrow, deposits, settlement schedule).
 * ``offer``: the session challenge offered beside the charge challenges; echo checks (pure).
 * ``book``: per-channel books in the server's store (SQLite table, Redis key, memory), atomic.
-* ``gate``: credential actions (open, voucher, topUp, close), holds and charges, settlement.
+* ``gate``: credential actions (open, voucher, topUp, close) on the books and the chain.
+* ``meter``: per request, hold the quote and charge the exact usage; schedule settlements.
+* ``settle``: when and with which voucher the payee settles; the payee's transactions.
 * ``http``: the ``/v1/chat/completions`` wrapper, SSE metering, ``enable_sessions(app, settings)``.
 """
 

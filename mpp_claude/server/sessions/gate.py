@@ -14,10 +14,8 @@ Actions (draft-tempo-session-00; mpp-protocol.md §4.6-4.7), after ``offer.check
 * ``close``: the voucher must cover everything spent or held; the payee closes on chain,
   which pays the payee that amount and refunds the rest; the books mark the channel closed.
 
-Per request: ``hold(quote)`` before serving (``insufficient-balance`` when the free balance is
-short), ``finish(cost)`` after, which turns the hold into ``spent`` for the exact usage and
-may trigger a settlement (by amount or age, ``SessionSettings``) with the highest accepted
-voucher not above ``spent``.  Missing or finalized channels are 410.
+Missing or finalized channels are 410.  Holding and charging per request, and settlement,
+are the ``meter.Meter`` half of the gate.
 """
 
 from __future__ import annotations
@@ -64,14 +62,15 @@ from ...tempo.session import (
     parse_session_payload,
     session_receipt_fields,
 )
-from ...tempo.session.onchain import EscrowReverted, read_channel_async, send_calls_async
-from ...tempo.session.transactions import GAS_CLOSE, GAS_SETTLE, close_call, settle_call
+from ...tempo.session.onchain import EscrowReverted, read_channel_async
 from ...tempo.signer import LocalSigner
 from ..config import ServerConfig
 from ..stores.base import Store
 from .book import ChannelBook, ChannelRecord
+from .meter import Meter
 from .offer import SessionEcho, SessionTerms, check_session_echo, session_offers
 from .settings import SessionSettings
+from .settle import Payee
 
 log = logging.getLogger("mpp_claude.server.sessions")
 
@@ -92,7 +91,7 @@ class SessionGrant:
     held: bool = False
 
 
-class SessionGate:
+class SessionGate(Meter):
     """Verifies session credentials and keeps the channel books (one per app).
 
     Args:
@@ -112,17 +111,18 @@ class SessionGate:
                  nonce: Callable[[], str]) -> None:
         key = settings.payee_key.removeprefix("0x")
         try:
-            self._payee = LocalSigner(bytes.fromhex(key))
+            signer = LocalSigner(bytes.fromhex(key))
         except ValueError:
             raise ConfigError("session payee_key: expected a 32-byte hex private key "
                               "(value not shown)") from None
-        if self._payee.address.lower() != config.recipient.lower():
-            raise ConfigError(f"session payee_key belongs to {self._payee.address}, not the recipient "
+        if signer.address.lower() != config.recipient.lower():
+            raise ConfigError(f"session payee_key belongs to {signer.address}, not the recipient "
                               f"{config.recipient}: only the payee can settle and close channels")
         self.config, self.settings, self.book, self.store, self.rpc = config, settings, book, store, rpc
         self.escrow = resolve_escrow(config.chain_id,
                                      {config.chain_id: settings.escrow} if settings.escrow else None)
         self.domain = VoucherDomain(config.chain_id, self.escrow)
+        self._payee = Payee(rpc, signer, self.escrow, settings.fee_token)
         self.terms = SessionTerms(realm=config.realm, recipient=config.recipient, chain_id=config.chain_id,
                                   escrow=self.escrow, currencies=config.currencies,
                                   suggested_deposit=settings.suggested_deposit,
@@ -130,8 +130,7 @@ class SessionGate:
         self._clock = clock
         self._nonce = nonce
         self._states: dict[str, tuple[ChannelState, float]] = {}
-        self._changed: dict[str, asyncio.Event] = {}
-        self._settling: dict[str, asyncio.Task[None]] = {}
+        super().__init__()
 
     # --- offers and receipts -------------------------------------------------------------------
 
@@ -322,13 +321,10 @@ class SessionGate:
         account = replace(record.account, spent=record.account.spent + record.held)
         amount = check_close_voucher(account, voucher, state, self.domain)
         try:
-            sent = await send_calls_async(self.rpc, self._payee, (close_call(self.escrow, cid, amount,
-                                                                              voucher.signature),),
-                                          escrow=self.escrow, gas_limit=GAS_CLOSE,
-                                          fee_token=self.settings.fee_token)
+            tx_hash = await self._payee.close(cid, amount, voucher.signature)
         except (ChainError, EscrowReverted) as exc:
             raise VerificationFailed(f"the channel could not be closed on chain: {exc}") from None
-        await self.store.record("session_tx", {"kind": "close", "tx_hash": sent.tx_hash, "channel_id": cid,
+        await self.store.record("session_tx", {"kind": "close", "tx_hash": tx_hash, "channel_id": cid,
                                                "amount": str(amount), "at": int(self._clock())})
         self._states.pop(cid, None)
 
@@ -337,137 +333,8 @@ class SessionGate:
             acc = replace(rec.account, settled=amount,
                           accepted_cumulative=max(rec.account.accepted_cumulative,
                                                                                 amount))
-            return replace(rec, account=acc, closed=True, close_tx=sent.tx_hash, vouchers=())
+            return replace(rec, account=acc, closed=True, close_tx=tx_hash, vouchers=())
 
         closed = await self.book.update(cid, apply)
         assert closed is not None
-        return SessionGrant(echo.challenge_id, "close", cid, closed.payer, echo.currency, closed,
-                            sent.tx_hash)
-
-    # --- per request ---------------------------------------------------------------------------
-
-    def _wake(self, channel_id: str) -> None:
-        event = self._changed.pop(channel_id, None)
-        if event is not None:
-            event.set()
-
-    async def hold(self, channel_id: str, request_id: str, amount: int) -> ChannelRecord:
-        """Reserve ``amount`` of the channel's free balance for a request.
-
-        Raises:
-            InsufficientBalance: the free balance is short (``requiredCumulative`` in ``extra``).
-            ChannelNotFound / ChannelFinalized: no such open channel in the books.
-        """
-        now = self._clock()
-
-        def apply(rec: ChannelRecord | None) -> ChannelRecord | None:
-            if rec is None:
-                raise ChannelNotFound(f"channel {channel_id} is not open with this server",
-                                      channelId=channel_id)
-            if rec.closed:
-                raise ChannelFinalized(f"channel {channel_id} is closed", channelId=channel_id)
-            return self._held(rec, request_id, amount, now)
-
-        record = await self.book.update(channel_id, apply)
-        assert record is not None
-        return record
-
-    def _held(self, rec: ChannelRecord, request_id: str, amount: int, now: float) -> ChannelRecord:
-        """``rec`` with ``amount`` held for ``request_id`` (stale holds dropped).
-
-        Raises:
-            InsufficientBalance: the free balance is short.
-        """
-        holds = {k: v for k, v in rec.holds.items() if now - v[1] < self.settings.hold_ttl}
-        rec = replace(rec, holds=holds)
-        if rec.free < amount:
-            cid = rec.channel_id
-            raise InsufficientBalance(
-                f"this request may cost {amount}; the channel's free balance is {rec.free}",
-                channelId=cid, requiredCumulative=str(rec.account.spent + rec.held + amount),
-                acceptedCumulative=str(rec.account.accepted_cumulative), spent=str(rec.account.spent),
-                requiredTopUp=str(amount - rec.free), deposit=str(rec.account.deposit))
-        return replace(rec, holds={**holds, request_id: (amount, now)})
-
-    async def wait_and_hold(self, channel_id: str, request_id: str, amount: int, timeout: float
-                            ) -> ChannelRecord | None:
-        """``hold`` once a voucher makes room, waiting at most ``timeout`` seconds (``None``: gave up)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            event = self._changed.setdefault(channel_id, asyncio.Event())
-            try:
-                return await self.hold(channel_id, request_id, amount)
-            except InsufficientBalance:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-            try:  # woken by a voucher accepted in this process; polls for other workers
-                await asyncio.wait_for(event.wait(), min(left, 0.1))
-            except asyncio.TimeoutError:
-                pass
-
-    async def finish(self, channel_id: str, request_id: str, cost: int) -> ChannelRecord:
-        """End a request: drop its hold, charge ``cost`` (at most the hold), maybe schedule a settlement."""
-
-        def apply(rec: ChannelRecord | None) -> ChannelRecord | None:
-            assert rec is not None
-            holds = dict(rec.holds)
-            held = holds.pop(request_id, (0, 0.0))[0]
-            charged = max(0, min(cost, held + rec.free))
-            return replace(rec, holds=holds, account=replace(rec.account, spent=rec.account.spent + charged))
-
-        record = await self.book.update(channel_id, apply)
-        assert record is not None
-        if self._settle_due(record) and channel_id not in self._settling:
-            task = asyncio.get_running_loop().create_task(self._settle(channel_id))
-            self._settling[channel_id] = task
-            task.add_done_callback(lambda _t: self._settling.pop(channel_id, None))
-        return record
-
-    # --- settlement ----------------------------------------------------------------------------
-
-    def _settle_due(self, rec: ChannelRecord) -> bool:
-        unsettled = rec.account.spent - rec.account.settled
-        if unsettled <= 0 or rec.closed:
-            return False
-        s = self.settings
-        return bool((s.settle_every_amount and unsettled >= s.settle_every_amount)
-                    or (s.settle_every_seconds
-                        and self._clock() - rec.last_settle_at >= s.settle_every_seconds))
-
-    async def _settle(self, channel_id: str) -> None:
-        rec = await self.book.get(channel_id)
-        if rec is None:
-            return
-        usable = [(a, sig) for a, sig in rec.vouchers if rec.account.settled < a <= rec.account.spent]
-        if not usable:
-            return
-        amount, sig = usable[-1]
-        try:
-            sent = await send_calls_async(self.rpc, self._payee,
-                                          (settle_call(self.escrow, channel_id, amount, bytes.fromhex(sig)),),
-                                          escrow=self.escrow, gas_limit=GAS_SETTLE,
-                                          fee_token=self.settings.fee_token)
-        except (ChainError, EscrowReverted) as exc:
-            log.warning("settling channel %s for %d failed: %s", channel_id, amount, exc)
-            return
-        await self.store.record("session_tx", {"kind": "settle", "tx_hash": sent.tx_hash,
-                                               "channel_id": channel_id,
-                                               "amount": str(amount), "at": int(self._clock())})
-        now = self._clock()
-
-        def apply(r: ChannelRecord | None) -> ChannelRecord | None:
-            assert r is not None
-            if amount <= r.account.settled:
-                return None
-            return replace(r, last_settle_at=now).with_account(replace(r.account, settled=amount))
-
-        await self.book.update(channel_id, apply)
-
-    async def aclose(self) -> None:
-        """Wait for settlements in progress."""
-        for task in list(self._settling.values()):
-            try:
-                await task
-            except Exception:  # logged by _settle
-                pass
+        return SessionGrant(echo.challenge_id, "close", cid, closed.payer, echo.currency, closed, tx_hash)
