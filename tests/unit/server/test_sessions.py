@@ -99,3 +99,20 @@ def test_book_updates_are_atomic_and_persistent(kind: str, tmp_path: Path) -> No
             assert again is not None and again.account.spent == 50
 
     asyncio.run(main())
+
+
+def test_settlement_rules() -> None:
+    from mpp_claude.server.sessions import SessionSettings
+    from mpp_claude.server.sessions.settle import settle_due, settle_voucher
+
+    rec = record(accepted=300, spent=0)
+    rec = rec.with_account(replace(rec.account, accepted_cumulative=100, voucher_signature=b"\x02" * 65))
+    rec = rec.with_account(replace(rec.account, accepted_cumulative=300, voucher_signature=b"\x03" * 65))
+    by_amount = SessionSettings(payee_key="00", settle_every_amount=150)
+    by_time = SessionSettings(payee_key="00", settle_every_seconds=60)
+    assert not settle_due(rec, by_amount, 0) and settle_voucher(rec) is None  # nothing spent yet
+    spent = replace(rec, account=replace(rec.account, spent=200))
+    assert settle_due(spent, by_amount, 0) and not settle_due(spent, by_time, 59)
+    assert settle_due(spent, by_time, 60)
+    assert settle_voucher(spent) == (100, b"\x02" * 65)  # the highest voucher not above spent
+    assert not settle_due(replace(spent, closed=True), by_amount, 0)
