@@ -1,35 +1,35 @@
 """The session intent on the reference server (opt-in): pay-per-use streaming over a payment channel.
 
-* ``settings``: ``SessionSettings`` (payee key, escrow, deposits, settlement schedule).
+* ``settings``: ``SessionSettings`` (payee key, escrow, deposits, settlement schedule) and the
+  ``session_*`` configuration keys.
 * ``offer``: the session challenge offered beside the charge challenges; echo checks (pure).
 * ``book``: per-channel books in the server's store (SQLite table, Redis key, memory), atomic.
 * ``gate``: credential actions (open, voucher, topUp, close) on the books and the chain.
 * ``meter``: per request, hold the quote and charge the exact usage; schedule settlements.
 * ``settle``: when and with which voucher the payee settles; the payee's transactions.
 * ``http``: the ``/v1/chat/completions`` wrapper, SSE metering, ``enable_sessions(app, settings)``.
+
+Names are imported lazily, so ``server.config`` can use ``settings`` without a cycle.
 """
 
 from __future__ import annotations
 
-from .book import ChannelBook, ChannelRecord, MemoryBook, RedisBook, SQLiteBook, open_book
-from .gate import SessionGate, SessionGrant
-from .http import enable_sessions
-from .offer import SessionTerms, check_session_echo, session_offers, session_request
-from .settings import SessionSettings
+import importlib
+from typing import Any
 
-__all__ = [
-    "ChannelBook",
-    "ChannelRecord",
-    "MemoryBook",
-    "RedisBook",
-    "SQLiteBook",
-    "SessionGate",
-    "SessionGrant",
-    "SessionSettings",
-    "SessionTerms",
-    "check_session_echo",
-    "enable_sessions",
-    "open_book",
-    "session_offers",
-    "session_request",
-]
+_EXPORTS = {
+    "ChannelBook": "book", "ChannelRecord": "book", "MemoryBook": "book", "RedisBook": "book",
+    "SQLiteBook": "book", "open_book": "book", "SessionGate": "gate", "SessionGrant": "gate",
+    "enable_sessions": "http", "SessionTerms": "offer", "check_session_echo": "offer",
+    "session_offers": "offer", "session_request": "offer", "SessionSettings": "settings",
+    "session_settings": "settings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

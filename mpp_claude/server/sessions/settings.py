@@ -1,8 +1,28 @@
-"""Configuration of the server's session intent (off unless a ``SessionSettings`` is given)."""
+"""Configuration of the server's session intent (off unless a ``SessionSettings`` is given).
+
+From the server configuration (flags, environment, TOML; ``server.config``): ``sessions =
+true`` (``--session``, ``MPP_SESSIONS``) turns it on; the ``session_*`` keys below set it up,
+``session_payee_key`` being required.  ``session_settings`` validates them (pure).
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+SESSION_ENV = {
+    "sessions": "MPP_SESSIONS", "session_payee_key": "MPP_SESSION_PAYEE_KEY",
+    "session_escrow": "MPP_SESSION_ESCROW", "session_suggested_deposit": "MPP_SESSION_SUGGESTED_DEPOSIT",
+    "session_min_deposit": "MPP_SESSION_MIN_DEPOSIT", "session_settle_amount": "MPP_SESSION_SETTLE_AMOUNT",
+    "session_settle_seconds": "MPP_SESSION_SETTLE_SECONDS", "session_fee_token": "MPP_SESSION_FEE_TOKEN",
+    "session_voucher_wait": "MPP_SESSION_VOUCHER_WAIT",
+}
+"""Configuration key -> environment variable."""
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
 @dataclass(frozen=True)
@@ -36,3 +56,48 @@ class SessionSettings:
     channel_state_ttl: float = 5.0
     hold_ttl: float = 3600.0
     fee_token: str | None = None
+
+
+def _int(raw: Mapping[str, Any], key: str, default: int, problems: list[str]) -> int:
+    value = raw.get(key, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if isinstance(value, bool) or number < 0:
+        problems.append(f"{key}: expected an integer >= 0, got {value!r}")
+        return default
+    return number
+
+
+def _address(raw: Mapping[str, Any], key: str, problems: list[str]) -> str | None:
+    value = raw.get(key)
+    if value is None or value == "":
+        return None
+    if not _ADDRESS.match(str(value)):
+        problems.append(f"{key}: expected a 0x-prefixed 20-byte hex address, got {value!r}")
+        return None
+    return str(value).lower()
+
+
+def session_settings(raw: Mapping[str, Any], problems: list[str]) -> SessionSettings | None:
+    """``SessionSettings`` from the merged configuration ``raw`` (the ``session_*`` keys).
+
+    Appends one line per problem to ``problems`` (and returns ``None``) instead of raising.
+    """
+    start = len(problems)
+    key = raw.get("session_payee_key")
+    if not key:
+        problems.append("session_payee_key: required with sessions (the recipient's private key, which "
+                        "settles and closes channels; MPP_SESSION_PAYEE_KEY)")
+    elif not _KEY.match(str(key)):
+        problems.append("session_payee_key: expected a 32-byte hex private key (value not shown)")
+    settings = SessionSettings(
+        payee_key=str(key or ""), escrow=_address(raw, "session_escrow", problems),
+        suggested_deposit=_int(raw, "session_suggested_deposit", 1_000_000, problems),
+        min_deposit=max(1, _int(raw, "session_min_deposit", 1, problems)),
+        settle_every_amount=_int(raw, "session_settle_amount", 0, problems),
+        settle_every_seconds=float(_int(raw, "session_settle_seconds", 0, problems)),
+        voucher_wait=float(_int(raw, "session_voucher_wait", 60, problems)),
+        fee_token=_address(raw, "session_fee_token", problems))
+    return settings if len(problems) == start else None

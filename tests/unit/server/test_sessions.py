@@ -116,3 +116,17 @@ def test_settlement_rules() -> None:
     assert settle_due(spent, by_time, 60)
     assert settle_voucher(spent) == (100, b"\x02" * 65)  # the highest voucher not above spent
     assert not settle_due(replace(spent, closed=True), by_amount, 0)
+
+
+def test_session_settings_from_config_keys() -> None:
+    from mpp_claude.server.sessions import session_settings
+
+    problems: list[str] = []
+    got = session_settings({"session_payee_key": "ab" * 32, "session_settle_amount": "5000",
+                            "session_escrow": "0x" + "CC" * 20}, problems)
+    assert problems == [] and got is not None
+    assert got.settle_every_amount == 5000 and got.escrow == "0x" + "cc" * 20
+    bad: list[str] = []
+    assert session_settings({"session_settle_amount": "-1", "session_fee_token": "x"}, bad) is None
+    assert [p.split(":")[0] for p in bad] == ["session_payee_key", "session_settle_amount", "session_fee_token"]
+    assert all("ab" * 32 not in p for p in bad)
