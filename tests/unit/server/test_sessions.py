@@ -128,5 +128,6 @@ def test_session_settings_from_config_keys() -> None:
     assert got.settle_every_amount == 5000 and got.escrow == "0x" + "cc" * 20
     bad: list[str] = []
     assert session_settings({"session_settle_amount": "-1", "session_fee_token": "x"}, bad) is None
-    assert [p.split(":")[0] for p in bad] == ["session_payee_key", "session_settle_amount", "session_fee_token"]
+    assert [p.split(":")[0] for p in bad] == ["session_payee_key", "session_settle_amount",
+                                              "session_fee_token"]
     assert all("ab" * 32 not in p for p in bad)
