@@ -274,3 +274,27 @@ def test_json_request_short_balance_pays_the_402(devnet: Devnet, server: Server,
         assert raw.http_response.status_code == 200 and receipt is not None and receipt.amount
         (closed,) = c.session_transport.close_sessions()  # type: ignore[attr-defined]
     assert devnet.balance(server.payee.address) == closed.spent == receipt.spent
+
+
+def test_budgets_count_vouchers_like_charges(devnet: Devnet, server: Server, tmp_path: Path) -> None:
+    """A scoped budget below a voucher's increase refuses it before signing; the ledger rows of the
+    vouchers add up to exactly what was authorised."""
+    from mpp_claude.errors import BudgetExceeded
+
+    acct = payer(devnet)
+    with running(server.app()) as url:
+        c = client(devnet, acct, url, tmp_path / "ledger.sqlite3")
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c, max_retries=0)
+        stream_text(oai)
+        (stored,) = c.session.open_channels()  # type: ignore[attr-defined]
+        signed = stored.channel.signed_cumulative
+        with c.budget(1), pytest.raises(BudgetExceeded):
+            oai.chat.completions.create(model=MODEL, messages=MSG, max_tokens=3000)
+        (after,) = c.session.open_channels()  # type: ignore[attr-defined]
+        assert after.channel.signed_cumulative == signed  # nothing new was signed
+        stream_text(oai)
+        (last,) = c.session.open_channels()  # type: ignore[attr-defined]
+        rows = [r for r in c.ledger.rows() if r.status != "released"]
+        assert sum(r.amount for r in rows) == last.channel.signed_cumulative
+        assert c.spent == last.channel.signed_cumulative
+        c.session_transport.close_sessions()  # type: ignore[attr-defined]
