@@ -95,6 +95,7 @@ class SessionCore:
         self.receipts: list[SessionReceipt] = []
         self._cache: dict[str, StoredChannel] = {}  # channel id -> this process's view (write-through)
         self._loaded: set[str] = set()              # origins whose open channels were read from the store
+        self._resend: dict[tuple[str, str, int], str] = {}  # the last voucher credential, formatted
 
     @property
     def wallet_address(self) -> str:
@@ -323,8 +324,13 @@ class SessionCore:
         """A voucher credential for ``cumulative`` (re-sends the last voucher when not higher)."""
         c = stored.channel
         if cumulative <= c.signed_cumulative and stored.signature:
-            voucher = SignedVoucher(c.channel_id, c.signed_cumulative, bytes.fromhex(stored.signature))
-            return Voucher(stored, self.credential(offer.challenge, voucher_payload(voucher)))
+            key = (offer.challenge.id, c.channel_id, c.signed_cumulative)
+            value = self._resend.get(key)
+            if value is None:
+                voucher = SignedVoucher(c.channel_id, c.signed_cumulative, bytes.fromhex(stored.signature))
+                value = self.credential(offer.challenge, voucher_payload(voucher))
+                self._resend = {key: value}  # only the latest: one entry per signature
+            return Voucher(stored, value)
         domain = VoucherDomain(c.chain_id, c.escrow)
         signed = sign_voucher(self.engine.wallet.signer, domain, c.channel_id, cumulative)
         new = StoredChannel(after_voucher(c, cumulative), stored.wallet, stored.origin, stored.path,

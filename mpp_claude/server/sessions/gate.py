@@ -131,6 +131,7 @@ class SessionGate(Meter):
         self._nonce = nonce
         self._states: dict[str, tuple[ChannelState, float]] = {}
         super().__init__()
+        self._echoes: dict[tuple[object, ...], SessionEcho] = {}
 
     # --- offers and receipts -------------------------------------------------------------------
 
@@ -203,8 +204,7 @@ class SessionGate(Meter):
             VerificationError subclasses: the echo, payload, transaction or voucher is refused
                 (``ChannelNotFound``/``ChannelFinalized`` are 410).
         """
-        echo = check_session_echo(credential.challenge, self.terms, route=route, secret=self.config.secret,
-                                  now=self._now())
+        echo = self._echo(credential.challenge, route)
         payload = parse_session_payload(credential.payload)
         if isinstance(payload, OpenPayload):
             return await self._open(payload, echo)
@@ -221,6 +221,21 @@ class SessionGate(Meter):
         return SessionGrant(echo.challenge_id, "voucher", voucher.channel_id, record.payer, echo.currency,
                             record,
                             held=bool(held))
+
+    def _echo(self, challenge: Challenge, route: str) -> SessionEcho:
+        """``check_session_echo``, remembered per exact echo (a session reuses its challenge for every
+        request): a remembered echo is only re-checked for expiry."""
+        c = challenge
+        key = (c.id, c.realm, c.method, c.intent, c.request, c.expires, c.opaque, c.digest, c.header, route)
+        known = self._echoes.get(key)
+        if known is not None and known.expires_at > self._clock():
+            return known
+        echo = check_session_echo(challenge, self.terms, route=route, secret=self.config.secret,
+                                  now=self._now())
+        if len(self._echoes) >= 4096:
+            self._echoes.clear()
+        self._echoes[key] = echo
+        return echo
 
     async def _accept(self, voucher: Voucher, state: ChannelState, currency: str, *,
                       hold: tuple[str, int] | None = None, held: list[bool] | None = None) -> ChannelRecord:
