@@ -298,3 +298,24 @@ def test_budgets_count_vouchers_like_charges(devnet: Devnet, server: Server, tmp
         assert sum(r.amount for r in rows) == last.channel.signed_cumulative
         assert c.spent == last.channel.signed_cumulative
         c.session_transport.close_sessions()  # type: ignore[attr-defined]
+
+
+def test_legacy_httpx_client_pays_with_a_session(devnet: Devnet, server: Server, tmp_path: Path) -> None:
+    """The ``httpx`` twins (anthropic SDK, openai < 3) get the same session transport."""
+    import mpp_claude.httpx as legacy
+
+    acct = payer(devnet)
+    body = {"model": MODEL, "messages": MSG, "max_tokens": 30, "stream": True}
+    with running(server.app()) as url:
+        c = legacy.MppClient(Wallet.from_private_key(bytes(acct.key)), rpc_url=devnet.rpc_url,
+                             allowed_origins=[url], ledger=Ledger(tmp_path / "ledger.sqlite3"))
+        attach_session(c, session_policy(devnet))
+        for _ in range(2):
+            with c.stream("POST", url + "/v1/chat/completions", json=body) as r:
+                text = r.read()
+                assert r.status_code == 200 and b"payment-" not in text and text.endswith(b"data: [DONE]\n\n")
+                receipt = session_receipt_of(r)
+                assert receipt is not None and receipt.amount
+        (closed,) = c.session_transport.close_sessions()  # type: ignore[attr-defined]
+        c.close()
+    assert devnet.balance(server.payee.address) == closed.spent > 0
