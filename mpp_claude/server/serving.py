@@ -37,6 +37,7 @@ from ..convert.sse import SseParser
 from ..convert.stream import StreamTranslator
 from ..convert.types import ConvertOptions, MessagesRequest
 from ..errors import ConversionError, UpstreamError
+from ..protocol.encoding import loads_bounded
 from .config import ServerConfig
 from .observability import Metrics, RequestLog
 from .payments import Paid, PaymentGate
@@ -247,10 +248,14 @@ def _note_usage(event: str, data: str, usage: dict[str, Any]) -> None:
     if event not in ("message_start", "message_delta"):
         return
     try:
-        payload = json.loads(data)
+        payload = loads_bounded(data)
     except ValueError:
         return
-    raw = payload.get("message", {}).get("usage") if event == "message_start" else payload.get("usage")
+    if not isinstance(payload, dict):
+        return
+    message = payload.get("message")
+    raw = (message.get("usage") if isinstance(message, dict) else None) if event == "message_start" \
+        else payload.get("usage")
     if isinstance(raw, dict):
         usage.update({k: v for k, v in raw.items() if isinstance(v, int)})
 

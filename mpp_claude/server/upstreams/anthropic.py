@@ -40,6 +40,7 @@ from typing import Any
 import httpx2
 
 from ...errors import ConfigError, UpstreamError
+from ...protocol.encoding import loads_bounded
 from .base import ANTHROPIC_VERSION, UpstreamResponse, error_body, error_type_for
 
 log = logging.getLogger("mpp_claude.server.upstream")
@@ -187,7 +188,7 @@ async def _read_json(response: httpx2.Response, url: str) -> dict[str, Any]:
     finally:
         await response.aclose()
     try:
-        data = json.loads(raw)
+        data = loads_bounded(raw)
     except ValueError:
         data = None
     if isinstance(data, dict):

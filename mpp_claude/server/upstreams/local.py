@@ -47,6 +47,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ...errors import UpstreamError
+from ...protocol.encoding import loads_bounded
 from . import _local_model as model
 from ._local_stream import encode_event, message_events
 from ._local_validate import LocalApiError, validate_request
@@ -315,7 +316,7 @@ def create_local_anthropic_app(upstream: LocalUpstream | None = None, *, api_key
                                          "Request exceeds the maximum allowed number of bytes."), {}, None)
             return None, _to_response(reply, 0)
         try:
-            return json.loads(raw), None
+            return loads_bounded(raw), None
         except ValueError:
             reply = _error(LocalApiError(400, "invalid_request_error", "There was an error parsing the body: "
                                          "invalid JSON"), {}, None)
