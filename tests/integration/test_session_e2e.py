@@ -27,6 +27,7 @@ from mpp_claude.server.sessions import SessionSettings, SQLiteBook, enable_sessi
 from mpp_claude.server.stores import SQLiteStore
 from mpp_claude.server.upstreams import LocalUpstream
 from mpp_claude.tempo import tip20
+from mpp_claude.tempo.session import escrow_events
 
 pytestmark = pytest.mark.devnet
 
@@ -108,6 +109,11 @@ def test_fifty_streams_one_channel(devnet: Devnet, server: Server, tmp_path: Pat
     txs = [r["kind"] for r in server.records("session_tx")]
     assert txs.count("open") == 1 and txs.count("close") == 1 and txs.count("topUp") == 0
     assert 1 <= txs.count("settle") <= spent // 2_000 and txs[-1] == "close"
+    logs = devnet.rpc.call("eth_getLogs", [{"address": devnet.escrow_address, "fromBlock": "0x0",
+                                            "topics": [None, closed.channel_id]}])
+    events = [e.name for e in escrow_events(logs, devnet.escrow_address)]
+    # the close settles the rest (one more Settled event) and finalizes
+    assert events == ["ChannelOpened", *["Settled"] * (txs.count("settle") + 1), "ChannelClosed"]
     assert devnet.balance(server.payee.address) == spent
     assert devnet.balance(acct.address) == start - spent
     rows = c.ledger.rows()
