@@ -12,9 +12,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..errors import InsufficientFunds, PaymentRejected
+from ..errors import ChainError, InsufficientFunds, PaymentRejected
 from ..tempo import tip20
 from ..tempo.session import parse_need_voucher_event
+from ..tempo.session.onchain import read_channel_async
 from ._logical import model_of
 from ._session_core import SessionCore, Voucher
 from ._session_shell import (
@@ -54,6 +55,7 @@ class AsyncSessionTransport(_Common):
         if offer is not None and stored is not None:
             voucher = await self._pay(stored, offer, core.required_for(stored, offer.amount), request.url,
                                       target, model, rid)
+        retried = False
         for _ in range(MAX_ROUNDS):
             response = await self.inner.handle_async_request(
                 request if voucher is None else _with(self.mod, request, voucher.value))
@@ -66,19 +68,27 @@ class AsyncSessionTransport(_Common):
             await response.aclose()
             if voucher is not None:
                 kind, problem = _refusal(status, body)
-                core.refused(voucher, kind)
-                if status == 410:
-                    core.evict(voucher.stored.channel_id)
-                elif kind == "session/insufficient-balance" and offer is not None:
+                if kind == "session/insufficient-balance" and offer is not None:
+                    core.accepted(voucher)  # accepted; only the balance is short of this request
                     required = int(problem.get("requiredCumulative") or 0)
                     fresh = core.get(voucher.stored.channel_id) or voucher.stored
                     voucher = await self._pay(fresh, offer, required, request.url, target, model, rid)
                     continue
-                elif voucher.opens and kind != "invalid-challenge":
-                    core.evict(voucher.stored.channel_id, "failed")
-                voucher = None
+                if voucher.opens and status == 402:
+                    if await self._opened_anyway(voucher.stored):
+                        core.refused(voucher, kind)
+                    else:  # nothing moved: the voucher is worthless, its reservation is given back
+                        core.release(voucher, kind)
+                        core.evict(voucher.stored.channel_id, "failed")
+                    raise _reject("open", status, body)
+                core.refused(voucher, kind)
+                channel_id, voucher = voucher.stored.channel_id, None
                 if status == 410:
-                    continue
+                    core.evict(channel_id)
+                    continue  # ask again, unpaid: a new channel
+                if kind not in ("invalid-challenge", "payment-expired") or retried:
+                    raise _reject("voucher", status, body)
+                retried = True  # a stale cached challenge: pay again with the fresh one below
             chain_id = await self._rpc().chain_id()
             self._pin(chain_id)
             found = core.select(response.headers.multi_items(), target, chain_id=chain_id,
@@ -112,6 +122,15 @@ class AsyncSessionTransport(_Common):
             return core.build_open(offer, origin=target.origin, path=target.path, salt=os.urandom(32),
                                    deposit=deposit, base_fee=base_fee, now=int(time.time()), model=model,
                                    request_id=rid)
+
+    async def _opened_anyway(self, stored: StoredChannel) -> bool:
+        """After a refused open: whether the channel exists on chain all the same (the deposit is
+        locked there; keep it, the server adopts channels it is the payee of)."""
+        c = stored.channel
+        try:
+            return (await read_channel_async(self._rpc(), c.escrow, c.channel_id)).exists
+        except ChainError:
+            return True  # unknown: keep it rather than forget a deposit
 
     async def _manage(self, url: Any, value: str) -> tuple[int, Any, bytes]:
         response = await self.inner.handle_async_request(_manage_request(self.mod, url, value))

@@ -245,6 +245,13 @@ class SessionCore:
 
     # --- credentials -------------------------------------------------------------------------
 
+    def release(self, v: Voucher | None, why: str) -> None:
+        """The voucher can never be used (its channel never came to exist): give its reservation back."""
+        if v is not None and v.ledger_id is not None:
+            release_all(v.scopes, v.delta)
+            self.engine.ledger.release(v.ledger_id, error=why, now=time.time())
+            v.ledger_id = None
+
     @staticmethod
     def credential(challenge: Challenge, payload: dict[str, str]) -> str:
         return format_credential(Credential(challenge=challenge, payload=payload))

@@ -27,10 +27,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import InsufficientFunds, PaymentRejected
+from ..errors import ChainError, InsufficientFunds, PaymentRejected
 from ..protocol.receipt import Receipt, parse_receipt
 from ..tempo import tip20
 from ..tempo.session import parse_need_voucher_event
+from ..tempo.session.onchain import read_channel
 from ._engine import EXT_FIRST_ORIGIN
 from ._flow import printable, problem_of
 from ._logical import model_of
@@ -141,6 +142,7 @@ class SessionTransport(_Common):
         if offer is not None and stored is not None:
             voucher = self._pay(stored, offer, core.required_for(stored, offer.amount), request.url,
                                 target, model, rid)
+        retried = False
         for _ in range(MAX_ROUNDS):
             response = self.inner.handle_request(request if voucher is None else _with(self.mod, request,
                                                                                         voucher.value))
@@ -153,19 +155,27 @@ class SessionTransport(_Common):
             response.close()
             if voucher is not None:
                 kind, problem = _refusal(status, body)
-                core.refused(voucher, kind)
-                if status == 410:
-                    core.evict(voucher.stored.channel_id)
-                elif kind == "session/insufficient-balance" and offer is not None:
+                if kind == "session/insufficient-balance" and offer is not None:
+                    core.accepted(voucher)  # accepted; only the balance is short of this request
                     required = int(problem.get("requiredCumulative") or 0)
                     fresh = core.get(voucher.stored.channel_id) or voucher.stored
                     voucher = self._pay(fresh, offer, required, request.url, target, model, rid)
                     continue
-                elif voucher.opens and kind != "invalid-challenge":
-                    core.evict(voucher.stored.channel_id, "failed")  # a refused open
-                voucher = None
+                if voucher.opens and status == 402:
+                    if self._opened_anyway(voucher.stored):
+                        core.refused(voucher, kind)
+                    else:  # nothing moved: the voucher is worthless, its reservation is given back
+                        core.release(voucher, kind)
+                        core.evict(voucher.stored.channel_id, "failed")
+                    raise _reject("open", status, body)
+                core.refused(voucher, kind)
+                channel_id, voucher = voucher.stored.channel_id, None
                 if status == 410:
-                    continue  # ask again, unpaid
+                    core.evict(channel_id)
+                    continue  # ask again, unpaid: a new channel
+                if kind not in ("invalid-challenge", "payment-expired") or retried:
+                    raise _reject("voucher", status, body)
+                retried = True  # a stale cached challenge: pay again with the fresh one below
             self._pin(self._rpc().chain_id())
             found = core.select(response.headers.multi_items(), target, chain_id=self._rpc().chain_id(),
                                 now=int(time.time())) if status == 402 else None
@@ -200,6 +210,15 @@ class SessionTransport(_Common):
             return core.build_open(offer, origin=target.origin, path=target.path, salt=os.urandom(32),
                                    deposit=deposit, base_fee=rpc.base_fee(), now=int(time.time()),
                                    model=model, request_id=rid)
+
+    def _opened_anyway(self, stored: StoredChannel) -> bool:
+        """After a refused open: whether the channel exists on chain all the same (the deposit is
+        locked there; keep it, the server adopts channels it is the payee of)."""
+        c = stored.channel
+        try:
+            return read_channel(self._rpc(), c.escrow, c.channel_id).exists
+        except ChainError:
+            return True  # unknown: keep it rather than forget a deposit
 
     def _manage(self, url: Any, value: str) -> tuple[int, Any, bytes]:
         response = self.inner.handle_request(_manage_request(self.mod, url, value))

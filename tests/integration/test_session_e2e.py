@@ -325,3 +325,20 @@ def test_legacy_httpx_client_pays_with_a_session(devnet: Devnet, server: Server,
         (closed,) = c.session_transport.close_sessions()  # type: ignore[attr-defined]
         c.close()
     assert devnet.balance(server.payee.address) == closed.spent > 0
+
+
+def test_refused_open_moves_nothing_and_gives_the_budget_back(devnet: Devnet, tmp_path: Path) -> None:
+    from mpp_claude.errors import PaymentRejected
+
+    server = Server(devnet, tmp_path, min_deposit=5 * tip20.UNIT)  # more than this client deposits
+    acct = payer(devnet)
+    start = devnet.balance(acct.address)
+    with running(server.app()) as url:
+        c = client(devnet, acct, url, tmp_path / "ledger.sqlite3")
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c, max_retries=0)
+        with pytest.raises(PaymentRejected) as info:
+            stream_text(oai)
+        assert "deposit" in str(info.value)
+    assert c.session.open_channels() == [] and c.spent == 0  # type: ignore[attr-defined]
+    assert all(r.status == "released" for r in c.ledger.rows())
+    assert devnet.balance(acct.address) == start
