@@ -92,6 +92,13 @@ def session_settings(raw: Mapping[str, Any], problems: list[str]) -> SessionSett
                         "settles and closes channels; MPP_SESSION_PAYEE_KEY)")
     elif not _KEY.match(str(key)):
         problems.append("session_payee_key: expected a 32-byte hex private key (value not shown)")
+    elif _ADDRESS.match(str(raw.get("recipient", ""))):
+        from ...tempo.signer import LocalSigner
+
+        owner = LocalSigner(bytes.fromhex(str(key).removeprefix("0x"))).address
+        if owner.lower() != str(raw["recipient"]).lower():
+            problems.append(f"session_payee_key: belongs to {owner}, not the recipient {raw['recipient']} "
+                            "(only the payee can settle and close channels)")
     settings = SessionSettings(
         payee_key=str(key or ""), escrow=_address(raw, "session_escrow", problems),
         suggested_deposit=_int(raw, "session_suggested_deposit", 1_000_000, problems),
