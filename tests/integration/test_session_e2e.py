@@ -8,12 +8,18 @@ spent, the payer gets the rest of the deposit back at close.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import openai
 import pytest
+import uvicorn
 from eth_account import Account
 from server_harness import running, server_config
 
@@ -120,12 +126,33 @@ def test_fifty_streams_one_channel(devnet: Devnet, server: Server, tmp_path: Pat
     assert sum(r.amount for r in rows) >= spent and all(r.status == "settled" for r in rows)
 
 
+@contextmanager
+def serving_on(app: Any, port: int) -> Iterator[str]:
+    """``app`` on a fixed loopback port (a restarted server keeps its origin)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def test_restarts_resume_the_channel(devnet: Devnet, tmp_path: Path) -> None:
     """Client and server restart half-way: same channel, accepted amount kept, one open."""
     server = Server(devnet, tmp_path)
     acct = payer(devnet)
     ledger = tmp_path / "ledger.sqlite3"
-    with running(server.app()) as url:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    with serving_on(server.app(), port) as url:
         c1 = client(devnet, acct, url, ledger)
         oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c1, max_retries=0)
         for _ in range(3):
@@ -137,15 +164,11 @@ def test_restarts_resume_the_channel(devnet: Devnet, tmp_path: Path) -> None:
     asyncio.run(book.close())
     assert kept is not None and kept.account.accepted_cumulative == first.accepted_cumulative
     assert kept.account.spent == first.spent
-    with running(server.app()) as url2:  # same store file, new process state, new port
-        c2 = client(devnet, acct, url2, ledger)
+    with serving_on(server.app(), port) as url:  # same store file and origin, fresh process state
+        c2 = client(devnet, acct, url, ledger)  # a new client on the same ledger/channel store
         stored = c2.session.store.open_channels(acct.address)  # type: ignore[attr-defined]
         assert [s.channel_id for s in stored] == [first.channel_id]
-        # the new server port is another origin: point the stored channel at it, as a restarted
-        # client talking to the same service would find it
-        from dataclasses import replace
-        c2.session.store.save(replace(stored[0], origin=url2), now=0)  # type: ignore[attr-defined]
-        oai2 = openai.OpenAI(base_url=url2 + "/v1", api_key="unused", http_client=c2, max_retries=0)
+        oai2 = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c2, max_retries=0)
         for _ in range(3):
             stream_text(oai2)
         later = c2.session.receipts[-1]  # type: ignore[attr-defined]
