@@ -365,3 +365,20 @@ def test_refused_open_moves_nothing_and_gives_the_budget_back(devnet: Devnet, tm
     assert c.session.open_channels() == [] and c.spent == 0  # type: ignore[attr-defined]
     assert all(r.status == "released" for r in c.ledger.rows())
     assert devnet.balance(acct.address) == start
+
+
+def test_upstream_failure_charges_nothing(devnet: Devnet, server: Server, tmp_path: Path) -> None:
+    """An upstream error after the hold: the client gets the error, the channel is charged nothing."""
+    acct = payer(devnet)
+    with running(server.app()) as url:
+        c = client(devnet, acct, url, tmp_path / "ledger.sqlite3")
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c, max_retries=0)
+        stream_text(oai)
+        spent = c.session.receipts[-1].spent  # type: ignore[attr-defined]
+        failing: Any = [{"role": "user", "content": "[[mpp-fault:529]]"}]
+        with pytest.raises(openai.APIError):  # an error status, or an error frame once streaming began
+            list(oai.chat.completions.create(model=MODEL, messages=failing, max_tokens=40, stream=True))
+        with pytest.raises(openai.APIStatusError):
+            oai.chat.completions.create(model=MODEL, messages=failing, max_tokens=40)
+        (closed,) = c.session_transport.close_sessions()  # type: ignore[attr-defined]
+    assert closed.spent == spent == devnet.balance(server.payee.address)
