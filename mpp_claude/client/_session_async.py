@@ -242,7 +242,9 @@ class AsyncSessionTransport(_Common):
         await response.aclose()
         if response.status_code != 402:
             return None
-        return self.core.select(response.headers.multi_items(), target, chain_id=await self._rpc().chain_id(),
+        chain_id = await self._rpc().chain_id()
+        self._pin(chain_id)
+        return self.core.select(response.headers.multi_items(), target, chain_id=chain_id,
                                 now=int(time.time()))
 
     async def aclose(self) -> None:

@@ -332,7 +332,9 @@ class SessionTransport(_Common):
         response.close()
         if response.status_code != 402:
             return None
-        return self.core.select(response.headers.multi_items(), target, chain_id=self._rpc().chain_id(),
+        chain_id = self._rpc().chain_id()
+        self._pin(chain_id)
+        return self.core.select(response.headers.multi_items(), target, chain_id=chain_id,
                                 now=int(time.time()))
 
     def close(self) -> None:
