@@ -18,6 +18,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPORT = HERE / "REPORT.md"
+README = HERE.parent / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def _machine() -> str:
@@ -48,7 +50,7 @@ def main() -> int:
         if proc.returncode != 0:
             failed += 1
             out += f"\n\n(exit {proc.returncode})\n{proc.stderr.strip()[-2000:]}"
-        rows += [line for line in out.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
+        rows += _table_rows(out)
         sections.append(f"### {script.name}\n\n```\n{out}\n```\n")
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (f"# Benchmarks\n\nRun {now} on {_machine()}.\n"
@@ -59,7 +61,31 @@ def main() -> int:
                  + "\n".join(rows) + "\n\n")
     REPORT.write_text(head + table + "\n".join(sections))
     print(f"wrote {REPORT}")
+    _update_readme(f"Run {now} on {_machine()} (full output: `bench/REPORT.md`).\n\n" + table)
     return 1 if failed else 0
+
+
+def _is_separator(line: str) -> bool:
+    return line.startswith("|") and set(line) <= set("|-: ")
+
+
+def _table_rows(out: str) -> list[str]:
+    """Data rows of the Markdown tables in ``out``: no separator rows, no header rows."""
+    lines = out.splitlines()
+    return [line for i, line in enumerate(lines)
+            if line.startswith("|") and not _is_separator(line)
+            and not (i + 1 < len(lines) and _is_separator(lines[i + 1]))]
+
+
+def _update_readme(summary: str) -> None:
+    """Replace the README's benchmark section (between the two markers) with ``summary``."""
+    text = README.read_text()
+    if START not in text or END not in text:
+        return
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    README.write_text(f"{before}{START}\n{summary}{END}{after}")
+    print(f"updated {README}")
 
 
 if __name__ == "__main__":
