@@ -11,6 +11,7 @@ Public surface (everything else in this package is private)::
     Hooks, Quote, PaymentReceipt       observers, prices, receipts; receipt_of(response)
     openai_client, async_openai_client convenience constructors
     spend_report                       the ``mpp-claude spend`` report
+    SessionPolicy, session_receipt_of  the session intent (payment channels), opt-in
 
 The legacy ``httpx`` twins are in :mod:`mpp_claude.httpx`.
 """
@@ -25,6 +26,7 @@ from .ledger import Ledger, MemoryLedger
 from .policy import UNSAFE_SWITCHES, Policy, UnsafePolicyWarning
 from .receipts import PaymentReceipt, Quote, receipt_of
 from .report import spend_report
+from .session import SessionPolicy, SessionReceipt, session_receipt_of
 from .wallet import Wallet
 
 __all__ = [
@@ -41,11 +43,14 @@ __all__ = [
     "PaymentReceipt",
     "Policy",
     "Quote",
+    "SessionPolicy",
+    "SessionReceipt",
     "UnsafePolicyWarning",
     "Wallet",
     "async_openai_client",
     "openai_client",
     "receipt_of",
+    "session_receipt_of",
     "spend_report",
     "spending_limit",
 ]

@@ -15,10 +15,12 @@ import httpx2
 
 from ..tempo.rpc import AsyncRpcClient, RpcClient
 from ._engine import EXT_FIRST_ORIGIN, Approve, AsyncEngine, Hooks, SyncEngine
+from ._session_shell import attach_session
 from ._setup import LedgerArg, PaymentsMixin, first_origin, make_engine, reconcile_async, reconcile_sync
 from ._shell import handle_async, handle_sync
 from .payer import AsyncPayer, Payer
 from .policy import Policy
+from .session import SessionPolicy, SessionReceipt
 from .wallet import Wallet
 
 _TRANSPORT_KW = ("verify", "cert", "trust_env", "http1", "http2", "limits")
@@ -109,6 +111,7 @@ class MppClient(PaymentsMixin, httpx2.Client):
         approve_above: only payments above this amount go to ``approve``.
         hooks: :class:`Hooks` observers (challenge, payment, receipt).
         dry_run: never pay; a 402 raises ``PaymentQuoted`` carrying the quote.
+        session: a ``SessionPolicy`` to pay with payment channels where offered (off by default).
         transport: the inner transport doing the I/O.
         **kwargs: everything ``httpx2.Client`` takes (defaults as the openai SDK's client).
     Raises:
@@ -120,6 +123,7 @@ class MppClient(PaymentsMixin, httpx2.Client):
                  ledger: LedgerArg = "default",
                  approve: Approve | None = None, approve_above: int | str | Decimal | None = None,
                  hooks: Hooks | None = None, dry_run: bool = False, payer: Payer | None = None,
+                 session: SessionPolicy | None = None,
                  transport: httpx2.BaseTransport | None = None, **kwargs: Any) -> None:
         options = {"rpc_url": rpc_url, "rpc": rpc, "policy": policy, "allowed_origins": allowed_origins,
                    "ledger": ledger, "approve": approve, "approve_above": approve_above, "hooks": hooks,
@@ -130,10 +134,18 @@ class MppClient(PaymentsMixin, httpx2.Client):
         super().__init__(transport=MppTransport(engine=engine, inner=inner), **kwargs)
         self._mounts = {p: (None if t is None else MppTransport(engine=engine, inner=t))
                         for p, t in self._mounts.items()}
+        if session is not None:
+            attach_session(self, session)
 
     def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
         request.extensions.setdefault(EXT_FIRST_ORIGIN, first_origin(request.url))
         return super().send(request, **kwargs)
+
+    def close_sessions(self) -> list[SessionReceipt]:
+        """Close this client's open payment channels (``session=``): the server is paid what it reported
+        spent and the rest of each deposit returns to the wallet.  Returns the close receipts."""
+        shell = getattr(self, "session_transport", None)
+        return [] if shell is None else list(shell.close_sessions())
 
     def reconcile(self) -> int:
         """Resolve ledger rows with an unknown outcome from the chain; returns how many changed."""
@@ -158,6 +170,7 @@ class AsyncMppClient(PaymentsMixin, httpx2.AsyncClient):
                  ledger: LedgerArg = "default",
                  approve: Approve | None = None, approve_above: int | str | Decimal | None = None,
                  hooks: Hooks | None = None, dry_run: bool = False, payer: AsyncPayer | None = None,
+                 session: SessionPolicy | None = None,
                  transport: httpx2.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
         options = {"rpc_url": rpc_url, "rpc": rpc, "policy": policy, "allowed_origins": allowed_origins,
                    "ledger": ledger, "approve": approve, "approve_above": approve_above, "hooks": hooks,
@@ -168,10 +181,17 @@ class AsyncMppClient(PaymentsMixin, httpx2.AsyncClient):
         super().__init__(transport=AsyncMppTransport(engine=engine, inner=inner), **kwargs)
         self._mounts = {p: (None if t is None else AsyncMppTransport(engine=engine, inner=t))
                         for p, t in self._mounts.items()}
+        if session is not None:
+            attach_session(self, session)
 
     async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
         request.extensions.setdefault(EXT_FIRST_ORIGIN, first_origin(request.url))
         return await super().send(request, **kwargs)
+
+    async def close_sessions(self) -> list[SessionReceipt]:
+        """See :meth:`MppClient.close_sessions`."""
+        shell = getattr(self, "session_transport", None)
+        return [] if shell is None else list(await shell.close_sessions())
 
     async def reconcile(self) -> int:
         """Resolve ledger rows with an unknown outcome from the chain; returns how many changed."""

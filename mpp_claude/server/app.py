@@ -201,4 +201,8 @@ def create_app(config: ServerConfig, *, store: Store | None = None, upstream: Up
         lifespan=lifespan,
     )
     app.add_middleware(AccessLog, metrics=metrics)
+    if config.sessions is not None:  # the session intent, offered beside charge
+        from .sessions import enable_sessions
+
+        enable_sessions(app, config.sessions, rpc=rpc)
     return app

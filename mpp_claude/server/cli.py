@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output ceiling quoted when a request has no max_tokens (default 4096)")
     parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int, help="request size limit")
     parser.add_argument("--metrics", action="store_const", const=True, help="serve /metrics (Prometheus)")
+    parser.add_argument("--session", dest="sessions", action="store_const", const=True,
+                        help="also offer the session intent (payment channels; needs MPP_SESSION_PAYEE_KEY)")
     parser.add_argument("--log-level", dest="log_level", default="info",
                         choices=["debug", "info", "warning", "error"], help="log level (default info)")
 

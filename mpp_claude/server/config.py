@@ -16,6 +16,7 @@ without the prefix)::
     MPP_CURRENCIES (comma separated)  MPP_STORE  MPP_UPSTREAM  MPP_ANTHROPIC_BASE_URL
     ANTHROPIC_API_KEY  MPP_FEE_PAYER_KEY  MPP_SPONSOR_BUDGET  MPP_SPONSOR_MAX_GAS
     MPP_DEFAULT_MAX_TOKENS  MPP_MAX_BODY_BYTES  MPP_CHALLENGE_TTL  MPP_METRICS  MPP_MODES
+    MPP_SESSIONS  MPP_SESSION_PAYEE_KEY  MPP_SESSION_*  (server.sessions.settings.SESSION_ENV)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from .sessions.settings import SESSION_ENV, SessionSettings, session_settings
 
 PATH_USD = "0x20c0000000000000000000000000000000000000"
 MIN_SECRET_BYTES = 32
@@ -88,6 +90,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8402
     workers: int = 1
+    sessions: SessionSettings | None = None  # the session intent, opt-in (``sessions = true``)
 
     @property
     def fee_payer(self) -> bool:
@@ -108,6 +111,7 @@ _ENV = {
     "metrics": "MPP_METRICS", "modes": "MPP_MODES", "host": "MPP_HOST", "port": "MPP_PORT",
     "workers": "MPP_WORKERS",
 }
+_ENV.update(SESSION_ENV)
 KNOWN_KEYS = frozenset(_ENV) | {"prices"}
 
 
@@ -281,6 +285,7 @@ def build_config(*, flags: Mapping[str, Any] | None = None, env: Mapping[str, An
         metrics=_bool(raw, "metrics", problems),
         prices=_prices(raw.get("prices"), problems),
     )
+    config_args["sessions"] = session_settings(raw, problems) if _bool(raw, "sessions", problems) else None
     if config_args["workers"] > 1 and store.startswith("memory://"):
         problems.append("store: memory:// cannot be shared by several workers; use sqlite or redis")
     if problems:

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,9 +29,10 @@ TERMS = SessionTerms(realm="r", recipient="0x" + "aa" * 20, chain_id=31337, escr
 ROUTE = "POST /v1/chat/completions"
 
 
-def offer(**kw: object) -> Challenge:
+def offer() -> Challenge:
     (ch,) = session_offers(TERMS, route=ROUTE, amount=500, secret=SECRET, now=NOW, ttl=300, nonce="n")
-    return replace(ch, **kw) if kw else ch  # type: ignore[arg-type]
+    assert isinstance(ch, Challenge)
+    return ch
 
 
 def test_offer_shape() -> None:
@@ -131,3 +133,62 @@ def test_session_settings_from_config_keys() -> None:
     assert [p.split(":")[0] for p in bad] == ["session_payee_key", "session_settle_amount",
                                               "session_fee_token"]
     assert all("ab" * 32 not in p for p in bad)
+
+
+def test_build_config_sessions_switch() -> None:
+    from mpp_claude.errors import ConfigError
+    from mpp_claude.server.config import build_config
+    from mpp_claude.tempo.signer import LocalSigner
+
+    payee = LocalSigner(bytes.fromhex("ab" * 32)).address
+    base = {"secret_key": "k" * 32, "recipient": payee, "rpc_url": "http://127.0.0.1:1", "chain_id": 31337}
+    assert build_config(flags=base).sessions is None  # off by default
+    on = build_config(flags=base, env={"sessions": "true", "session_payee_key": "ab" * 32,
+                                       "session_settle_amount": "100"})
+    assert on.sessions is not None and on.sessions.settle_every_amount == 100
+    with pytest.raises(ConfigError) as info:
+        build_config(flags={**base, "sessions": True})
+    assert "session_payee_key" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        build_config(flags={**base, "recipient": "0x" + "aa" * 20, "sessions": True,
+                            "session_payee_key": "ab" * 32})
+    assert "not the recipient" in str(info.value) and "ab" * 32 not in str(info.value)
+
+
+class _FakeGate:
+    def __init__(self) -> None:
+        self.finished: list[int] = []
+
+    async def finish(self, channel_id: str, request_id: str, cost: int) -> ChannelRecord:
+        self.finished.append(cost)
+        return record(accepted=500, spent=cost)
+
+    def receipt(self, rec: ChannelRecord, challenge_id: str, *, cost: int | None = None) -> object:
+        from mpp_claude.protocol.receipt import Receipt
+
+        return Receipt(status="success", timestamp="2026-11-25T12:00:00Z", reference=rec.channel_id,
+                       method="tempo", extra={"intent": "session", "spent": str(rec.account.spent)})
+
+
+def test_metered_stream_puts_the_receipt_before_done_and_charges_once() -> None:
+    from types import SimpleNamespace
+
+    from mpp_claude.server.sessions.http import _Metered
+
+    async def upstream(chunks: list[bytes]) -> Any:
+        for c in chunks:
+            yield c
+
+    async def run(chunks: list[bytes]) -> tuple[bytes, list[int]]:
+        gate = _FakeGate()
+        metered = _Metered(gate, "0x" + "11" * 32, "r1", "ch", SimpleNamespace(cost=7),  # type: ignore[arg-type]
+                           lambda: 42)
+        out = b"".join([c async for c in metered.stream(upstream(chunks))])
+        return out, gate.finished
+
+    body, finished = asyncio.run(run([b"data: {}\n\n", b"data: {}\n\ndata: [DONE]\n\n"]))
+    assert finished == [42]
+    assert body.index(b"event: payment-receipt") < body.index(b"data: [DONE]")
+    assert body.endswith(b"data: [DONE]\n\n")
+    body, finished = asyncio.run(run([b"data: {}\n\n"]))  # broke off: no [DONE]; the usage row's cost
+    assert finished == [7] and body.endswith(b"\n\n") and b"payment-receipt" in body
