@@ -37,7 +37,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ...convert.request import chat_request_to_messages
-from ...convert.sse import DONE_FRAME, SseParser
+from ...convert.sse import DONE_FRAME
 from ...errors import (
     BadRequest,
     ConversionError,
@@ -113,11 +113,26 @@ class UsageTap:
         return up
 
     async def _tap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        parser = SseParser()
+        pending = b""
         async for chunk in chunks:
-            for event in parser.feed(chunk):
-                _note_usage(event.event, event.data, self.usage)
+            if not pending and chunk.endswith(b"\n\n") and b'"usage"' not in chunk:
+                yield chunk  # whole events, none with usage numbers: nothing to read
+                continue
+            work = (pending + chunk).replace(b"\r\n", b"\n")
+            *events, pending = work.split(b"\n\n")
+            for raw in events:
+                if b'"usage"' in raw:
+                    self._read(raw)
             yield chunk
+
+    def _read(self, raw: bytes) -> None:
+        name, data = "", []
+        for line in raw.decode("utf-8", "replace").split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        _note_usage(name, "\n".join(data), self.usage)
 
     async def aclose(self) -> None:
         return None

@@ -192,3 +192,36 @@ def test_metered_stream_puts_the_receipt_before_done_and_charges_once() -> None:
     assert body.endswith(b"data: [DONE]\n\n")
     body, finished = asyncio.run(run([b"data: {}\n\n"]))  # broke off: no [DONE]; the usage row's cost
     assert finished == [7] and body.endswith(b"\n\n") and b"payment-receipt" in body
+
+
+def test_usage_tap_reads_usage_across_any_split() -> None:
+    from mpp_claude.server.sessions.http import UsageTap
+    from mpp_claude.server.upstreams.base import UpstreamResponse
+
+    start = b'{"type":"message_start","message":{"usage":{"input_tokens":7}}}'
+    stream = (b"event: message_start\ndata: " + start + b"\n\n"
+              b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n'
+              b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":12}}\n\n'
+              b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+    class Up:
+        def __init__(self, data: bytes, size: int) -> None:
+            self.data, self.size = data, size
+
+        async def send(self, body: Any, *, stream: bool, headers: Any = None) -> UpstreamResponse:
+            async def chunks() -> Any:
+                for i in range(0, len(self.data), self.size):
+                    yield self.data[i:i + self.size]
+
+            return UpstreamResponse(200, {}, stream=chunks())
+
+    async def run(data: bytes, size: int) -> dict[str, Any]:
+        tap = UsageTap(Up(data, size))  # type: ignore[arg-type]
+        up = await tap.send({}, stream=True)
+        assert up.stream is not None
+        assert b"".join([c async for c in up.stream]) == data
+        return tap.usage
+
+    for size in (1, 7, 50, len(stream)):
+        for data in (stream, stream.replace(b"\n", b"\r\n")):
+            assert asyncio.run(run(data, size)) == {"input_tokens": 7, "output_tokens": 12}
