@@ -132,6 +132,7 @@ class SessionGate(Meter):
         self._states: dict[str, tuple[ChannelState, float]] = {}
         super().__init__()
         self._echoes: dict[tuple[object, ...], SessionEcho] = {}
+        self.parsed: dict[str, Credential] = {}  # header value -> parsed credential (http.session_credential)
 
     # --- offers and receipts -------------------------------------------------------------------
 

@@ -75,20 +75,34 @@ def _gate(request: Request) -> SessionGate | None:
     return gate
 
 
-def session_credential(request: Request) -> Credential | None:
+def session_credential(request: Request, parsed: dict[str, Credential] | None = None) -> Credential | None:
     """The request's session credential, or ``None`` when it carries none (or another kind).
 
+    Args:
+        request: the request.
+        parsed: header value -> parsed session credential, kept by the caller (a session client
+            sends the same value again and again; parsing is pure, so an exact match is reused).
     Raises:
         MalformedCredentialProblem: a single Payment credential that does not parse.
     """
     values = [v for v in request.headers.getlist("authorization") if v.strip().lower().startswith("payment")]
     if len(values) != 1:
         return None
+    value = values[0]
+    known = parsed.get(value) if parsed is not None else None
+    if known is not None:
+        return known
     try:
-        credential = parse_credential(values[0])
+        credential = parse_credential(value)
     except MalformedCredential as exc:
         raise MalformedCredentialProblem(str(exc)) from None
-    return credential if credential.challenge.intent == "session" else None
+    if credential.challenge.intent != "session":
+        return None
+    if parsed is not None:
+        if len(parsed) >= 1024:
+            parsed.clear()
+        parsed[value] = credential
+    return credential
 
 
 def _need_voucher(exc: InsufficientBalance) -> dict[str, str]:
@@ -296,7 +310,7 @@ def session_endpoint(charge_endpoint: Endpoint) -> Endpoint:
 
     async def endpoint(request: Request) -> Response:
         gate = _gate(request)
-        cred = session_credential(request) if gate is not None else None
+        cred = session_credential(request, gate.parsed) if gate is not None else None
         if gate is None or cred is None:
             if request.method == "HEAD":
                 raise PaymentRequired("send a session credential (voucher, topUp or close) to manage a "
