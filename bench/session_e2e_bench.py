@@ -41,9 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mpp_claude.client import MppClient, Policy, Wallet
-from mpp_claude.client._session_shell import attach_session
-from mpp_claude.client.session import SessionPolicy
+from mpp_claude.client import MppClient, Policy, SessionPolicy, Wallet
 from mpp_claude.convert.request import chat_request_to_messages
 from mpp_claude.devnet import Devnet
 from mpp_claude.protocol.receipt import Receipt
@@ -121,14 +119,14 @@ def main() -> int:
         with serve(app) as url:
             policy = Policy(max_per_minute=100_000)
             sess = MppClient(Wallet.from_private_key(bytes(accounts[0].key)), rpc_url=net.rpc_url,
-                             allowed_origins=[url], ledger=tmp / "s.sqlite3", policy=policy)
-            attach_session(sess, SessionPolicy(max_deposit="5", deposit="2", fee_token=FEE,
-                                               escrows={net.chain_id: net.escrow_address}))
+                             allowed_origins=[url], ledger=tmp / "s.sqlite3", policy=policy,
+                             session=SessionPolicy(max_deposit="5", deposit="2", fee_token=FEE,
+                                                   escrows={net.chain_id: net.escrow_address}))
             ahead = MppClient(Wallet.from_private_key(bytes(accounts[2].key)), rpc_url=net.rpc_url,
-                              allowed_origins=[url], ledger=tmp / "a.sqlite3", policy=policy)
-            attach_session(ahead, SessionPolicy(max_deposit="5", deposit="2", fee_token=FEE,
-                                                headroom=HEADROOM,
-                                                escrows={net.chain_id: net.escrow_address}))
+                              allowed_origins=[url], ledger=tmp / "a.sqlite3", policy=policy,
+                              session=SessionPolicy(max_deposit="5", deposit="2", fee_token=FEE,
+                                                    headroom=HEADROOM,
+                                                    escrows={net.chain_id: net.escrow_address}))
             charge = MppClient(Wallet.from_private_key(bytes(accounts[1].key)), rpc_url=net.rpc_url,
                                allowed_origins=[url], ledger=tmp / "c.sqlite3", policy=policy)
             plain = openai.OpenAI(base_url=url + "/free/v1", api_key="unused", max_retries=0)
@@ -149,8 +147,8 @@ def main() -> int:
 
             unpaid_ms, mpp_ms, session_ms, ahead_ms, charge_ms = interleaved(
                 [stream(plain), stream(free_mpp), stream(oai_s), stream(oai_a), stream(oai_c)], N, WARM)
-            sess.session_transport.close_sessions()  # type: ignore[attr-defined]
-            ahead.session_transport.close_sessions()  # type: ignore[attr-defined]
+            sess.close_sessions()
+            ahead.close_sessions()
     finally:
         net.stop()
     s_over, a_over, c_over = session_ms - unpaid_ms, ahead_ms - unpaid_ms, charge_ms - unpaid_ms
