@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
 from eth_account import Account
 
 from mpp_claude.server.app import create_app
+from mpp_claude.server.background import serve_in_thread
 from mpp_claude.server.config import ServerConfig, build_config
 
 SECRET = "integration-test-secret-0123456789abcdef"
@@ -26,38 +24,8 @@ def server_config(rpc_url: str, chain_id: int, *, recipient: str | None = None, 
     return build_config(flags=flags)
 
 
-class ServerThread:
-    """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="on", timeout_graceful_shutdown=2))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self, timeout: float = 15.0) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.005)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-@contextmanager
-def running(app: Any) -> Iterator[str]:
-    """Serve ``app`` for the duration of the block; yields its base URL."""
-    thread = ServerThread(app)
-    url = thread.start()
-    try:
-        yield url
-    finally:
-        thread.stop()
+#: uvicorn serving an app on 127.0.0.1 in a daemon thread for the block; yields its base URL.
+running = serve_in_thread
 
 
 @contextmanager

@@ -10,7 +10,9 @@ Middleware is pure ASGI (``AccessLog``): it never buffers bodies, so SSE answers
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -40,6 +42,8 @@ from .serving import Services
 from .stores import open_store
 from .stores.base import Store
 from .upstreams.base import Upstream
+
+log = logging.getLogger("mpp_claude.server")
 
 PAID_PATHS = {"/v1/chat/completions", "/v1/messages"}
 KNOWN_PATHS = PAID_PATHS | {"/v1/models", "/openapi.json", "/llms.txt", "/health", "/metrics"}
@@ -102,6 +106,27 @@ async def _on_verification(request: Request, exc: Exception) -> Response:
 async def _on_client_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ConversionError)
     return client_error(exc, anthropic=_is_anthropic(request))
+
+
+async def _on_store_down(request: Request, exc: Exception) -> Response:
+    """The replay/idempotency store failed (database locked too long, Redis unreachable): a 503.
+
+    Claims fail closed, so nothing was broadcast on this request unless it had already been
+    served; the operator sees the cause in the log, the client a retryable error.
+    """
+    log.error("store unavailable on %s: %s: %s", request.url.path, type(exc).__name__, exc)
+    return http_error(503, "the payment store is temporarily unavailable; retry shortly",
+                      anthropic=_is_anthropic(request), headers={"retry-after": "1"})
+
+
+def _store_errors() -> dict[type[BaseException], Any]:
+    errors: dict[type[BaseException], Any] = {sqlite3.Error: _on_store_down}
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # the redis extra is optional
+        return errors
+    errors[RedisError] = _on_store_down
+    return errors
 
 
 async def _on_http(request: Request, exc: Exception) -> Response:
@@ -197,7 +222,7 @@ def create_app(config: ServerConfig, *, store: Store | None = None, upstream: Up
     app = Starlette(
         routes=app_routes,
         exception_handlers={VerificationError: _on_verification, ConversionError: _on_client_error,
-                            HTTPException: _on_http},
+                            HTTPException: _on_http, **_store_errors()},
         lifespan=lifespan,
     )
     app.add_middleware(AccessLog, metrics=metrics)

@@ -28,7 +28,8 @@ def serve_in_thread(app: Any, *, host: str = "127.0.0.1", timeout: float = 15.0,
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="auto"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="auto",
+                                           timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name=f"uvicorn-{port}")
     thread.start()
