@@ -18,10 +18,10 @@ neither shares an interpreter with a client and server CPU can be read from ``/p
 Devnet notes (tempo-chain.md, "stale block time"): the mppx server simulates each payment with
 ``eth_call`` before broadcasting; ``server.mjs`` adds the block override ``time = now`` to it.
 anvil's ``eth_call`` also demands far more gas for an expiring-nonce transfer than mining it
-costs (about 784k when the recipient is new), so a transaction signed with our default limit
-(400k, enough to be mined) fails mppx's simulation with "intrinsic gas too high"; payers that
-pay the mppx server therefore sign with ``MPPX_GAS`` (1M; both servers accept up to 2M).  The
-default client is tried once against the mppx server and the outcome printed.
+costs (about 784k when the recipient is new), so a transaction signed with less than that fails
+mppx's simulation with "intrinsic gas too high"; our client therefore signs with at least 1M
+(``tempo.charge.MIN_GAS``), and the minimal payers here use ``MPPX_GAS`` (1M; both servers accept
+up to 2M).  The default client is tried once against the mppx server and the outcome printed.
 
 Skipped (exit 0, with a message) when node/npm is missing or ``npm install`` fails.
 Only ratios against the peer in the same run mean anything; absolute numbers depend on the machine.

@@ -39,6 +39,11 @@ VALID_BEFORE_LEAD = 25  # seconds; below the chain's 30 s expiring-nonce window
 BASE_GAS = 100_000  # intrinsic 21k + expiring nonce 13k + calldata, with headroom
 GAS_PER_TRANSFER = 300_000  # ~50k for a transfer, +250k when the recipient's balance slot is new (T1+)
 MAX_GAS = 2_000_000  # what servers (mppx, ours) accept at most; more is refused unseen
+#: Never less: mppx servers simulate a payment with eth_call before broadcasting, and anvil's
+#: eth_call/eth_estimateGas ask ~784k for a one-transfer expiring-nonce transaction (measured,
+#: bench/mppx_bench.py), so a smaller limit is refused there although it would be mined.
+#: pympp and mppx clients sign with 1M as well (mpp-protocol.md §3.4 step 5).
+MIN_GAS = 1_000_000
 
 
 def charge_gas_limit(n_transfers: int) -> int:
@@ -47,9 +52,10 @@ def charge_gas_limit(n_transfers: int) -> int:
     Measured on T4 (tempo-chain.md §4f): ~68k for an expiring-nonce transfer, ~300k when
     the recipient was never seen (TIP-1000 state creation).  Unused gas is refunded, so
     the only cost of headroom is the up-front ``gas_limit * max_fee_per_gas`` hold.
-    Capped at ``MAX_GAS`` (servers refuse more), which still covers six new recipients.
+    At least ``MIN_GAS`` (what simulating servers require), capped at ``MAX_GAS`` (servers
+    refuse more), which still covers six new recipients.
     """
-    return min(BASE_GAS + GAS_PER_TRANSFER * n_transfers, MAX_GAS)
+    return min(max(BASE_GAS + GAS_PER_TRANSFER * n_transfers, MIN_GAS), MAX_GAS)
 
 
 def expiring_valid_before(now: int, expires: int | None, lead: int = VALID_BEFORE_LEAD) -> int:

@@ -27,7 +27,7 @@ from mpp_claude.protocol.receipt import parse_receipt
 from mpp_claude.server.stores import MemoryStore
 from mpp_claude.server.upstreams import LocalUpstream
 from mpp_claude.tempo import tip20
-from mpp_claude.tempo.charge import build_charge_transaction, sign_charge
+from mpp_claude.tempo.charge import build_charge_transaction, charge_gas_limit, sign_charge
 from mpp_claude.tempo.memo import attribution_memo
 from mpp_claude.tempo.request import ChargeRequest
 from mpp_claude.tempo.signer import LocalSigner
@@ -443,7 +443,7 @@ def test_sponsored_charge_and_gas_budget(devnet: Devnet, funded_account: Any) ->
     stop offering sponsorship and the payer pays its own fees."""
     sponsor = devnet.new_funded_account()
     recipient = Account.create().address
-    budget = 400_000  # charge_gas_limit(1): one sponsored one-transfer payment
+    budget = charge_gas_limit(1)  # one sponsored one-transfer payment
     cfg = server_config(devnet.rpc_url, devnet.chain_id, recipient=recipient,
                         fee_payer_key="0x" + bytes(sponsor.key).hex(), sponsor_budget=budget,
                         modes=["transaction"])

@@ -36,7 +36,7 @@ def test_transaction_shape() -> None:
     assert tx.calls == (txmod.Call(txmod.address_bytes(tip20.PATH_USD), tip20.encode_transfer_with_memo(
         PAYEE, 5000, attribution_memo("ch", "api.example.com"))),)
     assert tx.fee_token == txmod.address_bytes(tip20.PATH_USD) and not tx.sponsored
-    assert tx.gas_limit == charge.charge_gas_limit(1) == 400_000
+    assert tx.gas_limit == charge.charge_gas_limit(1) == charge.MIN_GAS == 1_000_000
     assert _build(fee_token=tip20.ALPHA_USD).fee_token == txmod.address_bytes(tip20.ALPHA_USD)
     assert _build(gas_limit=123_456).gas_limit == 123_456
 
@@ -68,6 +68,7 @@ def test_server_memo_and_splits() -> None:
                        tip20.TransferCall("0x" + "aa" * 20, 100, None),
                        tip20.TransferCall("0x" + "bb" * 20, 50, b"\x33" * 32)]
     assert tx.gas_limit == charge.charge_gas_limit(3) == 1_000_000
+    assert charge.charge_gas_limit(4) == 1_300_000  # above the floor: 100k + 300k per transfer
     assert charge.charge_gas_limit(11) == charge.MAX_GAS
 
 
