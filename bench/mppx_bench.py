@@ -239,7 +239,7 @@ def report(res: Results, outcome: str) -> None:
         print(f"same minimal payer -> server {server:4s}: median {res['srv_lat'][server]:7.2f} ms, "
               f"{res['srv_rps'][server]:7.1f} paid requests/s, "
               f"server CPU {res['srv_cpu'][server]:.2f} ms per paid request (402 + paid retry)")
-    print(f"default MppClient (gas limit 400k) -> mppx server: {outcome}")
+    print(f"default MppClient (default gas limit) -> mppx server: {outcome}")
     print()
     for server, label in (("ours", "mpp_claude server"), ("mppx", f"mppx server, gas {MPPX_GAS // 1000}k")):
         o, t = lat[("ours", server)], lat[("mppx", server)]
