@@ -15,12 +15,12 @@ IMMEDIATE`` for writes).  ``MemoryChannelStore`` has the same interface without 
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..tempo.session import PayerChannel
+from ._sqlite import open_private_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS session_channels (
@@ -104,20 +104,11 @@ class ChannelStore:
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.path.exists():
-            try:
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:
-                pass
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        # NORMAL: a power cut may undo the last write (a process crash cannot).  Vouchers are
-        # cumulative, so a channel restored one voucher behind only signs again what was already
-        # authorised; the money itself is counted by the ledger, which keeps FULL.
-        self._db.execute("PRAGMA synchronous = NORMAL")
+        # synchronous NORMAL: a power cut may undo the last write (a process crash cannot).
+        # Vouchers are cumulative, so a channel restored one voucher behind only signs again what
+        # was already authorised.
+        self._db = open_private_db(self.path, busy_timeout=busy_timeout)
         with self._lock:
             self._db.executescript(_SCHEMA)
 

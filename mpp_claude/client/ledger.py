@@ -22,13 +22,13 @@ Every method takes ``now`` (Unix seconds, float) from the caller; nothing here r
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import BudgetExceeded
+from ._sqlite import open_private_db
 
 DAY = 86_400.0
 MINUTE = 60.0
@@ -148,17 +148,8 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0) -> None:
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.path.exists():
-            try:
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:
-                pass
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_private_db(self.path, busy_timeout=busy_timeout)
         with self._lock:
             self._migrate()
 
