@@ -33,7 +33,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ..convert.error_map import anthropic_error_to_openai
 from ..convert.response import message_to_chat_completion
-from ..convert.sse import SseParser
+from ..convert.sse import SseEvent, SseParser
 from ..convert.stream import StreamTranslator
 from ..convert.types import ConvertOptions, MessagesRequest
 from ..errors import ConversionError, UpstreamError
@@ -213,11 +213,7 @@ async def _chat_stream(svc: Services, paid: Paid, entry: RequestLog, model: str,
         try:
             async for chunk in chunks:
                 for event in parser.feed(chunk):
-                    _note_usage(event.event, event.data, usage)
-                    if event.event == "message_stop":
-                        interrupted = None
-                    elif event.event == "error":
-                        interrupted = "upstream_error_event"
+                    interrupted = _observe(event, usage, interrupted)
                     out = translator.feed(event)
                     if out:
                         sent.append(out)
@@ -241,6 +237,17 @@ async def _chat_stream(svc: Services, paid: Paid, entry: RequestLog, model: str,
             await close()
             await _finish_stream(svc, paid, entry, model, usage, interrupted,
                                  StoredResponse(200, tuple(resp_headers.items()), sent.body()))
+
+
+def _observe(event: SseEvent, usage: dict[str, Any], interrupted: str | None) -> str | None:
+    """Note the usage an upstream event carries; return the stream's new interruption status
+    (``None`` once ``message_stop`` arrived, ``upstream_error_event`` after an error event)."""
+    _note_usage(event.event, event.data, usage)
+    if event.event == "message_stop":
+        return None
+    if event.event == "error":
+        return "upstream_error_event"
+    return interrupted
 
 
 def _note_usage(event: str, data: str, usage: dict[str, Any]) -> None:
@@ -310,11 +317,7 @@ async def _passthrough(svc: Services, paid: Paid, entry: RequestLog, model: str,
         try:
             async for chunk in chunks:
                 for event in parser.feed(chunk):
-                    _note_usage(event.event, event.data, usage)
-                    if event.event == "message_stop":
-                        interrupted = None
-                    elif event.event == "error":
-                        interrupted = "upstream_error_event"
+                    interrupted = _observe(event, usage, interrupted)
                 sent.append(chunk)
                 yield chunk
         except UpstreamError as exc:
