@@ -2,15 +2,16 @@
 
 pympp builds its own challenges (``_mppx_scope`` in the request, a nonce in ``opaque``) and
 checks our credential with its own code: a 200 with a receipt and one transfer on chain shows
-our wire format and Tempo transaction are what the reference SDK expects.  Devnet shim as in
+our wire format and Tempo transaction are what the reference SDK expects.  Devnet shim taken from
 bench/_pympp_server.py: anvil 1.7.1 takes only ``[raw]`` for ``eth_sendRawTransactionSync``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import importlib.util
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,16 +26,17 @@ from mpp_claude.tempo import tip20
 pytestmark = pytest.mark.devnet
 
 SECRET = "interop-peer-secret-0123456789abcdefghijkl"
+BENCH_PEER = Path(__file__).resolve().parents[2] / "bench" / "_pympp_server.py"
 
 
-class _AnvilShim(httpx.AsyncHTTPTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        if isinstance(body, dict) and body.get("method") == "eth_sendRawTransactionSync":
-            body["params"] = body["params"][:1]
-            request = httpx.Request(request.method, request.url, headers={"content-type": "application/json"},
-                                    content=json.dumps(body).encode())
-        return await super().handle_async_request(request)
+def _anvil_shim() -> type[httpx.AsyncHTTPTransport]:
+    """The devnet shim the pympp bench peer uses (one copy, in bench/_pympp_server.py)."""
+    spec = importlib.util.spec_from_file_location("_pympp_server", BENCH_PEER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shim: type[httpx.AsyncHTTPTransport] = module.AnvilShim
+    return shim
 
 
 def _peer(rpc_url: str, chain_id: int, recipient: str) -> Any:
@@ -46,8 +48,9 @@ def _peer(rpc_url: str, chain_id: int, recipient: str) -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    rpc_http = httpx.AsyncClient(transport=_anvil_shim()())
     methods = tempo.charge(recipient=recipient, chain_id=chain_id, rpc_url=rpc_url,
-                           currencies=[tip20.PATH_USD], http_client=httpx.AsyncClient(transport=_AnvilShim()))
+                           currencies=[tip20.PATH_USD], http_client=rpc_http)
     mpp = Mpp(methods=methods, realm="interop.peer", secret_key=SECRET)
 
     @pay(mpp.charge(amount="0.01"))
