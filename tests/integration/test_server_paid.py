@@ -185,9 +185,10 @@ def test_same_challenge_paid_twice(server: Server, devnet: Devnet, signer: Local
     """A second, different transaction for an already used challenge is refused and not broadcast."""
     body = _body()
     challenge = server.challenge(CHAT, body)
-    first, tx1 = pay_challenge(challenge, signer, devnet.rpc)
+    now = int(time.time())
+    first, tx1 = pay_challenge(challenge, signer, devnet.rpc, now=now)
     assert server.post(CHAT, body, first).status_code == 200
-    second, tx2 = pay_challenge(challenge, signer, devnet.rpc, now=int(time.time()) - 1)
+    second, tx2 = pay_challenge(challenge, signer, devnet.rpc, now=now - 1)  # another validity window
     assert tx2 != tx1
     _refused(server, devnet, CHAT, body, second, "invalid-challenge")
     assert tx2 is not None and devnet.rpc.receipt(tx2) is None
