@@ -138,6 +138,12 @@ def _exceeded(limit: str, value: int, amount: int, used: int, what: str) -> Budg
                           f"({used} {what})", limit=limit, limit_value=value, requested=amount, used=used)
 
 
+def _initial(status: str) -> str:
+    if status not in ("reserved", "settled"):
+        raise ValueError(f"a row starts reserved or settled, not {status!r}")
+    return status
+
+
 class Ledger:
     """A SQLite spend ledger.
 
@@ -176,8 +182,11 @@ class Ledger:
             self._db.close()
 
     def reserve(self, entry: Entry, *, now: float, max_per_day: int | None,
-                max_per_minute: int | None) -> int:
+                max_per_minute: int | None, status: str = "reserved", reference: str | None = None) -> int:
         """Atomically check the rolling limits for ``entry.wallet`` and insert a ``reserved`` row.
+
+        ``status="settled"`` (with its ``reference``) records in the same single write a payment
+        that needs no later confirmation (a session voucher: the payee holds it once signed).
 
         Returns:
             the row id.
@@ -207,10 +216,11 @@ class Ledger:
                             requested=entry.amount, used=count)
                 cur = db.execute(
                     "INSERT INTO payments (wallet, status, amount, currency, chain_id, payee, origin, path, "
-                    "model, request_id, challenge_id, created_at, updated_at) "
-                    "VALUES (?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (entry.wallet, entry.amount, entry.currency, entry.chain_id, entry.payee, entry.origin,
-                     entry.path, entry.model, entry.request_id, entry.challenge_id, now, now))
+                    "model, request_id, challenge_id, reference, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (entry.wallet, _initial(status), entry.amount, entry.currency, entry.chain_id,
+                     entry.payee, entry.origin, entry.path, entry.model, entry.request_id,
+                     entry.challenge_id, reference, now, now))
                 db.execute("INSERT OR IGNORE INTO payee_pins (wallet, origin, payee, first_seen) "
                            "VALUES (?, ?, ?, ?)", (entry.wallet, entry.origin, entry.payee.lower(), now))
                 db.execute("INSERT INTO spend_minutes (wallet, minute, amount) VALUES (?, ?, ?) "
@@ -259,6 +269,39 @@ class Ledger:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def refund(self, wallet: str, reference: str, amount: int, *, error: str, now: float) -> int:
+        """Give back up to ``amount`` base units of ``wallet``'s counted rows carrying ``reference``,
+        newest first (a session channel finalised below what its vouchers authorised): a row given
+        back whole becomes ``released``, a row given back in part keeps the rest; its minute bucket
+        shrinks by the same.  Returns the amount given back."""
+        marks = ",".join("?" * len(COUNTED))
+        left = amount
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(f"SELECT id, amount, created_at FROM payments WHERE wallet = ? "
+                                  f"AND reference = ? AND status IN ({marks}) ORDER BY id DESC",
+                                  (wallet, reference, *COUNTED)).fetchall()
+                for row_id, row_amount, created in rows:
+                    if left <= 0:
+                        break
+                    part = min(left, int(row_amount))
+                    left -= part
+                    db.execute("UPDATE spend_minutes SET amount = amount - ? WHERE wallet = ? AND minute = ?",
+                               (part, wallet, _minute(created)))
+                    if part == row_amount:
+                        db.execute("UPDATE payments SET status = 'released', error = ?, updated_at = ? "
+                                   "WHERE id = ?", (error[:500], now, row_id))
+                    else:
+                        db.execute("UPDATE payments SET amount = amount - ?, updated_at = ? WHERE id = ?",
+                                   (part, now, row_id))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return amount - left
 
     def day_spent(self, wallet: str, *, now: float) -> int:
         """What ``max_per_day`` counts for ``wallet`` at ``now`` (the minute buckets)."""
@@ -316,7 +359,7 @@ class MemoryLedger:
                 if r["wallet"] == wallet and r["created_at"] > since and r["status"] in COUNTED]
 
     def reserve(self, entry: Entry, *, now: float, max_per_day: int | None,
-                max_per_minute: int | None) -> int:
+                max_per_minute: int | None, status: str = "reserved", reference: str | None = None) -> int:
         with self._lock:
             if max_per_day is not None:
                 day = sum(r["amount"] for r in self._counted(entry.wallet, now - DAY))
@@ -328,8 +371,8 @@ class MemoryLedger:
                     raise BudgetExceeded(f"payment would exceed max_per_minute {max_per_minute} ({count} in "
                                          "the last 60 s)", limit="max_per_minute",
                                          limit_value=max_per_minute, requested=entry.amount, used=count)
-            row = {"id": len(self._rows) + 1, "status": "reserved", **asdict(entry), "tx_hash": None,
-                   "reference": None, "valid_before": None, "created_at": now, "updated_at": now,
+            row = {"id": len(self._rows) + 1, "status": _initial(status), **asdict(entry), "tx_hash": None,
+                   "reference": reference, "valid_before": None, "created_at": now, "updated_at": now,
                    "error": None}
             self._rows.append(row)
             self._pins.setdefault((entry.wallet, entry.origin), entry.payee.lower())
@@ -350,6 +393,21 @@ class MemoryLedger:
 
     def release(self, row_id: int, *, error: str, now: float) -> None:
         self._update(row_id, now, status="released", error=error[:500])
+
+    def refund(self, wallet: str, reference: str, amount: int, *, error: str, now: float) -> int:
+        left = amount
+        with self._lock:
+            for r in reversed(self._rows):
+                if left <= 0:
+                    break
+                if r["wallet"] == wallet and r["reference"] == reference and r["status"] in COUNTED:
+                    part = min(left, r["amount"])
+                    left -= part
+                    if part == r["amount"]:
+                        r.update(status="released", error=error[:500], updated_at=now)
+                    else:
+                        r.update(amount=r["amount"] - part, updated_at=now)
+        return amount - left
 
     def pinned_payee(self, wallet: str, origin: str) -> str | None:
         with self._lock:
