@@ -23,7 +23,10 @@ subclass, so ``except ValueError`` keeps working for parse errors)::
     │   ├── InsufficientFunds             the wallet cannot cover the amount
     │   ├── PaymentRejected               the server answered 402 to our credential
     │   ├── PaymentFailed                 our broadcast payment was refused/reverted (not moved)
-    │   └── PaymentOutcomeUnknown         money may have moved: never retry blindly
+    │   ├── PaymentOutcomeUnknown         money may have moved: never retry blindly
+    │   └── ChannelCloseError             a forced close the escrow would refuse (nothing sent)
+    │       ├── GracePeriodNotOver        withdraw too early (``ends_at``)
+    │       └── ChannelAlreadyFinalized   closed or withdrawn already
     ├── VerificationError                 server side: the credential is refused
     │   ├── PaymentRequired               no credential sent (402 payment-required)
     │   ├── InvalidChallenge              unknown, expired, used or mismatched id
@@ -197,6 +200,27 @@ class PaymentFailed(ClientPaymentError):
 
 class PaymentOutcomeUnknown(ClientPaymentError):
     """A payment was submitted but whether it settled is unknown: never pay again blindly."""
+
+
+class ChannelCloseError(ClientPaymentError):
+    """A payer's forced close (``requestClose`` / ``withdraw``) cannot be sent: the escrow would
+    refuse it (unknown channel, another payer's channel, no close requested).  Nothing was sent."""
+
+    def __init__(self, message: str, *, channel_id: str = "", **details: Any) -> None:
+        super().__init__(message, channel_id=channel_id, **details)
+        self.channel_id = channel_id
+
+
+class GracePeriodNotOver(ChannelCloseError):
+    """``withdraw`` is not allowed yet; ``ends_at`` is the chain time (Unix seconds) it becomes allowed."""
+
+    def __init__(self, message: str, *, channel_id: str = "", ends_at: int = 0, **details: Any) -> None:
+        super().__init__(message, channel_id=channel_id, ends_at=ends_at, **details)
+        self.ends_at = ends_at
+
+
+class ChannelAlreadyFinalized(ChannelCloseError):
+    """The channel is already closed or withdrawn on chain: there is nothing left to reclaim."""
 
 
 # --- server: verifying a credential -------------------------------------------------------------------
