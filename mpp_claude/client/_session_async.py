@@ -18,6 +18,7 @@ from ..tempo.session import parse_need_voucher_event
 from ..tempo.session.onchain import read_channel_async
 from ._logical import model_of
 from ._session_core import SessionCore, Voucher
+from ._session_reclaim import AsyncReclaimer, ReclaimStatus, closed_as_said
 from ._session_shell import (
     MAX_ROUNDS,
     _Common,
@@ -41,6 +42,7 @@ class AsyncSessionTransport(_Common):
     def __init__(self, core: SessionCore, inner: Any, mod: Any) -> None:
         super().__init__(core, inner, mod)
         self._lock = asyncio.Lock()
+        self.reclaimer: AsyncReclaimer | None = None
 
     async def handle_async_request(self, request: Any) -> Any:
         if _has_payment(request):
@@ -206,35 +208,64 @@ class AsyncSessionTransport(_Common):
     async def close_sessions(self, origin: str | None = None) -> list[SessionReceipt]:
         """See :meth:`SessionTransport.close_sessions`."""
         out = []
-        core = self.core
-        for stored in core.open_channels(origin):
-            url = self.mod.URL(stored.origin + stored.path)
-            target = Target(url.scheme, url.host, url.port, url.path)
-            offer = core.cached(stored.origin + stored.path, time.time()) or await self._fresh_offer(url,
-                                                                                                     target)
-            if offer is None:
-                continue
-            amount = stored.spent
-            for _ in range(2):
-                status, headers, body = await self._manage(url, core.build_close(stored, offer, amount))
-                if status < 300:
-                    receipt = _receipt_of(headers)
-                    sr = core.on_receipt(receipt) if receipt is not None else None
-                    core.evict(stored.channel_id, "closed")
-                    if sr is not None:
-                        out.append(sr)
-                    break
-                _, problem = _refusal(status, body)
-                if status == 410:
-                    core.evict(stored.channel_id)
-                    break
-                floor = problem.get("spent")
-                if isinstance(floor, str) and floor.isdigit() and amount < int(floor) <= \
-                        stored.channel.signed_cumulative:
-                    amount = int(floor)
-                    continue
-                raise _reject("close", status, body)
+        for stored in self.core.open_channels(origin):
+            sr = await self.close_channel(stored.channel_id)
+            if sr is not None:
+                out.append(sr)
         return out
+
+    async def close_channel(self, channel_id: str) -> SessionReceipt | None:
+        """See :meth:`SessionTransport.close_channel`."""
+        core = self.core
+        stored = core.get(channel_id.lower(), fresh=True)
+        if stored is None or stored.status != "open":
+            return None
+        url = self.mod.URL(stored.origin + stored.path)
+        target = Target(url.scheme, url.host, url.port, url.path)
+        offer = core.cached(stored.origin + stored.path, time.time()) or await self._fresh_offer(url, target)
+        if offer is None:
+            return None
+        amount = stored.spent
+        for _ in range(2):
+            status, headers, body = await self._manage(url, core.build_close(stored, offer, amount))
+            if status < 300:
+                receipt = _receipt_of(headers)
+                sr = core.on_receipt(receipt) if receipt is not None else None
+                c = stored.channel
+                try:
+                    state = await read_channel_async(self._rpc(), c.escrow, c.channel_id)
+                except ChainError:
+                    state = None
+                closed_as_said(core, stored, state)
+                return sr
+            _, problem = _refusal(status, body)
+            if status == 410:
+                core.evict(stored.channel_id)
+                return None
+            floor = problem.get("spent")
+            if isinstance(floor, str) and floor.isdigit() and amount < int(floor) <= \
+                    stored.channel.signed_cumulative:
+                amount = int(floor)
+                continue
+            raise _reject("close", status, body)
+        return None
+
+    def _reclaimer(self) -> AsyncReclaimer:
+        if self.reclaimer is None:
+            self.reclaimer = AsyncReclaimer(self.core, self._rpc())
+        return self.reclaimer
+
+    async def request_close(self, channel_id: str) -> ReclaimStatus:
+        """See :meth:`SessionTransport.request_close`."""
+        return await self._reclaimer().request_close(channel_id)
+
+    async def withdraw(self, channel_id: str) -> ReclaimStatus:
+        """See :meth:`SessionTransport.withdraw`."""
+        return await self._reclaimer().withdraw(channel_id)
+
+    async def reclaim(self, channel_id: str | None = None) -> list[ReclaimStatus]:
+        """See :meth:`SessionTransport.reclaim`."""
+        return await self._reclaimer().reclaim(channel_id)
 
     async def _fresh_offer(self, url: Any, target: Target) -> SessionOffer | None:
         response = await self.inner.handle_async_request(self.mod.Request("HEAD", url))

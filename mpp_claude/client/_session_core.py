@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import BudgetExceeded, PolicyDenied
@@ -96,6 +96,7 @@ class SessionCore:
         self._cache: dict[str, StoredChannel] = {}  # channel id -> this process's view (write-through)
         self._loaded: set[str] = set()              # origins whose open channels were read from the store
         self._resend: dict[tuple[str, str, int], str] = {}  # the last voucher credential, formatted
+        self._reserved: dict[str, int] = {}         # channel id -> base units this process reserved on it
 
     @property
     def wallet_address(self) -> str:
@@ -219,16 +220,19 @@ class SessionCore:
         pol = self.engine.policy
         scopes = (*active_scopes(), self.engine.lifetime)
         reserve_all(scopes, v.delta)
+        cid = v.stored.channel_id
         try:
             v.ledger_id = self.engine.ledger.reserve(
                 Entry(self.wallet_address, v.delta, offer.currency, offer.chain_id, offer.recipient, origin,
                       path,
                       model, request_id, offer.challenge.id),
-                now=time.time(), max_per_day=pol.max_per_day, max_per_minute=pol.max_per_minute)
+                now=time.time(), max_per_day=pol.max_per_day, max_per_minute=pol.max_per_minute,
+                reference=cid)
         except BaseException:
             release_all(scopes, v.delta)
             raise
         v.scopes = scopes
+        self._reserved[cid] = self._reserved.get(cid, 0) + v.delta
 
     def accepted(self, v: Voucher | None) -> None:
         """The server accepted the voucher: its increase is spent (ledger row settled)."""
@@ -251,6 +255,8 @@ class SessionCore:
             release_all(v.scopes, v.delta)
             self.engine.ledger.release(v.ledger_id, error=why, now=time.time())
             v.ledger_id = None
+            cid = v.stored.channel_id
+            self._reserved[cid] = max(self._reserved.get(cid, 0) - v.delta, 0)
 
     @staticmethod
     def credential(challenge: Challenge, payload: dict[str, str]) -> str:
@@ -320,8 +326,7 @@ class SessionCore:
 
     def topped_up(self, stored: StoredChannel, amount: int) -> StoredChannel:
         """Record a confirmed top-up."""
-        new = StoredChannel(after_top_up(stored.channel, amount), stored.wallet, stored.origin, stored.path,
-                            stored.signature, stored.spent, stored.status)
+        new = replace(stored, channel=after_top_up(stored.channel, amount))
         self.save(new)
         return new
 
@@ -340,8 +345,7 @@ class SessionCore:
             return Voucher(stored, value)
         domain = VoucherDomain(c.chain_id, c.escrow)
         signed = sign_voucher(self.engine.wallet.signer, domain, c.channel_id, cumulative)
-        new = StoredChannel(after_voucher(c, cumulative), stored.wallet, stored.origin, stored.path,
-                            signed.signature.hex(), stored.spent, stored.status)
+        new = replace(stored, channel=after_voucher(c, cumulative), signature=signed.signature.hex())
         v = Voucher(new, self.credential(offer.challenge, voucher_payload(signed)),
                     cumulative - c.signed_cumulative)
         self._reserve(v, offer, origin, path, model, request_id)
@@ -367,9 +371,7 @@ class SessionCore:
             if stored is not None and sr.spent > stored.spent:
                 # not written through: the next voucher's save carries it, and after a restart the
                 # server's next receipt tells it again
-                self.save(StoredChannel(stored.channel, stored.wallet, stored.origin, stored.path,
-                                        stored.signature,
-                                        sr.spent, stored.status), durable=False)
+                self.save(replace(stored, spent=sr.spent), durable=False)
             self.receipts.append(sr)
         return sr
 
@@ -378,10 +380,13 @@ class SessionCore:
         with self.lock:
             cached = self._cache.get(channel_id)
             if cached is not None:
-                self._cache[channel_id] = StoredChannel(cached.channel, cached.wallet, cached.origin,
-                                                        cached.path,
-                                                        cached.signature, cached.spent, status)
+                self._cache[channel_id] = replace(cached, status=status)
             self.store.set_status(channel_id, status, now=time.time())
+
+    def take_reserved(self, channel_id: str) -> int:
+        """What this process reserved on ``channel_id`` (forgotten once taken)."""
+        with self.lock:
+            return self._reserved.pop(channel_id, 0)
 
     def required_for(self, stored: StoredChannel, amount: int) -> int:
         """The cumulative amount a request of at most ``amount`` needs on ``stored``."""

@@ -36,6 +36,7 @@ from ._engine import EXT_FIRST_ORIGIN
 from ._flow import printable, problem_of
 from ._logical import model_of
 from ._session_core import SessionCore, Voucher
+from ._session_reclaim import Reclaimer, ReclaimStatus, closed_as_said
 from ._sse_filter import PaymentEvent, SseFilter
 from .channels import StoredChannel
 from .policy import Target
@@ -128,6 +129,8 @@ class _Common:
 
 class SessionTransport(_Common):
     """Sync session transport wrapping ``inner`` (an ``httpx2.BaseTransport``)."""
+
+    reclaimer: Reclaimer | None = None
 
     def handle_request(self, request: Any) -> Any:
         if _has_payment(request):
@@ -297,34 +300,77 @@ class SessionTransport(_Common):
         """Close this wallet's open channels (at ``origin``): the server settles what was spent
         and the escrow refunds the rest.  Returns the close receipts (``tx_hash`` set)."""
         out = []
-        core = self.core
-        for stored in core.open_channels(origin):
-            url = self.mod.URL(stored.origin + stored.path)
-            target = Target(url.scheme, url.host, url.port, url.path)
-            offer = core.cached(stored.origin + stored.path, time.time()) or self._fresh_offer(url, target)
-            if offer is None:
-                continue
-            amount = stored.spent
-            for _ in range(2):
-                status, headers, body = self._manage(url, core.build_close(stored, offer, amount))
-                if status < 300:
-                    receipt = _receipt_of(headers)
-                    sr = core.on_receipt(receipt) if receipt is not None else None
-                    core.evict(stored.channel_id, "closed")
-                    if sr is not None:
-                        out.append(sr)
-                    break
-                _, problem = _refusal(status, body)
-                if status == 410:
-                    core.evict(stored.channel_id)
-                    break
-                floor = problem.get("spent")
-                if isinstance(floor, str) and floor.isdigit() and amount < int(floor) <= \
-                        stored.channel.signed_cumulative:
-                    amount = int(floor)
-                    continue
-                raise _reject("close", status, body)
+        for stored in self.core.open_channels(origin):
+            sr = self.close_channel(stored.channel_id)
+            if sr is not None:
+                out.append(sr)
         return out
+
+    def close_channel(self, channel_id: str) -> SessionReceipt | None:
+        """Ask the channel's server to close it with a voucher for what it reported spent.
+
+        Returns:
+            the close receipt, or ``None`` when the server offers no session any more or answers
+            410 (the channel is then evicted: ``reclaim`` it).
+        Raises:
+            PaymentRejected: the server refused the close.
+        """
+        core = self.core
+        stored = core.get(channel_id.lower(), fresh=True)
+        if stored is None or stored.status != "open":
+            return None
+        url = self.mod.URL(stored.origin + stored.path)
+        target = Target(url.scheme, url.host, url.port, url.path)
+        offer = core.cached(stored.origin + stored.path, time.time()) or self._fresh_offer(url, target)
+        if offer is None:
+            return None
+        amount = stored.spent
+        for _ in range(2):
+            status, headers, body = self._manage(url, core.build_close(stored, offer, amount))
+            if status < 300:
+                receipt = _receipt_of(headers)
+                sr = core.on_receipt(receipt) if receipt is not None else None
+                self._closed(stored)
+                return sr
+            _, problem = _refusal(status, body)
+            if status == 410:
+                core.evict(stored.channel_id)
+                return None
+            floor = problem.get("spent")
+            if isinstance(floor, str) and floor.isdigit() and amount < int(floor) <= \
+                    stored.channel.signed_cumulative:
+                amount = int(floor)
+                continue
+            raise _reject("close", status, body)
+        return None
+
+    def _closed(self, stored: StoredChannel) -> None:
+        """After a cooperative close: record what the escrow paid out (read from the chain)."""
+        c = stored.channel
+        try:
+            state = read_channel(self._rpc(), c.escrow, c.channel_id)
+        except ChainError:
+            state = None
+        closed_as_said(self.core, stored, state)
+
+    # --- forced close (the server is gone or refuses) ----------------------------------------
+
+    def _reclaimer(self) -> Reclaimer:
+        if self.reclaimer is None:
+            self.reclaimer = Reclaimer(self.core, self._rpc())
+        return self.reclaimer
+
+    def request_close(self, channel_id: str) -> ReclaimStatus:
+        """Start a forced close; see :meth:`_session_reclaim.Reclaimer.request_close`."""
+        return self._reclaimer().request_close(channel_id)
+
+    def withdraw(self, channel_id: str) -> ReclaimStatus:
+        """Reclaim the deposit after the grace period; see :meth:`_session_reclaim.Reclaimer.withdraw`."""
+        return self._reclaimer().withdraw(channel_id)
+
+    def reclaim(self, channel_id: str | None = None) -> list[ReclaimStatus]:
+        """Whichever forced-close step is due; see :meth:`_session_reclaim.Reclaimer.reclaim`."""
+        return self._reclaimer().reclaim(channel_id)
 
     def _fresh_offer(self, url: Any, target: Target) -> SessionOffer | None:
         response = self.inner.handle_request(self.mod.Request("HEAD", url))

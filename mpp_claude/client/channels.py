@@ -8,6 +8,10 @@ a crash can never make it sign a lower amount again; on restart it finds the ope
 for the same origin, payee, escrow, chain and token and goes on with it.  A channel the
 server answers 410 for (unknown or finalized) is marked ``evicted``; a closed one ``closed``.
 
+A forced close (``_session_reclaim``) marks a channel ``closing`` with the chain time its close
+was requested and from which ``withdraw`` is accepted, then ``withdrawn`` with the amount
+refunded; nothing pays from a channel that is not ``open``.
+
 Thread- and process-safe like the ledger (one connection behind a lock, WAL, ``BEGIN
 IMMEDIATE`` for writes).  ``MemoryChannelStore`` has the same interface without persistence.
 """
@@ -41,9 +45,14 @@ CREATE TABLE IF NOT EXISTS session_channels (
 );
 CREATE INDEX IF NOT EXISTS session_channels_open ON session_channels (wallet, origin, status)
 """
+#: columns added after the first release (``ALTER TABLE`` on older files)
+_ADDED = {"close_requested_at": "INTEGER NOT NULL DEFAULT 0", "withdrawable_at": "INTEGER NOT NULL DEFAULT 0",
+          "refunded": "TEXT NOT NULL DEFAULT ''"}
 
 _COLUMNS = ("channel_id, wallet, origin, path, escrow, chain_id, payee, token, deposit, signed, signature, "
-            "spent, status, updated_at")
+            "spent, status, updated_at, close_requested_at, withdrawable_at, refunded")
+#: every status a channel can have; only ``open`` ones pay
+STATUSES = ("open", "closing", "withdrawn", "closed", "evicted", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +65,12 @@ class StoredChannel:
         origin, path: where the channel pays (``https://host``, ``/v1/chat/completions``).
         signature: hex of the voucher for ``channel.signed_cumulative`` (``""`` before any).
         spent: what the server last reported as spent (receipts' ``spent``).
-        status: ``open``, ``closed`` or ``evicted``.
+        status: one of ``STATUSES``: ``open`` (pays), ``closing`` (forced close requested),
+            ``withdrawn`` (deposit reclaimed), ``closed`` (finalised by the payee), ``evicted``
+            (the server answered 410), ``failed`` (the open never happened).
+        close_requested_at: chain time of the payer's ``requestClose`` (0: none).
+        withdrawable_at: chain time from which ``withdraw`` is accepted (0: none).
+        refunded: base units the escrow returned at finalisation (``None``: not known / not yet).
     """
 
     channel: PayerChannel
@@ -66,6 +80,9 @@ class StoredChannel:
     signature: str = ""
     spent: int = 0
     status: str = "open"
+    close_requested_at: int = 0
+    withdrawable_at: int = 0
+    refunded: int | None = None
 
     @property
     def channel_id(self) -> str:
@@ -81,16 +98,18 @@ class StoredChannel:
 def _row(s: StoredChannel, now: float) -> tuple[object, ...]:
     c = s.channel
     return (c.channel_id, s.wallet.lower(), s.origin, s.path, c.escrow, c.chain_id, c.payee, c.token,
-            str(c.deposit), str(c.signed_cumulative), s.signature, str(s.spent), s.status, now)
+            str(c.deposit), str(c.signed_cumulative), s.signature, str(s.spent), s.status, now,
+            s.close_requested_at, s.withdrawable_at, "" if s.refunded is None else str(s.refunded))
 
 
 def _stored(row: tuple[object, ...]) -> StoredChannel:
     (cid, wallet, origin, path, escrow, chain_id, payee, token, deposit, signed, signature, spent, status,
-     _updated) = row
+     _updated, requested, withdrawable, refunded) = row
     channel = PayerChannel(str(cid), str(escrow), int(str(chain_id)), str(payee), str(token),
                            int(str(deposit)), int(str(signed)))
     return StoredChannel(channel, str(wallet), str(origin), str(path), str(signature), int(str(spent)),
-                         str(status))
+                         str(status), int(str(requested)), int(str(withdrawable)),
+                         int(str(refunded)) if str(refunded).isdigit() else None)
 
 
 class ChannelStore:
@@ -111,6 +130,24 @@ class ChannelStore:
         self._db = open_private_db(self.path, busy_timeout=busy_timeout)
         with self._lock:
             self._db.executescript(_SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        db = self._db
+        if not self._missing():
+            return
+        db.execute("BEGIN IMMEDIATE")  # one process adds the columns; the others see them
+        try:
+            for name in self._missing():
+                db.execute(f"ALTER TABLE session_channels ADD COLUMN {name} {_ADDED[name]}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _missing(self) -> list[str]:
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(session_channels)")}
+        return [name for name in _ADDED if name not in have]
 
     def close(self) -> None:
         with self._lock:
@@ -120,7 +157,7 @@ class ChannelStore:
         """Insert or replace ``stored`` (durable when this returns)."""
         with self._lock:
             self._db.execute(f"INSERT OR REPLACE INTO session_channels ({_COLUMNS}) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(stored, now))
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(stored, now))
 
     def get(self, channel_id: str) -> StoredChannel | None:
         """The channel ``channel_id``, whatever its status."""
@@ -136,6 +173,15 @@ class ChannelStore:
         if origin is not None:
             query += " AND origin = ?"
             args += (origin,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY updated_at DESC", args).fetchall()
+        return [_stored(r) for r in rows]
+
+    def channels(self, wallet: str | None = None) -> list[StoredChannel]:
+        """Every channel in the store (of ``wallet`` when given), whatever its status, newest first."""
+        query, args = f"SELECT {_COLUMNS} FROM session_channels", tuple[str, ...]()
+        if wallet is not None:
+            query, args = query + " WHERE wallet = ?", (wallet.lower(),)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY updated_at DESC", args).fetchall()
         return [_stored(r) for r in rows]
@@ -168,10 +214,13 @@ class MemoryChannelStore:
         return None if got is None else got[0]
 
     def open_channels(self, wallet: str, origin: str | None = None) -> list[StoredChannel]:
+        return [s for s in self.channels(wallet)
+                if s.status == "open" and (origin is None or s.origin == origin)]
+
+    def channels(self, wallet: str | None = None) -> list[StoredChannel]:
         with self._lock:
             rows = sorted(self._rows.values(), key=lambda r: -r[1])
-        return [s for s, _ in rows if s.wallet.lower() == wallet.lower() and s.status == "open"
-                and (origin is None or s.origin == origin)]
+        return [s for s, _ in rows if wallet is None or s.wallet.lower() == wallet.lower()]
 
     def set_status(self, channel_id: str, status: str, *, now: float) -> None:
         with self._lock:

@@ -11,12 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eth_hash.auto import keccak
+
 from ...errors import ChainError, RpcError
 from ..escrow import decode_revert
 from ..rpc import AsyncRpcClient, RpcClient, hex_int
 from ..signer import Signer
 from ..tx import Call
-from .channel import ChannelState, EscrowEvent, decode_channel_state, encode_get_channel, escrow_events
+from .channel import (
+    CLOSE_GRACE_PERIOD,
+    ChannelState,
+    EscrowEvent,
+    decode_channel_state,
+    encode_get_channel,
+    escrow_events,
+)
 from .transactions import build_tx, sign_and_encode
 
 
@@ -55,6 +64,62 @@ async def read_channel_async(rpc: AsyncRpcClient, escrow: str, channel_id: str |
                              block: str = "latest") -> ChannelState:
     """Async twin of ``read_channel``."""
     return _channel_result(escrow, await rpc.call("eth_call", _get_channel_params(escrow, channel_id, block)))
+
+
+_SEL_GRACE = "0x" + keccak(b"CLOSE_GRACE_PERIOD()")[:4].hex()
+
+
+def _grace_params(escrow: str) -> list[Any]:
+    return [{"to": escrow, "data": _SEL_GRACE}, "latest"]
+
+
+def _grace_result(result: Any) -> int:
+    text = str(result)
+    if len(text) != 66 or text[:2] != "0x":
+        return CLOSE_GRACE_PERIOD
+    value = int(text, 16)
+    return value if 0 < value < 2**64 else CLOSE_GRACE_PERIOD
+
+
+def read_grace_period(rpc: RpcClient, escrow: str) -> int:
+    """The escrow's ``CLOSE_GRACE_PERIOD()`` in seconds (the v1 default, 15 min, when it has no
+    such getter).
+
+    Raises:
+        RpcUnavailable: the node is unreachable.
+    """
+    try:
+        return _grace_result(rpc.call("eth_call", _grace_params(escrow)))
+    except RpcError:
+        return CLOSE_GRACE_PERIOD
+
+
+async def read_grace_period_async(rpc: AsyncRpcClient, escrow: str) -> int:
+    """Async twin of ``read_grace_period``."""
+    try:
+        return _grace_result(await rpc.call("eth_call", _grace_params(escrow)))
+    except RpcError:
+        return CLOSE_GRACE_PERIOD
+
+
+def _block_time(block: Any) -> int:
+    if not isinstance(block, dict) or "timestamp" not in block:
+        raise ChainError("the node returned no latest block")
+    return hex_int(block["timestamp"])
+
+
+def chain_time(rpc: RpcClient) -> int:
+    """The latest block's timestamp: the time escrow rules are checked against (not the local clock).
+
+    Raises:
+        RpcError / RpcUnavailable / ChainError: the node failed or answered no block.
+    """
+    return _block_time(rpc.call("eth_getBlockByNumber", ["latest", False]))
+
+
+async def chain_time_async(rpc: AsyncRpcClient) -> int:
+    """Async twin of ``chain_time``."""
+    return _block_time(await rpc.call("eth_getBlockByNumber", ["latest", False]))
 
 
 def _revert_data(exc: RpcError) -> str | None:
