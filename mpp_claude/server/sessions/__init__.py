@@ -5,9 +5,13 @@
 * ``offer``: the session challenge offered beside the charge challenges; echo checks (pure).
 * ``book``: per-channel books in the server's store (SQLite table, Redis key, memory), atomic.
 * ``gate``: credential actions (open, voucher, topUp, close) on the books and the chain.
-* ``meter``: per request, hold the quote and charge the exact usage; schedule settlements.
+* ``meter``: per request, hold the quote and charge the exact usage; settlements, single-flight
+  across replicas through a lease in the store.
 * ``settle``: when and with which voucher the payee settles; the payee's transactions.
-* ``http``: the ``/v1/chat/completions`` wrapper, SSE metering, ``enable_sessions(app, settings)``.
+* ``sweeper``: the background task that settles idle channels by time (and at shutdown).
+* ``stream``: SSE metering (usage tap, receipt frame, in-band error frames).
+* ``paid``: serving a session-paid content request on either paid route, ``Idempotency-Key``.
+* ``http``: the route wrappers, session offers in 402s, ``enable_sessions(app, settings)``.
 
 Names are imported lazily, so ``server.config`` can use ``settings`` without a cycle.
 """
@@ -22,7 +26,7 @@ _EXPORTS = {
     "SQLiteBook": "book", "open_book": "book", "SessionGate": "gate", "SessionGrant": "gate",
     "enable_sessions": "http", "SessionTerms": "offer", "check_session_echo": "offer",
     "session_offers": "offer", "session_request": "offer", "SessionSettings": "settings",
-    "session_settings": "settings",
+    "session_settings": "settings", "Sweeper": "sweeper",
 }
 
 __all__ = sorted(_EXPORTS)

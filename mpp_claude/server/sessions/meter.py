@@ -5,7 +5,9 @@
 balance is short; ``wait_and_hold`` waits for an out-of-band voucher instead, for a stream that
 announced ``payment-need-voucher``), ``finish(cost)`` after it, which turns the hold into
 ``spent`` for the exact usage (at most the hold) and starts a settlement when one is due
-(``settle.settle_due``).  Every change is one atomic ``ChannelBook.update``.
+(``settle.settle_due``; the ``sweeper`` also starts them for idle channels).  Every change is
+one atomic ``ChannelBook.update``; a settlement is single-flight across every worker and
+replica sharing the store (a lease in the store's idempotency entries, see ``_settle``).
 """
 
 from __future__ import annotations
@@ -16,14 +18,30 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from ...errors import ChainError, ChannelFinalized, ChannelNotFound, InsufficientBalance
+import anyio
+
+from ...errors import (
+    ChainError,
+    ChannelFinalized,
+    ChannelNotFound,
+    InsufficientBalance,
+    ReceiptTimeout,
+    RpcError,
+    VerificationError,
+)
+from ...tempo.session import ChannelState
 from ...tempo.session.onchain import EscrowReverted
-from ..stores.base import Store
+from ..stores.base import IdemState, Store, StoredResponse
 from .book import ChannelBook, ChannelRecord
 from .settings import SessionSettings
 from .settle import Payee, settle_due, settle_voucher
 
 log = logging.getLogger("mpp_claude.server.sessions")
+
+SETTLE_LEASE_S = 120.0
+"""How long a worker's claim on one settlement lasts (longer than sending it and its receipt)."""
+SETTLE_DONE_TTL_S = 24 * 3600.0
+"""How long a finished settlement is remembered in the store (its books say it long before)."""
 
 
 class Meter:
@@ -111,36 +129,92 @@ class Meter:
 
         record = await self.book.update(channel_id, apply)
         assert record is not None
-        if settle_due(record, self.settings, self._clock()) and channel_id not in self._settling:
-            task = asyncio.get_running_loop().create_task(self._settle(channel_id))
-            self._settling[channel_id] = task
-            task.add_done_callback(lambda _t: self._settling.pop(channel_id, None))
+        if settle_due(record, self.settings, self._clock()):
+            self.schedule_settle(channel_id)
         return record
 
     # --- settlement ----------------------------------------------------------------------------
 
+    def schedule_settle(self, channel_id: str) -> asyncio.Task[None]:
+        """Start settling ``channel_id`` in the background (the running settlement, if one is)."""
+        task = self._settling.get(channel_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._settle(channel_id))
+            self._settling[channel_id] = task
+            task.add_done_callback(lambda _t: self._settling.pop(channel_id, None))
+        return task
+
+    async def _state(self, channel_id: str, *, fresh: bool = False) -> ChannelState:
+        raise NotImplementedError  # SessionGate reads the escrow
+
     async def _settle(self, channel_id: str) -> None:
+        """Settle ``channel_id`` with ``settle_voucher``, once across every worker and replica.
+
+        The lease is the store's idempotency entry ``session-settle:<channel>:<amount>``: only the
+        worker that reserves it (``NEW``) broadcasts; it completes the entry with the transaction
+        hash, so a worker that read the books before they said ``settled`` finds ``COMPLETED`` and
+        only updates its books.  A failed transaction releases the lease (retried by the next
+        sweep); a reverted one is reconciled with the escrow's state.
+        """
         rec = await self.book.get(channel_id)
-        chosen = settle_voucher(rec) if rec is not None else None
+        chosen = settle_voucher(rec) if rec is not None and not rec.closed else None
         if chosen is None:
             return
         amount, signature = chosen
+        key = f"session-settle:{channel_id}:{amount}"
+        lease = await self.store.idem_begin(key, "settle", ttl_s=SETTLE_DONE_TTL_S, lease_s=SETTLE_LEASE_S)
+        if lease.state is IdemState.COMPLETED:  # settled by another worker: catch the books up
+            await self._settled(channel_id, amount)
+            return
+        if lease.state is not IdemState.NEW:
+            return
         try:
             tx_hash = await self._payee.settle(channel_id, amount, signature)
         except (ChainError, EscrowReverted) as exc:
-            log.warning("settling channel %s for %d failed: %s", channel_id, amount, exc)
+            with anyio.CancelScope(shield=True):
+                await self.store.idem_abort(key)
+            log.warning("settling channel %s for %d failed (retried by the next sweep): %s", channel_id,
+                        amount, safe_error(exc))
+            if isinstance(exc, EscrowReverted):
+                await self._reconcile(channel_id)
             return
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.store.idem_abort(key)
+            raise
+        with anyio.CancelScope(shield=True):
+            await self.store.idem_complete(key, StoredResponse(200, (("tx-hash", tx_hash),)))
+            await self.store.record("session_tx", {"kind": "settle", "tx_hash": tx_hash,
+                                                   "channel_id": channel_id, "amount": str(amount),
+                                                   "at": int(self._clock())})
+            await self._settled(channel_id, amount)
+
+    async def _settled(self, channel_id: str, amount: int) -> None:
+        """Books: ``amount`` is settled on chain (no-op when they already say so)."""
         now = self._clock()
-        await self.store.record("session_tx", {"kind": "settle", "tx_hash": tx_hash, "channel_id": channel_id,
-                                               "amount": str(amount), "at": int(now)})
 
         def apply(r: ChannelRecord | None) -> ChannelRecord | None:
-            assert r is not None
-            if amount <= r.account.settled:
+            if r is None or amount <= r.account.settled:
                 return None
             return replace(r, last_settle_at=now).with_account(replace(r.account, settled=amount))
 
         await self.book.update(channel_id, apply)
+
+    async def _reconcile(self, channel_id: str) -> None:
+        """After a reverted settlement: take the escrow's ``settled``; a finalized channel is closed."""
+        try:
+            state = await self._state(channel_id, fresh=True)
+        except VerificationError:
+            return
+        if not state.exists or state.finalized:
+            def close(r: ChannelRecord | None) -> ChannelRecord | None:
+                return None if r is None or r.closed else replace(r, closed=True)
+
+            await self.book.update(channel_id, close)
+            log.warning("channel %s is finalized on chain; its unsettled spent can no longer be settled",
+                        channel_id)
+        elif state.settled:
+            await self._settled(channel_id, state.settled)
 
     async def aclose(self) -> None:
         """Wait for settlements in progress."""
@@ -149,3 +223,12 @@ class Meter:
                 await task
             except Exception:  # logged by _settle
                 pass
+
+
+def safe_error(exc: BaseException) -> str:
+    """A log line for a failure, without the RPC URL (which may carry an API key) of chain errors."""
+    if isinstance(exc, RpcError):
+        return f"RpcError {exc.code}: {exc.rpc_message}"
+    if isinstance(exc, (EscrowReverted, ReceiptTimeout)) or not isinstance(exc, ChainError):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__

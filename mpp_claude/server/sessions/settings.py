@@ -18,6 +18,7 @@ SESSION_ENV = {
     "session_min_deposit": "MPP_SESSION_MIN_DEPOSIT", "session_settle_amount": "MPP_SESSION_SETTLE_AMOUNT",
     "session_settle_seconds": "MPP_SESSION_SETTLE_SECONDS", "session_fee_token": "MPP_SESSION_FEE_TOKEN",
     "session_voucher_wait": "MPP_SESSION_VOUCHER_WAIT",
+    "session_settle_on_shutdown": "MPP_SESSION_SETTLE_ON_SHUTDOWN",
 }
 """Configuration key -> environment variable."""
 
@@ -38,7 +39,10 @@ class SessionSettings:
         min_voucher_delta: ``minVoucherDelta`` (0: any increase).
         settle_every_amount: settle on chain once this much spent is unsettled (0: never by amount).
         settle_every_seconds: settle when the last settlement is this old and something is
-            unsettled (0: never by time).  Without either, the payee is paid at close.
+            unsettled (0: never by time); a background sweeper checks every
+            ``min(settle_every_seconds, 5)`` seconds, so idle channels are settled too.  Without
+            either, the payee is paid at close.
+        settle_on_shutdown: when the server stops, settle every channel with unsettled spent.
         voucher_wait: seconds a stream waits for a voucher after ``payment-need-voucher``.
         channel_state_ttl: seconds on-chain channel state is cached between vouchers.
         hold_ttl: seconds after which a request's hold is dropped (a crashed worker's).
@@ -56,6 +60,18 @@ class SessionSettings:
     channel_state_ttl: float = 5.0
     hold_ttl: float = 3600.0
     fee_token: str | None = None
+    settle_on_shutdown: bool = False
+
+
+def _flag(raw: Mapping[str, Any], key: str, problems: list[str]) -> bool:
+    value = raw.get(key, False)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on", "0", "false", "no", "off", ""}:
+        return text in {"1", "true", "yes", "on"}
+    problems.append(f"{key}: expected true/false, got {value!r}")
+    return False
 
 
 def _int(raw: Mapping[str, Any], key: str, default: int, problems: list[str]) -> int:
@@ -106,5 +122,6 @@ def session_settings(raw: Mapping[str, Any], problems: list[str]) -> SessionSett
         settle_every_amount=_int(raw, "session_settle_amount", 0, problems),
         settle_every_seconds=float(_int(raw, "session_settle_seconds", 0, problems)),
         voucher_wait=float(_int(raw, "session_voucher_wait", 60, problems)),
-        fee_token=_address(raw, "session_fee_token", problems))
+        fee_token=_address(raw, "session_fee_token", problems),
+        settle_on_shutdown=_flag(raw, "session_settle_on_shutdown", problems))
     return settings if len(problems) == start else None

@@ -10,6 +10,8 @@ the close voucher says, at least ``spent``).
 
 from __future__ import annotations
 
+import asyncio
+
 from ...tempo.rpc import AsyncRpcClient
 from ...tempo.session.onchain import send_calls_async
 from ...tempo.session.transactions import GAS_CLOSE, GAS_SETTLE, close_call, settle_call
@@ -40,7 +42,9 @@ def settle_voucher(record: ChannelRecord) -> tuple[int, bytes] | None:
 
 
 class Payee:
-    """Sends the payee's escrow transactions (the escrow accepts them only from the payee).
+    """Sends the payee's escrow transactions (the escrow accepts them only from the payee), one at
+    a time in this process: each takes the account's pending nonce, so two sent at once would
+    collide.
 
     Raises (both methods):
         EscrowReverted: mined with status 0.
@@ -49,17 +53,20 @@ class Payee:
 
     def __init__(self, rpc: AsyncRpcClient, signer: Signer, escrow: str, fee_token: str | None) -> None:
         self.rpc, self.signer, self.escrow, self.fee_token = rpc, signer, escrow, fee_token
+        self._lock = asyncio.Lock()
 
     async def settle(self, channel_id: str, amount: int, signature: bytes) -> str:
         """``settle(channelId, amount, sig)``; returns the transaction hash."""
-        sent = await send_calls_async(self.rpc, self.signer, (settle_call(self.escrow, channel_id, amount,
-                                                                          signature),),
-                                      escrow=self.escrow, gas_limit=GAS_SETTLE, fee_token=self.fee_token)
+        async with self._lock:
+            sent = await send_calls_async(self.rpc, self.signer,
+                                          (settle_call(self.escrow, channel_id, amount, signature),),
+                                          escrow=self.escrow, gas_limit=GAS_SETTLE, fee_token=self.fee_token)
         return sent.tx_hash
 
     async def close(self, channel_id: str, amount: int, signature: bytes) -> str:
         """``close(channelId, amount, sig)``: pays the payee ``amount`` in all, refunds the rest."""
-        sent = await send_calls_async(self.rpc, self.signer, (close_call(self.escrow, channel_id, amount,
-                                                                         signature),),
-                                      escrow=self.escrow, gas_limit=GAS_CLOSE, fee_token=self.fee_token)
+        async with self._lock:
+            sent = await send_calls_async(self.rpc, self.signer,
+                                          (close_call(self.escrow, channel_id, amount, signature),),
+                                          escrow=self.escrow, gas_limit=GAS_CLOSE, fee_token=self.fee_token)
         return sent.tx_hash

@@ -173,7 +173,7 @@ class _FakeGate:
 def test_metered_stream_puts_the_receipt_before_done_and_charges_once() -> None:
     from types import SimpleNamespace
 
-    from mpp_claude.server.sessions.http import _Metered
+    from mpp_claude.server.sessions.stream import Metered as _Metered
 
     async def upstream(chunks: list[bytes]) -> Any:
         for c in chunks:
@@ -195,7 +195,7 @@ def test_metered_stream_puts_the_receipt_before_done_and_charges_once() -> None:
 
 
 def test_usage_tap_reads_usage_across_any_split() -> None:
-    from mpp_claude.server.sessions.http import UsageTap
+    from mpp_claude.server.sessions.stream import UsageTap
     from mpp_claude.server.upstreams.base import UpstreamResponse
 
     start = b'{"type":"message_start","message":{"usage":{"input_tokens":7}}}'
