@@ -187,6 +187,23 @@ def _write(value: Any, out: list[str]) -> None:
         raise EncodingError(f"canonical JSON: cannot encode a {type(value).__name__}")
 
 
+def _plain(value: Any, depth: int) -> bool:
+    """Whether ``json.dumps(sort_keys=True, ensure_ascii=False)`` writes ``value`` exactly as JCS:
+    only ``dict`` (ASCII ``str`` keys: code-point order is UTF-16 order), ``list``/``tuple``,
+    ``str``, ``int``, ``bool`` and ``None`` (floats print differently), at most 64 deep."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if depth >= MAX_JSON_DEPTH:
+        return False
+    if kind is dict:
+        return (all(type(k) is str and k.isascii() for k in value)
+                and all(_plain(v, depth + 1) for v in value.values()))
+    if kind is list or kind is tuple:
+        return all(_plain(v, depth + 1) for v in value)
+    return False
+
+
 def canonical_json(value: Any) -> bytes:
     """Serialise a JSON value with JCS (RFC 8785).
 
@@ -201,6 +218,9 @@ def canonical_json(value: Any) -> bytes:
     """
     out: list[str] = []
     try:
+        if _plain(value, 0):  # MPP objects (all strings): one C-encoder call, ~10x faster
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            return text.encode("utf-8")
         _write(value, out)
         return "".join(out).encode("utf-8")
     except RecursionError as exc:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from mpp_claude.protocol._authparams import AuthParamError, RawParam, quote, scan_challenges
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mpp_claude.protocol import _authparams
+from mpp_claude.protocol._authparams import AuthParamError, RawChallenge, RawParam, quote, scan_challenges
 
 
 def test_schemes_params_and_token68() -> None:
@@ -60,3 +65,21 @@ def test_quote_keeps_headers_latin1() -> None:
     assert scan_challenges("X a=" + quoted)[0].params[0].value == text
     with pytest.raises(ValueError):
         quote("\ud800")
+
+
+_PIECES = ["Payment", "Bearer", " ", "\t", ",", "=", '"', "\\", "a", "id", "Realm", "x/y", "==", "é", "\x01"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=24).map("".join))
+def test_fast_path_matches_the_general_scanner(text: str) -> None:
+    """The one-regex path for simple params gives exactly what the general scanner gives."""
+    def scan(fast: bool) -> list[RawChallenge] | str:
+        with pytest.MonkeyPatch.context() as mp:
+            if not fast:
+                mp.setattr(_authparams, "_SIMPLE_PARAM", re.compile(r"(?!)"))
+            try:
+                return scan_challenges(text)
+            except AuthParamError as exc:
+                return str(exc)
+    assert scan(True) == scan(False)

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpp_claude.errors import EncodingError
 from mpp_claude.protocol import (
@@ -17,6 +19,7 @@ from mpp_claude.protocol import (
     decode_b64_json,
     decode_json,
     encode_b64_json,
+    encoding,
 )
 from mpp_claude.protocol.encoding import MAX_JSON_DEPTH
 
@@ -115,3 +118,25 @@ def test_nesting_limit_before_the_c_parser() -> None:
         decode_json("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
     assert decode_json(json.dumps({"s": "[{" * 500, "t": ["\\\"[" * 100]})) == {"s": "[{" * 500,
                                                                                 "t": ["\\\"[" * 100]}
+
+
+_JSON_TEXT = st.text(st.sampled_from(list('aZ_"\\\n\x00\x1f\x7fé\u2028\U0001f600<&')), max_size=6)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | _JSON_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_JSON_TEXT, inner, max_size=3)
+    | st.tuples(inner, inner), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES)
+def test_canonical_json_fast_path_matches_the_writer(value: Any) -> None:
+    """The one-call path for float-free values with ASCII keys writes what the JCS writer writes."""
+    out: list[str] = []
+    encoding._write(value, out)
+    try:
+        expected = "".join(out).encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(EncodingError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
