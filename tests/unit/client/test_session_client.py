@@ -84,3 +84,33 @@ def test_channel_store_survives_reopen_and_evicts(kind: str, tmp_path: Path) -> 
     assert again.open_channels("0x" + "55" * 20) == []
     got = again.get(found.channel_id)
     assert got is not None and got.status == "evicted"
+
+
+def test_channel_store_forced_close_fields_and_old_files(tmp_path: Path) -> None:
+    """An older channel store file gains the forced-close columns; they round-trip."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    cols = ("channel_id TEXT PRIMARY KEY, wallet TEXT, origin TEXT, path TEXT, escrow TEXT, chain_id INT, "
+            "payee TEXT, token TEXT, deposit TEXT, signed TEXT, signature TEXT, spent TEXT, status TEXT, "
+            "updated_at REAL")
+    db.execute(f"CREATE TABLE session_channels ({cols})")
+    ids = ("0x" + "01" * 32, "0x" + "02" * 20, "0x" + "03" * 20, "0x" + "04" * 20)
+    db.execute("INSERT INTO session_channels VALUES (?, 'w', 'https://a.test', '/v1', ?, 1, ?, ?, '10', '4', "
+               "'', '3', 'open', 1.0)", ids)
+    db.commit()
+    db.close()
+    store = ChannelStore(path)
+    (old,) = store.channels("w")
+    assert (old.status, old.close_requested_at, old.withdrawable_at, old.refunded) == ("open", 0, 0, None)
+    from dataclasses import replace
+
+    new = replace(old, status="withdrawn", close_requested_at=100, withdrawable_at=1000, refunded=6)
+    store.save(new, now=2.0)
+    for again in (ChannelStore(path), store):
+        assert again.get(old.channel_id) == new
+    assert store.open_channels("w") == [] and store.channels("other") == []
+    memory = MemoryChannelStore()
+    memory.save(replace(old, status="closing"), now=1.0)
+    assert [s.status for s in memory.channels()] == ["closing"] and memory.open_channels("w") == []
