@@ -12,6 +12,7 @@ Public surface (everything else in this package is private)::
     openai_client, async_openai_client convenience constructors
     spend_report                       the ``mpp-claude spend`` report
     SessionPolicy, session_receipt_of  the session intent (payment channels), opt-in
+    ReclaimStatus                      a channel's forced close (client.request_close / withdraw / reclaim)
 
 The legacy ``httpx`` twins are in :mod:`mpp_claude.httpx`.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 from ._engine import Hooks
 from ._httpx2 import AsyncMppClient, AsyncMppTransport, MppClient, MppTransport
 from ._openai import async_openai_client, openai_client
+from ._session_reclaim import ReclaimStatus
 from .budget import Budget, BudgetScope, spending_limit
 from .ledger import Ledger, MemoryLedger
 from .policy import UNSAFE_SWITCHES, Policy, UnsafePolicyWarning
@@ -43,6 +45,7 @@ __all__ = [
     "PaymentReceipt",
     "Policy",
     "Quote",
+    "ReclaimStatus",
     "SessionPolicy",
     "SessionReceipt",
     "UnsafePolicyWarning",

@@ -15,6 +15,7 @@ import httpx2
 
 from ..tempo.rpc import AsyncRpcClient, RpcClient
 from ._engine import EXT_FIRST_ORIGIN, Approve, AsyncEngine, Hooks, SyncEngine
+from ._session_reclaim import ReclaimStatus
 from ._session_shell import attach_session
 from ._setup import LedgerArg, PaymentsMixin, first_origin, make_engine, reconcile_async, reconcile_sync
 from ._shell import handle_async, handle_sync
@@ -147,6 +148,20 @@ class MppClient(PaymentsMixin, httpx2.Client):
         shell = getattr(self, "session_transport", None)
         return [] if shell is None else list(shell.close_sessions())
 
+    def request_close(self, channel_id: str) -> ReclaimStatus:
+        """Forced close, step 1 (the server is gone or will not close): stop paying from the channel
+        and send ``requestClose``; ``withdrawable_at`` says when step 2 is possible."""
+        return self._session_shell().request_close(channel_id)  # type: ignore[no-any-return]
+
+    def withdraw(self, channel_id: str) -> ReclaimStatus:
+        """Forced close, step 2: reclaim the deposit minus what the payee settled (raises
+        ``GracePeriodNotOver`` with ``ends_at`` when too early, ``ChannelAlreadyFinalized``)."""
+        return self._session_shell().withdraw(channel_id)  # type: ignore[no-any-return]
+
+    def reclaim(self, channel_id: str | None = None) -> list[ReclaimStatus]:
+        """Whichever forced-close step is due, for one channel or every one this wallet is closing."""
+        return self._session_shell().reclaim(channel_id)  # type: ignore[no-any-return]
+
     def reconcile(self) -> int:
         """Resolve ledger rows with an unknown outcome from the chain; returns how many changed."""
         assert isinstance(self._engine, SyncEngine)
@@ -192,6 +207,18 @@ class AsyncMppClient(PaymentsMixin, httpx2.AsyncClient):
         """See :meth:`MppClient.close_sessions`."""
         shell = getattr(self, "session_transport", None)
         return [] if shell is None else list(await shell.close_sessions())
+
+    async def request_close(self, channel_id: str) -> ReclaimStatus:
+        """See :meth:`MppClient.request_close`."""
+        return await self._session_shell().request_close(channel_id)  # type: ignore[no-any-return]
+
+    async def withdraw(self, channel_id: str) -> ReclaimStatus:
+        """See :meth:`MppClient.withdraw`."""
+        return await self._session_shell().withdraw(channel_id)  # type: ignore[no-any-return]
+
+    async def reclaim(self, channel_id: str | None = None) -> list[ReclaimStatus]:
+        """See :meth:`MppClient.reclaim`."""
+        return await self._session_shell().reclaim(channel_id)  # type: ignore[no-any-return]
 
     async def reconcile(self) -> int:
         """Resolve ledger rows with an unknown outcome from the chain; returns how many changed."""

@@ -155,6 +155,17 @@ class PaymentsMixin:
                 return quote
         return None
 
+    def _session_shell(self) -> Any:
+        """The session transport (``session=`` given), for the channel methods.
+
+        Raises:
+            ConfigError: the client was built without ``session=``.
+        """
+        shell = getattr(self, "session_transport", None)
+        if shell is None:
+            raise ConfigError("this client pays no sessions: pass session=SessionPolicy(...) to use channels")
+        return shell
+
     def unresolved(self) -> list[Row]:
         """Ledger rows of this wallet whose outcome is unknown (budget held)."""
         return self._engine.ledger.rows(wallet=self._engine.wallet.address, status=("unknown", "signed"))

@@ -94,26 +94,26 @@ def test_server_gone_request_close_wait_withdraw(net: Devnet, tmp_path: Path) ->
     signed = c.session.store.get(cid).channel.signed_cumulative
     assert counted(ledger, acct.address) == signed > state.settled
 
-    first = c.session_transport.request_close(cid)
+    first = c.request_close(cid)
     assert first.tx_hash and first.status == "closing"
     assert first.withdrawable_at == first.close_requested_at + CLOSE_GRACE_PERIOD > 0
     assert c.session.open_channels() == []  # nothing pays from it any more
     nonce = net.rpc.nonce(acct.address)
     with pytest.raises(GracePeriodNotOver) as early:
-        c.session_transport.withdraw(cid)
+        c.withdraw(cid)
     assert early.value.ends_at == first.withdrawable_at and early.value.channel_id == cid
-    again = c.session_transport.request_close(cid)  # already requested: recorded, nothing sent
+    again = c.request_close(cid)  # already requested: recorded, nothing sent
     assert again.tx_hash is None and again.withdrawable_at == first.withdrawable_at
     assert net.rpc.nonce(acct.address) == nonce  # no transaction was sent for either
     c.close()
 
     # a restarted client finds the pending close in its channel store
     c2 = session_client(net, acct, url, ledger)
-    (waiting,) = c2.session_transport.reclaim()
+    (waiting,) = c2.reclaim()
     assert waiting.status == "closing" and not waiting.withdrawable and waiting.tx_hash is None
     net.rpc.call("evm_increaseTime", [CLOSE_GRACE_PERIOD])
     net.mine()
-    (done,) = c2.session_transport.reclaim()
+    (done,) = c2.reclaim()
     assert done.status == "withdrawn" and done.tx_hash
     assert done.refunded == state.deposit - state.settled and done.settled == state.settled
     assert net.balance(acct.address) == start - state.settled
@@ -121,14 +121,14 @@ def test_server_gone_request_close_wait_withdraw(net: Devnet, tmp_path: Path) ->
     assert counted(ledger, acct.address) == state.settled  # the unsettled vouchers were given back
     stored = c2.session.store.get(cid)
     assert (stored.status, stored.refunded) == ("withdrawn", done.refunded)
-    assert c2.session_transport.reclaim() == []  # nothing closing any more
+    assert c2.reclaim() == []  # nothing closing any more
     with pytest.raises(ChannelAlreadyFinalized):
-        c2.session_transport.withdraw(cid)
+        c2.withdraw(cid)
     with pytest.raises(ChannelAlreadyFinalized):
-        c2.session_transport.reclaim(cid)
+        c2.reclaim(cid)
     assert counted(ledger, acct.address) == state.settled  # given back once only
     with pytest.raises(ChannelCloseError):
-        c2.session_transport.request_close("0x" + "12" * 32)  # not in this wallet's store
+        c2.request_close("0x" + "12" * 32)  # not in this wallet's store
     c2.close()
 
 
@@ -148,10 +148,10 @@ def test_async_reclaim_payee_closes_during_grace(devnet: Devnet, tmp_path: Path)
 
     async def request() -> None:
         ac = session_client(devnet, acct, url, ledger, AsyncMppClient)
-        first = await ac.session_transport.request_close(cid)
+        first = await ac.request_close(cid)
         assert first.status == "closing" and first.tx_hash
         with pytest.raises(GracePeriodNotOver):
-            await ac.session_transport.withdraw(cid)
+            await ac.withdraw(cid)
         await ac.aclose()
 
     asyncio.run(request())
@@ -163,10 +163,10 @@ def test_async_reclaim_payee_closes_during_grace(devnet: Devnet, tmp_path: Path)
 
     async def later() -> None:
         ac = session_client(devnet, acct, url, ledger, AsyncMppClient)
-        (status,) = await ac.session_transport.reclaim()
+        (status,) = await ac.reclaim()
         assert status.status == "closed" and status.tx_hash is None and status.settled == spent
         with pytest.raises(ChannelAlreadyFinalized):
-            await ac.session_transport.reclaim(cid)
+            await ac.reclaim(cid)
         await ac.aclose()
 
     asyncio.run(later())
