@@ -279,4 +279,5 @@ class AsyncSessionTransport(_Common):
                                 now=int(time.time()))
 
     async def aclose(self) -> None:
+        self.core.flush()
         await self.inner.aclose()

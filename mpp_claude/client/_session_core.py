@@ -368,10 +368,11 @@ class SessionCore:
         sr = SessionReceipt.from_receipt(receipt)
         with self.lock:
             stored = self.get(sr.channel_id)
-            if stored is not None and sr.spent > stored.spent:
-                # not written through: the next voucher's save carries it, and after a restart the
-                # server's next receipt tells it again
-                self.save(replace(stored, spent=sr.spent), durable=False)
+            if stored is not None and (sr.spent > stored.spent or sr.accepted_cumulative > stored.accepted):
+                # not written through: the next voucher's save (or ``flush`` at close) carries it, and
+                # after a crash the server's next receipt tells it again
+                self.save(replace(stored, spent=max(sr.spent, stored.spent),
+                                  accepted=max(sr.accepted_cumulative, stored.accepted)), durable=False)
             self.receipts.append(sr)
         return sr
 
@@ -382,6 +383,16 @@ class SessionCore:
             if cached is not None:
                 self._cache[channel_id] = replace(cached, status=status)
             self.store.set_status(channel_id, status, now=time.time())
+
+    def flush(self) -> None:
+        """Write what receipts taught this process (spent, accepted) to the store (at close)."""
+        with self.lock:
+            for cid, cached in list(self._cache.items()):
+                row = self.store.get(cid)
+                if row is not None and row.status == cached.status and (
+                        cached.spent > row.spent or cached.accepted > row.accepted):
+                    self.store.save(replace(row, spent=max(cached.spent, row.spent),
+                                            accepted=max(cached.accepted, row.accepted)), now=time.time())
 
     def take_reserved(self, channel_id: str) -> int:
         """What this process reserved on ``channel_id`` (forgotten once taken)."""

@@ -384,6 +384,7 @@ class SessionTransport(_Common):
                                 now=int(time.time()))
 
     def close(self) -> None:
+        self.core.flush()
         self.inner.close()
 
 

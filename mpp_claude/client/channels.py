@@ -47,10 +47,11 @@ CREATE INDEX IF NOT EXISTS session_channels_open ON session_channels (wallet, or
 """
 #: columns added after the first release (``ALTER TABLE`` on older files)
 _ADDED = {"close_requested_at": "INTEGER NOT NULL DEFAULT 0", "withdrawable_at": "INTEGER NOT NULL DEFAULT 0",
-          "refunded": "TEXT NOT NULL DEFAULT ''"}
+          "refunded": "TEXT NOT NULL DEFAULT ''", "accepted": "TEXT NOT NULL DEFAULT '0'"}
 
 _COLUMNS = ("channel_id, wallet, origin, path, escrow, chain_id, payee, token, deposit, signed, signature, "
-            "spent, status, updated_at, close_requested_at, withdrawable_at, refunded")
+            "spent, status, updated_at, close_requested_at, withdrawable_at, refunded, accepted")
+_MARKS = ", ".join("?" * len(_COLUMNS.split(",")))
 #: every status a channel can have; only ``open`` ones pay
 STATUSES = ("open", "closing", "withdrawn", "closed", "evicted", "failed")
 
@@ -71,6 +72,7 @@ class StoredChannel:
         close_requested_at: chain time of the payer's ``requestClose`` (0: none).
         withdrawable_at: chain time from which ``withdraw`` is accepted (0: none).
         refunded: base units the escrow returned at finalisation (``None``: not known / not yet).
+        accepted: the cumulative amount the server last reported as accepted (receipts).
     """
 
     channel: PayerChannel
@@ -83,6 +85,7 @@ class StoredChannel:
     close_requested_at: int = 0
     withdrawable_at: int = 0
     refunded: int | None = None
+    accepted: int = 0
 
     @property
     def channel_id(self) -> str:
@@ -99,17 +102,18 @@ def _row(s: StoredChannel, now: float) -> tuple[object, ...]:
     c = s.channel
     return (c.channel_id, s.wallet.lower(), s.origin, s.path, c.escrow, c.chain_id, c.payee, c.token,
             str(c.deposit), str(c.signed_cumulative), s.signature, str(s.spent), s.status, now,
-            s.close_requested_at, s.withdrawable_at, "" if s.refunded is None else str(s.refunded))
+            s.close_requested_at, s.withdrawable_at, "" if s.refunded is None else str(s.refunded),
+            str(s.accepted))
 
 
 def _stored(row: tuple[object, ...]) -> StoredChannel:
     (cid, wallet, origin, path, escrow, chain_id, payee, token, deposit, signed, signature, spent, status,
-     _updated, requested, withdrawable, refunded) = row
+     _updated, requested, withdrawable, refunded, accepted) = row
     channel = PayerChannel(str(cid), str(escrow), int(str(chain_id)), str(payee), str(token),
                            int(str(deposit)), int(str(signed)))
     return StoredChannel(channel, str(wallet), str(origin), str(path), str(signature), int(str(spent)),
                          str(status), int(str(requested)), int(str(withdrawable)),
-                         int(str(refunded)) if str(refunded).isdigit() else None)
+                         int(str(refunded)) if str(refunded).isdigit() else None, int(str(accepted)))
 
 
 class ChannelStore:
@@ -156,8 +160,8 @@ class ChannelStore:
     def save(self, stored: StoredChannel, *, now: float) -> None:
         """Insert or replace ``stored`` (durable when this returns)."""
         with self._lock:
-            self._db.execute(f"INSERT OR REPLACE INTO session_channels ({_COLUMNS}) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(stored, now))
+            self._db.execute(f"INSERT OR REPLACE INTO session_channels ({_COLUMNS}) VALUES ({_MARKS})",
+                             _row(stored, now))
 
     def get(self, channel_id: str) -> StoredChannel | None:
         """The channel ``channel_id``, whatever its status."""
