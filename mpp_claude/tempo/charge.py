@@ -23,6 +23,7 @@ No nonce has to be fetched, and many payments from one payer can be in flight.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from eth_utils.address import to_checksum_address
@@ -70,6 +71,7 @@ def expiring_valid_before(now: int, expires: int | None, lead: int = VALID_BEFOR
     return valid_before
 
 
+@lru_cache(maxsize=256)  # one payer signs many charges: checksumming costs a keccak (~30 us)
 def did_pkh(chain_id: int, address: str) -> str:
     """The credential ``source``: ``did:pkh:eip155:<chainId>:<checksummed address>``."""
     return f"did:pkh:eip155:{chain_id}:{to_checksum_address(address)}"

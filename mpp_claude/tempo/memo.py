@@ -19,6 +19,8 @@ presented for challenge B (the vectors' ``unrelated_challenge_memo_rejected``).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from eth_hash.auto import keccak
 
 MEMO_TAG = keccak(b"mpp")[:4]
@@ -35,8 +37,13 @@ def attribution_memo(challenge_id: str, realm: str, client_id: str | None = None
         client_id: optional payer identity; ``None``/empty = anonymous (10 zero bytes).
     """
     client = keccak(client_id.encode())[:10] if client_id else ANONYMOUS_CLIENT
-    return (MEMO_TAG + bytes((MEMO_VERSION,)) + keccak(realm.encode())[:10] + client
+    return (MEMO_TAG + bytes((MEMO_VERSION,)) + _server_part(realm) + client
             + keccak(challenge_id.encode())[:7])
+
+
+@lru_cache(maxsize=256)  # a payer pays few realms, a server has one: skip a keccak per memo
+def _server_part(realm: str) -> bytes:
+    return keccak(realm.encode())[:10]
 
 
 def is_mpp_memo(memo: bytes) -> bool:
@@ -46,7 +53,7 @@ def is_mpp_memo(memo: bytes) -> bool:
 
 def memo_matches(memo: bytes, challenge_id: str, realm: str) -> bool:
     """True when ``memo`` is an MPP memo for exactly this challenge id and realm."""
-    return (is_mpp_memo(memo) and memo[5:15] == keccak(realm.encode())[:10]
+    return (is_mpp_memo(memo) and memo[5:15] == _server_part(realm)
             and memo[25:32] == keccak(challenge_id.encode())[:7])
 
 
