@@ -55,3 +55,12 @@ def test_without_opentelemetry(make_client: Any, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(_telemetry, "_trace", None)
     client, _ = make_client()
     assert client.post(ORIGIN + "/v1/x", json={}).status_code == 200
+
+
+def test_no_span_without_a_tracer_provider() -> None:
+    """opentelemetry-api without a provider: nothing could record, so no span is made at all."""
+    trace = pytest.importorskip("opentelemetry.trace")
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        pytest.skip("a tracer provider is installed in this process")
+    with _telemetry.span("mpp.pay", None) as span:  # type: ignore[arg-type]
+        assert span is None
