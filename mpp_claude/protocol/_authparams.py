@@ -251,6 +251,10 @@ def _unescape(body: str) -> str:
     return units.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+#: What ``quote`` writes as is: HTAB, printable ASCII but ``"`` and ``\\``, U+0080..U+00FF.
+_VERBATIM = re.compile('[\t !#-\\[\\]-~\x80-\xff]*')
+
+
 def quote(value: str) -> str:
     """Write ``value`` as a quoted-string: ``"`` and ``\\`` backslash-escaped, characters
     above U+00FF as ``\\uXXXX`` UTF-16 escapes (mppx's convention; keeps the header Latin-1).
@@ -260,6 +264,8 @@ def quote(value: str) -> str:
             allow header injection; nothing can escape them in a quoted-string) or a lone
             surrogate.
     """
+    if _VERBATIM.fullmatch(value):  # the usual case: nothing to escape
+        return f'"{value}"'
     out = ['"']
     for ch in value:
         if (ch < " " and ch != "\t") or ch == "\x7f":
