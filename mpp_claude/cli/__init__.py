@@ -1,6 +1,7 @@
 """The ``mpp-claude`` command line.  Parses arguments, calls library functions, prints results.
 
-One module per subcommand (``devnet``, ``serve``, ``spend``, ``wallet``, ``chat``, ``quote``);
+One module per subcommand (``devnet``, ``serve``, ``spend``, ``wallet``, ``chat``, ``quote``,
+``channels``);
 each has a ``register(subparsers)`` and handlers that call the library.  Command output goes
 to stdout, messages and progress to stderr; colours only on a terminal and never with
 ``NO_COLOR``.  Keys are never printed.
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import BudgetExceeded, MppError, PaymentDeclined
-from . import chat, devnet, quote, serve, spend, wallet
+from . import channels, chat, devnet, quote, serve, spend, wallet
 from ._codes import EXIT_DECLINED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ._request import CommandFailed
 from ._term import err
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mpp-claude {__version__}")
     _add_common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (devnet, serve, wallet, chat, quote, spend):
+    for module in (devnet, serve, wallet, chat, quote, spend, channels):
         module.register(sub)
     for child in _walk(parser):
         _add_common(child, top=False)
