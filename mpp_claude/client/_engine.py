@@ -162,7 +162,10 @@ class Engine:
     def _unknown(self, att: Attempt, why: str) -> None:
         ticket = self._ticket(att)
         if ticket is not None and ticket.ledger_id is not None and not ticket.done:
-            self.ledger.mark_unknown(ticket.ledger_id, error=why, now=time.time())
+            signed = ticket.signed
+            self.ledger.mark_unknown(ticket.ledger_id, error=why, now=time.time(),
+                                     tx_hash=signed.tx_hash if signed else None,
+                                     valid_before=signed.valid_before if signed else None)
 
     def deliver(self, att: Attempt, action: Deliver) -> PaymentReceipt | None:
         """Bookkeeping for a response handed to the caller; the receipt to attach, if paid."""
@@ -183,11 +186,13 @@ class Engine:
                                  ticket.model)
         if not ticket.done:
             ticket.done = True
-            if ticket.ledger_id is not None:
-                self.ledger.settle(ticket.ledger_id, reference=receipt.reference, now=time.time())
+            if ticket.ledger_id is not None:  # the outcome and the signed transaction: one write
+                self.ledger.settle(ticket.ledger_id, reference=receipt.reference, now=time.time(),
+                                   tx_hash=tx_hash, valid_before=signed.valid_before if signed else None)
             self.receipts.append(receipt)
-            log.info("paid %s %s to %s for %s%s (tx %s)", q.display_amount, q.symbol, q.payee, q.origin,
-                     q.path, receipt.reference)
+            if log.isEnabledFor(logging.INFO):
+                log.info("paid %s %s to %s for %s%s (tx %s)", q.display_amount, q.symbol, q.payee, q.origin,
+                         q.path, receipt.reference)
             _safe_hook("on_receipt", self.hooks.on_receipt, receipt)
         return receipt
 
@@ -262,16 +267,13 @@ class Engine:
     def _hold(self, ticket: Ticket, exc: PaymentOutcomeUnknown) -> None:
         """Money may have moved: keep every reservation; the ledger row waits for reconcile()."""
         if ticket.ledger_id is not None:
-            tx = exc.details.get("tx_hash")
-            self.ledger.mark_signed(ticket.ledger_id, tx_hash=tx, valid_before=None, now=time.time())
-            self.ledger.mark_unknown(ticket.ledger_id, error=str(exc), now=time.time())
+            self.ledger.mark_unknown(ticket.ledger_id, error=str(exc), now=time.time(),
+                                     tx_hash=exc.details.get("tx_hash"))
 
     def _signed(self, att: Attempt, pay: Pay, ticket: Ticket, signed: Signed) -> Resend:
+        # No ledger write here: the row stays ``reserved`` (budget held) until the outcome is
+        # written together with the transaction (ledger.py, "two writes per charge").
         ticket.signed = signed
-        if ticket.ledger_id is not None:
-            self.ledger.mark_signed(ticket.ledger_id, tx_hash=signed.tx_hash,
-                                    valid_before=signed.valid_before,
-                                    now=time.time())
         resend = att.flow.on_credential(signed.header, signed.value)
         self._register(att, ticket, resend)
         _safe_hook("on_payment", self.hooks.on_payment, ticket.quote, signed.tx_hash)
@@ -288,7 +290,7 @@ class Engine:
         exc.details["tx_hash"] = tx
         if mined and ticket is not None and ticket.ledger_id is not None:
             ticket.done = True
-            self.ledger.settle(ticket.ledger_id, reference=tx, now=time.time())
+            self.ledger.settle(ticket.ledger_id, reference=tx, now=time.time(), tx_hash=tx)
             exc.message += f"; the payment settled on chain (tx {tx}) but the response was lost"
         else:
             exc.message += f" (tx {tx} not mined yet; the ledger keeps it reserved until reconciled)"

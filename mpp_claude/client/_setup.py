@@ -167,8 +167,10 @@ class PaymentsMixin:
         return shell
 
     def unresolved(self) -> list[Row]:
-        """Ledger rows of this wallet whose outcome is unknown (budget held)."""
-        return self._engine.ledger.rows(wallet=self._engine.wallet.address, status=("unknown", "signed"))
+        """Ledger rows of this wallet whose outcome is unknown (budget held): ``unknown``, and
+        ``reserved``/``signed`` rows of payments in flight or of a process that died mid-payment."""
+        return self._engine.ledger.rows(wallet=self._engine.wallet.address,
+                                        status=("unknown", "signed", "reserved"))
 
 
 def resolve_rows(ledger: AnyLedger, rows: list[Row], statuses: dict[str, bool | None], now: float) -> int:

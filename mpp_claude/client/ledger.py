@@ -6,9 +6,21 @@ one file can never pass ``max_per_day`` together).  Rows never hold credentials 
 
 Life of a row (agent-payments-ux.md §4.4)::
 
-    reserved ──► signed ──► settled            budget counted
-        │           └─────► unknown ──► settled / released   (resolved from the chain)
-        └─────────────────► released           budget given back: provably no payment
+    reserved ──► (signed) ──► settled          budget counted
+        │             └─────► unknown ──► settled / released   (resolved from the chain)
+        └───────────────────► released         budget given back: provably no payment
+
+A charge paid by the client costs two writes: the reservation (one ``BEGIN IMMEDIATE``
+transaction, before anything is signed) and the outcome, which records the signed transaction
+(``tx_hash``, ``valid_before``) with ``settled`` or ``unknown``.  ``signed`` is an optional
+step (:meth:`Ledger.mark_signed`); the client skips it, so a process killed between signing
+and the server's answer leaves its row ``reserved``: the budget stays held, never given back.
+
+Durability: WAL with ``synchronous = NORMAL`` (``_sqlite.open_private_db``).  A commit is not
+fsynced; a crash of the process loses nothing, a power cut may undo the last commits.  Undoing
+a reservation whose credential was already sent would understate spending, so the ledger is a
+budget guard for runaway code, not an accounting record that survives power loss; on-chain
+access-key limits are the guard that does (agent-payments-ux.md §4.6).
 
 The rolling 24 h sum reads per-minute buckets (``spend_minutes``, kept in the same transactions as
 the rows), so a reservation costs the same with 10 or 10 000 payments in the window.  A bucket
@@ -79,6 +91,25 @@ ON CONFLICT (wallet, minute) DO UPDATE SET amount = excluded.amount
 """
 
 
+# The statements of a payment's hot path, written once (the module's statement cache keeps them
+# prepared).  Every status but 'released' is counted (COUNTED): one comparison per row, not four.
+_DAY_SUM = "SELECT COALESCE(SUM(amount), 0) FROM spend_minutes WHERE wallet = ? AND minute >= ?"
+_MINUTE_COUNT = "SELECT COUNT(*) FROM payments WHERE wallet = ? AND created_at > ? AND status != 'released'"
+_INSERT_ROW = ("INSERT INTO payments (wallet, status, amount, currency, chain_id, payee, origin, path, "
+               "model, request_id, challenge_id, reference, created_at, updated_at) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_PIN = "INSERT OR IGNORE INTO payee_pins (wallet, origin, payee, first_seen) VALUES (?, ?, ?, ?)"
+_ADD_TO_BUCKET = ("INSERT INTO spend_minutes (wallet, minute, amount) VALUES (?, ?, ?) "
+                  "ON CONFLICT (wallet, minute) DO UPDATE SET amount = amount + excluded.amount")
+_PRUNE_BUCKETS = "DELETE FROM spend_minutes WHERE wallet = ? AND minute < ?"
+_MARK_SIGNED = ("UPDATE payments SET status = 'signed', tx_hash = ?, valid_before = ?, updated_at = ? "
+                "WHERE id = ?")
+_SETTLE = ("UPDATE payments SET status = 'settled', reference = ?, tx_hash = COALESCE(?, tx_hash), "
+           "valid_before = COALESCE(?, valid_before), updated_at = ? WHERE id = ?")
+_MARK_UNKNOWN = ("UPDATE payments SET status = 'unknown', error = ?, tx_hash = COALESCE(?, tx_hash), "
+                 "valid_before = COALESCE(?, valid_before), updated_at = ? WHERE id = ?")
+
+
 def _minute(ts: float) -> int:
     return int(ts // 60)
 
@@ -138,6 +169,16 @@ def _exceeded(limit: str, value: int, amount: int, used: int, what: str) -> Budg
                           f"({used} {what})", limit=limit, limit_value=value, requested=amount, used=used)
 
 
+def _known(tx_hash: str | None, valid_before: int | None) -> dict[str, Any]:
+    """The transaction fields to write: those given (``None`` keeps the stored value)."""
+    out: dict[str, Any] = {}
+    if tx_hash is not None:
+        out["tx_hash"] = tx_hash
+    if valid_before is not None:
+        out["valid_before"] = valid_before
+    return out
+
+
 def _initial(status: str) -> str:
     if status not in ("reserved", "settled"):
         raise ValueError(f"a row starts reserved or settled, not {status!r}")
@@ -156,6 +197,8 @@ class Ledger:
         self.path = Path(path) if path is not None else default_path()
         self._lock = threading.Lock()
         self._db = open_private_db(self.path, busy_timeout=busy_timeout)
+        self._pins_known: set[tuple[str, str]] = set()  # pins in the file (a pin never changes)
+        self._pruned: dict[str, int] = {}  # wallet -> minute its old buckets were last deleted
         with self._lock:
             self._migrate()
 
@@ -194,63 +237,59 @@ class Ledger:
             BudgetExceeded: ``max_per_day`` (rolling 24 h sum, counting reserved, signed, settled
                 and unknown rows) or ``max_per_minute`` (payment count in the last 60 s).
         """
-        marks = ",".join("?" * len(COUNTED))
+        status = _initial(status)
+        wallet, minute, first = entry.wallet, _minute(now), _minute(now - DAY)
+        pin = (wallet, entry.origin)
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                first = _minute(now - DAY)
                 if max_per_day is not None:
-                    (day,) = db.execute("SELECT COALESCE(SUM(amount), 0) FROM spend_minutes WHERE wallet = ? "
-                                        "AND minute >= ?", (entry.wallet, first)).fetchone()
+                    (day,) = db.execute(_DAY_SUM, (wallet, first)).fetchone()
                     if day + entry.amount > max_per_day:
                         raise _exceeded("max_per_day", max_per_day, entry.amount, day, "in the last 24 h")
                 if max_per_minute is not None:
-                    (count,) = db.execute(
-                        f"SELECT COUNT(*) FROM payments WHERE wallet = ? AND created_at > ? "
-                        f"AND status IN ({marks})", (entry.wallet, now - MINUTE, *COUNTED)).fetchone()
+                    (count,) = db.execute(_MINUTE_COUNT, (wallet, now - MINUTE)).fetchone()
                     if count + 1 > max_per_minute:
                         raise BudgetExceeded(
                             f"payment would exceed max_per_minute {max_per_minute} ({count} in the last "
                             "60 s)", limit="max_per_minute", limit_value=max_per_minute,
                             requested=entry.amount, used=count)
-                cur = db.execute(
-                    "INSERT INTO payments (wallet, status, amount, currency, chain_id, payee, origin, path, "
-                    "model, request_id, challenge_id, reference, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (entry.wallet, _initial(status), entry.amount, entry.currency, entry.chain_id,
-                     entry.payee, entry.origin, entry.path, entry.model, entry.request_id,
-                     entry.challenge_id, reference, now, now))
-                db.execute("INSERT OR IGNORE INTO payee_pins (wallet, origin, payee, first_seen) "
-                           "VALUES (?, ?, ?, ?)", (entry.wallet, entry.origin, entry.payee.lower(), now))
-                db.execute("INSERT INTO spend_minutes (wallet, minute, amount) VALUES (?, ?, ?) "
-                           "ON CONFLICT (wallet, minute) DO UPDATE SET amount = amount + excluded.amount",
-                           (entry.wallet, _minute(now), entry.amount))
-                db.execute("DELETE FROM spend_minutes WHERE wallet = ? AND minute < ?",
-                           (entry.wallet, first - 1))
+                cur = db.execute(_INSERT_ROW, (wallet, status, entry.amount, entry.currency, entry.chain_id,
+                                               entry.payee, entry.origin, entry.path, entry.model,
+                                               entry.request_id, entry.challenge_id, reference, now, now))
+                if pin not in self._pins_known:
+                    db.execute(_INSERT_PIN, (wallet, entry.origin, entry.payee.lower(), now))
+                db.execute(_ADD_TO_BUCKET, (wallet, minute, entry.amount))
+                if self._pruned.get(wallet) != minute:  # old buckets no longer count: drop them
+                    db.execute(_PRUNE_BUCKETS, (wallet, first - 1))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            self._pins_known.add(pin)
+            self._pruned[wallet] = minute
             return int(cur.lastrowid or 0)
-
-    def _update(self, row_id: int, now: float, **fields: Any) -> None:
-        cols = ", ".join(f"{k} = ?" for k in fields)
-        with self._lock:
-            self._db.execute(f"UPDATE payments SET {cols}, updated_at = ? WHERE id = ?",
-                             (*fields.values(), now, row_id))
 
     def mark_signed(self, row_id: int, *, tx_hash: str | None, valid_before: int | None, now: float) -> None:
         """The credential exists: money can move from here on."""
-        self._update(row_id, now, status="signed", tx_hash=tx_hash, valid_before=valid_before)
+        with self._lock:
+            self._db.execute(_MARK_SIGNED, (tx_hash, valid_before, now, row_id))
 
-    def settle(self, row_id: int, *, reference: str | None, now: float) -> None:
-        """The server (receipt) or the chain confirmed the payment."""
-        self._update(row_id, now, status="settled", reference=reference)
+    def settle(self, row_id: int, *, reference: str | None, now: float, tx_hash: str | None = None,
+               valid_before: int | None = None) -> None:
+        """The server (receipt) or the chain confirmed the payment.  ``tx_hash``/``valid_before``
+        (kept when ``None``) record the signed transaction in the same write."""
+        with self._lock:
+            self._db.execute(_SETTLE, (reference, tx_hash, valid_before, now, row_id))
 
-    def mark_unknown(self, row_id: int, *, error: str, now: float) -> None:
-        """Money may have moved; the budget stays held until :meth:`settle` or :meth:`release`."""
-        self._update(row_id, now, status="unknown", error=error[:500])
+    def mark_unknown(self, row_id: int, *, error: str, now: float, tx_hash: str | None = None,
+                     valid_before: int | None = None) -> None:
+        """Money may have moved; the budget stays held until :meth:`settle` or :meth:`release`.
+        ``tx_hash``/``valid_before`` (kept when ``None``) are what :meth:`rows` reports for
+        reconciling it from the chain."""
+        with self._lock:
+            self._db.execute(_MARK_UNKNOWN, (error[:500], tx_hash, valid_before, now, row_id))
 
     def release(self, row_id: int, *, error: str, now: float) -> None:
         """Provably no payment: the reservation no longer counts (its minute bucket shrinks)."""
@@ -385,11 +424,13 @@ class MemoryLedger:
     def mark_signed(self, row_id: int, *, tx_hash: str | None, valid_before: int | None, now: float) -> None:
         self._update(row_id, now, status="signed", tx_hash=tx_hash, valid_before=valid_before)
 
-    def settle(self, row_id: int, *, reference: str | None, now: float) -> None:
-        self._update(row_id, now, status="settled", reference=reference)
+    def settle(self, row_id: int, *, reference: str | None, now: float, tx_hash: str | None = None,
+               valid_before: int | None = None) -> None:
+        self._update(row_id, now, status="settled", reference=reference, **_known(tx_hash, valid_before))
 
-    def mark_unknown(self, row_id: int, *, error: str, now: float) -> None:
-        self._update(row_id, now, status="unknown", error=error[:500])
+    def mark_unknown(self, row_id: int, *, error: str, now: float, tx_hash: str | None = None,
+                     valid_before: int | None = None) -> None:
+        self._update(row_id, now, status="unknown", error=error[:500], **_known(tx_hash, valid_before))
 
     def release(self, row_id: int, *, error: str, now: float) -> None:
         self._update(row_id, now, status="released", error=error[:500])

@@ -342,6 +342,28 @@ class TestObservability:
                                                                  "/v1/chat/completions")
         assert row.request_id == response.request.headers["idempotency-key"]
 
+    def test_a_paid_request_writes_the_ledger_twice(self, make_client: Make, tmp_path: Any) -> None:
+        """The reservation (one transaction, before signing) and the outcome with the transaction."""
+        led = Ledger(tmp_path / "l.sqlite3")
+        client, _ = make_client(ledger=led)
+        client.post(ORIGIN + "/v1/x", json={})  # first payment: pins the payee
+        statements: list[str] = []
+        led._db.set_trace_callback(statements.append)
+        client.post(ORIGIN + "/v1/x", json={})
+        led._db.set_trace_callback(None)
+        writes, in_transaction = 0, False
+        for sql in statements:
+            verb = sql.split(None, 1)[0].upper()
+            if verb == "BEGIN":
+                writes, in_transaction = writes + 1, True
+            elif verb in ("COMMIT", "ROLLBACK"):
+                in_transaction = False
+            elif verb in ("INSERT", "UPDATE", "DELETE") and not in_transaction:
+                writes += 1
+        assert writes == 2
+        row = led.rows()[-1]
+        assert row.status == "settled" and row.tx_hash is not None and row.valid_before is not None
+
     def test_credential_never_logged(self, make_client: Make, caplog: pytest.LogCaptureFixture) -> None:
         caplog.set_level("DEBUG", logger="mpp_claude")
         client, shop = make_client()

@@ -77,6 +77,30 @@ class TestReserve:
         assert ledger.spent(W, since=NOW - 1) == 5
         assert ledger.rows(status=("released",)) == []
 
+    def test_outcome_records_the_transaction(self, ledger: Ledger | MemoryLedger) -> None:
+        """settle/mark_unknown write the signed transaction with the outcome; None keeps it."""
+        a = ledger.reserve(entry(5), now=NOW, max_per_day=None, max_per_minute=None)
+        b = ledger.reserve(entry(5), now=NOW, max_per_day=None, max_per_minute=None)
+        ledger.settle(a, reference="0xref", now=NOW + 1, tx_hash="0xa", valid_before=1234)
+        ledger.mark_unknown(b, error="lost", now=NOW + 1, tx_hash="0xb", valid_before=99)
+        ledger.settle(b, reference="0xb", now=NOW + 2)
+        rows = ledger.rows()
+        assert [(r.status, r.tx_hash, r.valid_before, r.reference) for r in rows] == [
+            ("settled", "0xa", 1234, "0xref"), ("settled", "0xb", 99, "0xb")]
+
+    def test_pins_and_old_buckets_with_a_second_handle(self, tmp_path: Path) -> None:
+        """Skipping known pins and pruning once a minute changes nothing another handle sees."""
+        one, two = Ledger(tmp_path / "l.sqlite3"), Ledger(tmp_path / "l.sqlite3")
+        one.reserve(entry(5, payee="0xAB"), now=NOW, max_per_day=100, max_per_minute=None)
+        two.reserve(entry(5, payee="0xCD"), now=NOW + 1, max_per_day=100, max_per_minute=None)
+        one.reserve(entry(5, payee="0xEF"), now=NOW + 2, max_per_day=100, max_per_minute=None)
+        assert one.pinned_payee(W, "https://a.test") == two.pinned_payee(W, "https://a.test") == "0xab"
+        later = NOW + 2 * 86_400
+        two.reserve(entry(100), now=later, max_per_day=100, max_per_minute=None)
+        assert one.day_spent(W, now=later) == two.day_spent(W, now=later) == 100
+        with pytest.raises(BudgetExceeded):
+            one.reserve(entry(1), now=later, max_per_day=100, max_per_minute=None)
+
 
 def test_opening_an_old_file_backfills_the_buckets(tmp_path: Path) -> None:
     """A ledger written before the minute buckets existed keeps its 24 h total after the upgrade."""
