@@ -91,14 +91,14 @@ def to_offer(challenge: Challenge) -> tuple[Offer, ChargeRequest | None]:
     expires = challenge.expires_at
     expires_s = None if expires is None else int(expires.timestamp())
     if challenge.method == "tempo" and challenge.intent == "charge":
-        charge = ChargeRequest.from_request(challenge.request_data)
+        charge = ChargeRequest.from_request(challenge.request_view)  # reads only: no copy
         offer = Offer(challenge_id=challenge.id, realm=challenge.realm, method=challenge.method,
                       intent=challenge.intent, amount=charge.amount, currency=charge.currency,
                       recipient=charge.recipient, chain_id=charge.chain_id, expires=expires_s,
                       split_recipients=tuple(s.recipient for s in charge.splits),
                       description=challenge.description)
         return offer, charge
-    data = challenge.request_data
+    data = challenge.request_view
     amount = data.get("amount")
     return Offer(challenge_id=challenge.id, realm=challenge.realm, method=challenge.method,
                  intent=challenge.intent,

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from ..errors import BudgetExceeded, ConfigError, OriginNotAllowed, PolicyDenied
@@ -85,6 +86,7 @@ def normalize_origin(url: str) -> str:
     return origin_of(parts.scheme, parts.hostname, parts.port)
 
 
+@lru_cache(maxsize=1024)  # pure, asked several times per request for the same few origins
 def origin_of(scheme: str, host: str, port: int | None) -> str:
     """The canonical origin string for already-split URL parts."""
     scheme = scheme.lower()
@@ -95,6 +97,7 @@ def origin_of(scheme: str, host: str, port: int | None) -> str:
     return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
 
 
+@lru_cache(maxsize=1024)  # pure; parsing an IP literal costs ~15 us
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback IP literals (the only hosts plain HTTP may pay)."""
     host = host.lower().strip("[]").rstrip(".")

@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from mpp_claude.errors import EncodingError, FormatError, MalformedChallenge, WeakSecretError
@@ -131,6 +132,13 @@ class Challenge:
     def request_data(self) -> dict[str, Any]:
         """The decoded ``request`` object (a fresh copy on each access)."""
         return copy.deepcopy(self._request_data)
+
+    @property
+    def request_view(self) -> Mapping[str, Any]:
+        """The decoded ``request`` object without a copy, read-only at the top level.  Nested
+        objects are shared with this challenge: read them, never change them (``request_data``
+        gives a private copy)."""
+        return MappingProxyType(self._request_data)
 
     @property
     def expires_at(self) -> datetime | None:

@@ -175,6 +175,17 @@ def test_request_data_is_a_copy() -> None:
     assert c.request_data == {"x": {"y": 1}}
 
 
+def test_request_view_is_read_only_and_not_copied() -> None:
+    """request_view: the same values, no top-level writes, no copy (the nested object is shared)."""
+    c = Challenge(id="i", realm="r", method="tempo", intent="charge",
+                  request=encode_b64_json({"x": {"y": 1}}))
+    view = c.request_view
+    assert dict(view) == c.request_data
+    with pytest.raises(TypeError):
+        view["x"] = 2  # type: ignore[index]
+    assert view["x"] is c.request_view["x"]
+
+
 @pytest.mark.parametrize("field", ["description", "realm", "opaque", "id"])
 @pytest.mark.parametrize("bad", ["\r", "\n", "\x00", "\x7f"])
 def test_format_refuses_control_characters(field: str, bad: str) -> None:
