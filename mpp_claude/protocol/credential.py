@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,10 +69,7 @@ class Credential:
 
     def to_wire_dict(self) -> dict[str, Any]:
         """The JSON object that is base64url-encoded on the wire (``request`` as a string)."""
-        out: dict[str, Any] = {"challenge": self.challenge.to_echo(), "payload": copy.deepcopy(self.payload)}
-        if self.source is not None:
-            out["source"] = copy.deepcopy(self.source)
-        return out
+        return _wire(self, copy.deepcopy)
 
     def to_dict(self) -> dict[str, Any]:
         """The conformance canonical form (challenge ``request`` decoded, ``source`` omitted if absent)."""
@@ -142,6 +139,17 @@ def parse_credential(value: str) -> Credential:
     return Credential.from_dict(data)
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+def _wire(credential: Credential, copier: Callable[[Any], Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"challenge": credential.challenge.to_echo(), "payload": copier(credential.payload)}
+    if credential.source is not None:
+        out["source"] = copier(credential.source)
+    return out
+
+
 def format_credential(credential: Credential) -> str:
     """Write ``credential`` as an ``Authorization`` value: ``Payment <base64url(JCS(json))>``.
 
@@ -149,7 +157,7 @@ def format_credential(credential: Credential) -> str:
         FormatError: the payload or source holds a value JSON cannot carry.
     """
     try:
-        token = encode_b64_json(credential.to_wire_dict())
+        token = encode_b64_json(_wire(credential, _same))  # only read while encoding: no copies
     except EncodingError as exc:
         raise FormatError(f"credential cannot be encoded: {exc}") from exc
     return f"{SCHEME} {token}"
