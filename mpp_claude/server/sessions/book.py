@@ -160,12 +160,21 @@ class MemoryBook:
 
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS mpp_session_channels (
-    channel_id TEXT PRIMARY KEY, data TEXT NOT NULL
+    channel_id TEXT PRIMARY KEY, data TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID"""
+
+_CACHED = 4096  # records remembered per book (with their row version) for compare-and-set writes
 
 
 class SQLiteBook:
-    """The book in a table of the server's SQLite store file (own connection, WAL, ``BEGIN IMMEDIATE``).
+    """The book in a table of the server's SQLite store file (own connection, WAL).
+
+    A write is normally **one** statement: the record this book last read or wrote is kept with
+    its row ``version``, ``fn`` runs on it and ``UPDATE ... WHERE version = ?`` stores the result
+    (compare-and-set, atomic in SQLite).  When another connection changed the row in between
+    (another worker or replica), or the record is not cached, the update runs as a
+    ``BEGIN IMMEDIATE`` read-modify-write transaction instead.  Either way ``fn`` sees the row as
+    stored and the write is atomic across every process sharing the file.
 
     Raises:
         sqlite3.Error: the file cannot be opened.
@@ -176,7 +185,7 @@ class SQLiteBook:
         self._busy_ms = int(busy_timeout_s * 1000)
         self._db: sqlite3.Connection | None = sqlite3.connect(
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         if path != ":memory:":
             self._db.execute("PRAGMA journal_mode = WAL")
         # NORMAL: in WAL mode a commit survives a crash of the process, not a power cut; what a power
@@ -184,6 +193,16 @@ class SQLiteBook:
         # never the payer, and spares two fsyncs per paid request.  Claims stay FULL in the store.
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(mpp_session_channels)")}
+        if "version" not in columns:  # a book written before row versions existed
+            try:
+                self._db.execute("ALTER TABLE mpp_session_channels ADD COLUMN version INTEGER NOT NULL "
+                                 "DEFAULT 0")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
+        self._db.execute("PRAGMA busy_timeout = 0")  # inline calls never wait (see ``_run``)
+        self._cache: dict[str, tuple[int, ChannelRecord]] = {}
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -196,52 +215,83 @@ class SQLiteBook:
         that waits up to ``busy_timeout_s`` (another worker or process is writing)."""
         if self._lock.acquire(blocking=False):
             try:
-                db = self._conn()
-                db.execute("PRAGMA busy_timeout = 0")
-                try:
-                    return op(db)
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
-                        raise
-                finally:
-                    db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+                return op(self._conn())
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
             finally:
                 self._lock.release()
 
-        def locked() -> _T:
+        def waiting() -> _T:
             with self._lock:
-                return op(self._conn())
+                db = self._conn()
+                db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+                try:
+                    return op(db)
+                finally:
+                    db.execute("PRAGMA busy_timeout = 0")
 
-        return await asyncio.to_thread(locked)
+        return await asyncio.to_thread(waiting)
+
+    def _remember(self, channel_id: str, version: int, record: ChannelRecord) -> None:
+        if len(self._cache) >= _CACHED and channel_id not in self._cache:
+            self._cache.clear()
+        self._cache[channel_id] = (version, record)
 
     async def get(self, channel_id: str) -> ChannelRecord | None:
-        def op(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT data FROM mpp_session_channels WHERE channel_id = ?",
+        def op(db: sqlite3.Connection) -> ChannelRecord | None:
+            row = db.execute("SELECT data, version FROM mpp_session_channels WHERE channel_id = ?",
                              (channel_id,)).fetchone()
-            return None if row is None else str(row[0])
+            if row is None:
+                return None
+            record = ChannelRecord.from_json(row[0])
+            self._remember(channel_id, int(row[1]), record)
+            return record
 
-        text = await self._run(op)
-        return None if text is None else ChannelRecord.from_json(text)
+        return await self._run(op)
 
     async def update(self, channel_id: str, fn: Update) -> ChannelRecord | None:
-        def op(db: sqlite3.Connection) -> ChannelRecord | None:
+        def swap(db: sqlite3.Connection) -> ChannelRecord | None:
+            cached = self._cache.pop(channel_id, None)
+            if cached is not None:
+                version, current = cached
+                try:
+                    new = fn(current)
+                except Exception:  # maybe only because the cached record is stale: decide on the row
+                    new = None
+                if new is not None:
+                    done = db.execute("UPDATE mpp_session_channels SET data = ?, version = ? "
+                                      "WHERE channel_id = ? AND version = ?",
+                                      (new.to_json(), version + 1, channel_id, version))
+                    if done.rowcount == 1:
+                        self._remember(channel_id, version + 1, new)
+                        return new
+            return transaction(db)  # not cached, changed elsewhere, refused or unchanged: read the row
+
+        def transaction(db: sqlite3.Connection) -> ChannelRecord | None:
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT data FROM mpp_session_channels WHERE channel_id = ?",
+                row = db.execute("SELECT data, version FROM mpp_session_channels WHERE channel_id = ?",
                                  (channel_id,)).fetchone()
                 current = None if row is None else ChannelRecord.from_json(row[0])
+                version = 0 if row is None else int(row[1])
                 new = fn(current)
                 if new is not None:
-                    db.execute("INSERT INTO mpp_session_channels (channel_id, data) VALUES (?, ?) "
-                               "ON CONFLICT (channel_id) DO UPDATE SET data = excluded.data",
-                               (channel_id, new.to_json()))
+                    version += 1
+                    db.execute("INSERT INTO mpp_session_channels (channel_id, data, version) "
+                               "VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET "
+                               "data = excluded.data, version = excluded.version",
+                               (channel_id, new.to_json(), version))
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-            return current if new is None else new
+            result = current if new is None else new
+            if result is not None:
+                self._remember(channel_id, version, result)
+            return result
 
-        return await self._run(op)
+        return await self._run(swap)
 
     async def unsettled(self, before: float) -> list[str]:
         def op(db: sqlite3.Connection) -> list[str]:
@@ -258,6 +308,7 @@ class SQLiteBook:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            self._cache.clear()
 
 
 class RedisBook:

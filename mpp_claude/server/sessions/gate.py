@@ -268,6 +268,7 @@ class SessionGate(Meter):
             else:
                 new = rec.with_account(done.account)
             if hold is not None and held is not None:
+                held.clear()  # ``update`` may call ``apply`` more than once (a lost race is retried)
                 try:
                     new = self._held(new or rec, hold[0], hold[1], now)
                     held.append(True)
