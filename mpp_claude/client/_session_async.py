@@ -147,10 +147,10 @@ class AsyncSessionTransport(_Common):
         core = self.core
         async with self._lock:
             stored = core.get(stored.channel_id) or stored
-            top, cumulative = core.plan(stored, required)
+            top, cumulative = core.plan(stored, required, offer.amount)
             if top or cumulative > stored.channel.signed_cumulative:
                 stored = core.get(stored.channel_id, fresh=True) or stored
-                top, cumulative = core.plan(stored, required)
+                top, cumulative = core.plan(stored, required, offer.amount)
             if top:
                 value = core.build_top_up(stored, offer, top, base_fee=await self._rpc().base_fee(),
                                           now=int(time.time()))
@@ -159,7 +159,7 @@ class AsyncSessionTransport(_Common):
                     raise _reject("top-up", status, body)
                 stored = core.topped_up(stored, top)
             return core.build_voucher(stored, offer, cumulative, origin=target.origin, path=target.path,
-                                      model=model, request_id=rid)
+                                      model=model, request_id=rid, required=required)
 
     async def _answer(self, event: PaymentEvent, offer: SessionOffer | None, url: Any, target: Target,
                       model: str | None, rid: str | None) -> None:

@@ -227,7 +227,7 @@ class SessionCore:
                       path,
                       model, request_id, offer.challenge.id),
                 now=time.time(), max_per_day=pol.max_per_day, max_per_minute=pol.max_per_minute,
-                reference=cid)
+                status="settled", reference=cid)
         except BaseException:
             release_all(scopes, v.delta)
             raise
@@ -235,9 +235,10 @@ class SessionCore:
         self._reserved[cid] = self._reserved.get(cid, 0) + v.delta
 
     def accepted(self, v: Voucher | None) -> None:
-        """The server accepted the voucher: its increase is spent (ledger row settled)."""
-        if v is not None and v.ledger_id is not None:
-            self.engine.ledger.settle(v.ledger_id, reference=v.stored.channel_id, now=time.time())
+        """The server accepted the voucher.  Nothing to write: its ledger row was recorded
+        ``settled`` (reference: the channel) when it was reserved, since a signed voucher is the
+        payee's to claim; what the payee never settles is given back when the channel is finalised."""
+        if v is not None:
             v.ledger_id = None
 
     def refused(self, v: Voucher | None, why: str) -> None:
@@ -268,7 +269,7 @@ class SessionCore:
         Raises:
             BudgetExceeded: one request may cost more than ``max_deposit``.
         """
-        need = offer.amount + self.policy.headroom
+        need = offer.amount + self.policy.headroom_for(offer.amount)
         if offer.amount > self.max_deposit:
             raise BudgetExceeded(f"a request may cost {offer.amount}, above the session cap "
                                  f"{self.max_deposit}",
@@ -288,28 +289,33 @@ class SessionCore:
                                  salt=salt), chain_id=offer.chain_id, nonce=0, nonce_key=EXPIRING_NONCE_KEY,
                       valid_before=expiring_valid_before(now, expires), gas_limit=GAS_OPEN,
                       max_fee_per_gas=2 * base_fee + 1, fee_token=self.policy.fee_token)
-        raw = sign_and_encode(tx, signer)
-        cumulative = min(offer.amount + self.policy.headroom, deposit)
-        domain = VoucherDomain(offer.chain_id, offer.escrow)
-        voucher = sign_voucher(signer, domain, cid, cumulative)
-        channel = PayerChannel(cid, offer.escrow, offer.chain_id, offer.recipient, offer.currency, deposit,
-                               cumulative)
-        stored = StoredChannel(channel, self.wallet_address, origin, path, voucher.signature.hex(), 0, "open")
-        v = Voucher(stored, self.credential(offer.challenge, open_payload(raw, voucher)), cumulative,
-                    opens=True)
-        self._reserve(v, offer, origin, path, model, request_id)
-        self.save(stored)
+        cumulative = min(offer.amount + self.policy.headroom_for(offer.amount), deposit)
+        channel = PayerChannel(cid, offer.escrow, offer.chain_id, offer.recipient, offer.currency, deposit, 0)
+        v = Voucher(StoredChannel(channel, self.wallet_address, origin, path), "", opens=True)
+        cumulative = self._reserve_within(v, offer, 0, cumulative, min(offer.amount, deposit), origin, path,
+                                          model, request_id)
+        try:  # signed only once the budgets and the ledger hold the amount
+            raw = sign_and_encode(tx, signer)
+            voucher = sign_voucher(signer, VoucherDomain(offer.chain_id, offer.escrow), cid, cumulative)
+            v.stored = replace(v.stored, channel=after_voucher(channel, cumulative),
+                               signature=voucher.signature.hex())
+            v.value = self.credential(offer.challenge, open_payload(raw, voucher))
+            self.save(v.stored)
+        except BaseException:
+            self.release(v, "not signed")
+            raise
         return v
 
-    def plan(self, stored: StoredChannel, required: int) -> tuple[int, int]:
-        """(top-up, cumulative) to cover ``required`` (raises ``BudgetExceeded`` above the cap).
-        Already covered: the signed amount again (no new voucher); else ``headroom`` more."""
+    def plan(self, stored: StoredChannel, required: int, amount: int) -> tuple[int, int]:
+        """(top-up, cumulative) to cover ``required`` for a request of at most ``amount`` (raises
+        ``BudgetExceeded`` above the cap).  Already covered: the signed amount again (no new
+        voucher); else the sign-ahead headroom more."""
         if required <= stored.channel.signed_cumulative:
             return 0, stored.channel.signed_cumulative
         top = usd(self.policy.top_up) if self.policy.top_up is not None else \
             usd(self.policy.deposit) if self.policy.deposit is not None else 0
         step = plan_payment(stored.channel, required, max_deposit=self.max_deposit,
-                            headroom=self.policy.headroom, min_top_up=top)
+                            headroom=self.policy.headroom_for(amount), min_top_up=top)
         return step.top_up, step.cumulative
 
     def build_top_up(self, stored: StoredChannel, offer: SessionOffer, amount: int, *, base_fee: int, now: int
@@ -331,9 +337,12 @@ class SessionCore:
         return new
 
     def build_voucher(self, stored: StoredChannel, offer: SessionOffer, cumulative: int, *,
-                      origin: str, path: str, model: str | None = None, request_id: str | None = None
-                      ) -> Voucher:
-        """A voucher credential for ``cumulative`` (re-sends the last voucher when not higher)."""
+                      origin: str, path: str, model: str | None = None, request_id: str | None = None,
+                      required: int | None = None) -> Voucher:
+        """A voucher credential for ``cumulative`` (re-sends the last voucher when not higher).
+
+        The increase is reserved in the budgets and the ledger before it is signed; when the
+        sign-ahead part does not fit a budget, only ``required`` is signed."""
         c = stored.channel
         if cumulative <= c.signed_cumulative and stored.signature:
             key = (offer.challenge.id, c.channel_id, c.signed_cumulative)
@@ -343,14 +352,34 @@ class SessionCore:
                 value = self.credential(offer.challenge, voucher_payload(voucher))
                 self._resend = {key: value}  # only the latest: one entry per signature
             return Voucher(stored, value)
-        domain = VoucherDomain(c.chain_id, c.escrow)
-        signed = sign_voucher(self.engine.wallet.signer, domain, c.channel_id, cumulative)
-        new = replace(stored, channel=after_voucher(c, cumulative), signature=signed.signature.hex())
-        v = Voucher(new, self.credential(offer.challenge, voucher_payload(signed)),
-                    cumulative - c.signed_cumulative)
-        self._reserve(v, offer, origin, path, model, request_id)
-        self.save(new)
+        v = Voucher(stored, "")
+        floor = c.signed_cumulative if required is None else max(required, c.signed_cumulative)
+        cumulative = self._reserve_within(v, offer, c.signed_cumulative, cumulative, floor, origin, path,
+                                          model, request_id)
+        try:  # signed only once the budgets and the ledger hold the increase
+            domain = VoucherDomain(c.chain_id, c.escrow)
+            signed = sign_voucher(self.engine.wallet.signer, domain, c.channel_id, cumulative)
+            v.stored = replace(stored, channel=after_voucher(c, cumulative), signature=signed.signature.hex())
+            v.value = self.credential(offer.challenge, voucher_payload(signed))
+            self.save(v.stored)
+        except BaseException:
+            self.release(v, "not signed")
+            raise
         return v
+
+    def _reserve_within(self, v: Voucher, offer: SessionOffer, signed: int, cumulative: int, floor: int,
+                        origin: str, path: str, model: str | None, request_id: str | None) -> int:
+        """Reserve ``cumulative - signed``; when that exceeds a budget, ``floor - signed`` (no
+        sign-ahead).  Returns the cumulative amount reserved."""
+        v.delta = cumulative - signed
+        try:
+            self._reserve(v, offer, origin, path, model, request_id)
+        except BudgetExceeded:
+            if floor >= cumulative or floor <= signed:
+                raise
+            cumulative, v.delta = floor, floor - signed
+            self._reserve(v, offer, origin, path, model, request_id)
+        return cumulative
 
     def build_close(self, stored: StoredChannel, offer: SessionOffer, amount: int) -> str:
         """The ``close`` credential: a voucher for ``amount`` (what the server reported spent)."""

@@ -236,10 +236,10 @@ class SessionTransport(_Common):
         core = self.core
         with core.lock:
             stored = core.get(stored.channel_id) or stored
-            top, cumulative = core.plan(stored, required)
+            top, cumulative = core.plan(stored, required, offer.amount)
             if top or cumulative > stored.channel.signed_cumulative:
                 stored = core.get(stored.channel_id, fresh=True) or stored
-                top, cumulative = core.plan(stored, required)
+                top, cumulative = core.plan(stored, required, offer.amount)
             if top:
                 value = core.build_top_up(stored, offer, top, base_fee=self._rpc().base_fee(),
                                           now=int(time.time()))
@@ -248,7 +248,7 @@ class SessionTransport(_Common):
                     raise _reject("top-up", status, body)
                 stored = core.topped_up(stored, top)
             return core.build_voucher(stored, offer, cumulative, origin=target.origin, path=target.path,
-                                      model=model, request_id=rid)
+                                      model=model, request_id=rid, required=required)
 
     def _answer(self, event: PaymentEvent, offer: SessionOffer | None, url: Any, target: Target,
                 model: str | None, rid: str | None) -> None:

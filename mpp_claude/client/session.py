@@ -31,6 +31,10 @@ from ..protocol.receipt import Receipt
 from .policy import usd
 
 EXT_SESSION_RECEIPT = "mpp_session_receipt"
+#: default sign-ahead: this many requests' worth of the offer's price ...
+AUTO_HEADROOM_REQUESTS = 10
+#: ... but never more than this (base units, $0.05) at risk beyond what was charged
+AUTO_HEADROOM_CAP = 50_000
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,11 @@ class SessionPolicy:
             caps the opening deposit, every top-up and every voucher.
         deposit: the opening deposit (default: the offer's ``suggestedDeposit``), at most
             ``max_deposit`` and at least what the first request needs.
-        headroom: base units signed beyond what a request needs (fewer vouchers, more at risk).
+        headroom: signed beyond what a request needs (USD like ``"0.02"``, or base units as int), so
+            the next requests re-send the same voucher (no signing, no ledger write).  ``None``
+            (default): ``AUTO_HEADROOM_REQUESTS`` requests' worth, at most ``AUTO_HEADROOM_CAP``;
+            ``0``: a new voucher for every request.  Budgets reserve it when it is signed; what
+            the server never charged is given back when the channel is closed.
         top_up: the smallest top-up worth a transaction (default: ``deposit``).
         fee_token: TIP-20 paying the open/top-up fees (``None``: the account default).
         escrows: chain id -> escrow address accepted besides the canonical ones (a devnet's).
@@ -51,7 +59,7 @@ class SessionPolicy:
 
     max_deposit: int | str | Decimal
     deposit: int | str | Decimal | None = None
-    headroom: int = 0
+    headroom: int | str | Decimal | None = None
     top_up: int | str | Decimal | None = None
     fee_token: str | None = None
     escrows: Mapping[int, str] = field(default_factory=dict)
@@ -60,6 +68,12 @@ class SessionPolicy:
     @property
     def max_deposit_units(self) -> int:
         return usd(self.max_deposit)
+
+    def headroom_for(self, amount: int) -> int:
+        """Base units to sign ahead beyond a request that may cost ``amount``."""
+        if self.headroom is not None:
+            return usd(self.headroom)
+        return min(amount * AUTO_HEADROOM_REQUESTS, AUTO_HEADROOM_CAP)
 
 
 @dataclass(frozen=True, slots=True)

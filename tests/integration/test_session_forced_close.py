@@ -58,11 +58,11 @@ def funded(net: Devnet) -> Any:
     return acct
 
 
-def session_client(net: Devnet, acct: Any, url: str, ledger: Path, cls: Any = MppClient) -> Any:
+def session_client(net: Devnet, acct: Any, url: str, ledger: Path, cls: Any = MppClient, **kw: Any) -> Any:
     return cls(Wallet.from_private_key(bytes(acct.key)), rpc_url=net.rpc_url, allowed_origins=[url],
                ledger=Ledger(ledger), policy=Policy(max_per_minute=120),
                session=SessionPolicy(max_deposit="3", deposit="1", fee_token=FEE,
-                                     escrows={net.chain_id: net.escrow_address}))
+                                     escrows={net.chain_id: net.escrow_address}, **kw))
 
 
 def stream(c: MppClient, url: str, n: int) -> None:
@@ -85,7 +85,7 @@ def test_server_gone_request_close_wait_withdraw(net: Devnet, tmp_path: Path) ->
     ledger = tmp_path / "ledger.sqlite3"
     start = net.balance(acct.address)
     with running(session_app(net, tmp_path, payee, settle_every_amount=1)) as url:
-        c = session_client(net, acct, url, ledger)
+        c = session_client(net, acct, url, ledger, headroom=0)  # a voucher per request: the payee settles
         stream(c, url, 6)
         cid = c.session.receipts[-1].channel_id
     # the server is gone: nothing can close the channel cooperatively
