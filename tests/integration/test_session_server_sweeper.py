@@ -152,7 +152,8 @@ def test_redis_books_list_unsettled_channels(redis_url: str) -> None:
                                 last_settle_at=last)
             await book.update(cid, lambda _r, rec=rec: rec)
             await other.update(cid + "ff", lambda _r, rec=rec: rec)
-        found = sorted(await book.unsettled(10.0)), sorted(await book.unsettled(float("inf")))
+        found = (sorted(r.channel_id for r in await book.unsettled(10.0)),
+                 sorted(r.channel_id for r in await book.unsettled(float("inf"))))
         await client.aclose()
         return found
 

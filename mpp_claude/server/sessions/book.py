@@ -15,9 +15,9 @@ what only the server needs:
 ``ChannelBook.update(channel_id, fn)`` is the only write: it reads the record, calls the
 pure ``fn`` (which may raise, then nothing is written) and stores what it returns, as one
 atomic step across every process sharing the store (SQLite ``BEGIN IMMEDIATE``; Redis
-``WATCH``/``MULTI``; a lock in memory).  ``unsettled(before)`` lists the open channels with
-spent-but-unsettled money whose last settlement is not later than ``before`` (the sweeper's
-query).  ``open_book(store)`` picks the implementation that
+``WATCH``/``MULTI``; a lock in memory).  ``unsettled(before)`` lists the records of open
+channels with spent-but-unsettled money whose last settlement is not later than ``before``
+(the sweeper's query).  ``open_book(store)`` picks the implementation that
 lives beside a ``server.stores`` store (same SQLite file, same Redis, or memory).
 """
 
@@ -117,8 +117,8 @@ class ChannelBook(Protocol):
         """
         ...
 
-    async def unsettled(self, before: float) -> list[str]:
-        """Ids of channels not closed, with ``spent > settled`` and ``last_settle_at <= before``."""
+    async def unsettled(self, before: float) -> list[ChannelRecord]:
+        """Records of channels not closed, with ``spent > settled`` and ``last_settle_at <= before``."""
         ...
 
     async def close(self) -> None:
@@ -151,9 +151,9 @@ class MemoryBook:
             self._rows[channel_id] = new.to_json()
             return new
 
-    async def unsettled(self, before: float) -> list[str]:
-        rows = list(self._rows.items())
-        return [cid for cid, text in rows if _unsettled(ChannelRecord.from_json(text), before)]
+    async def unsettled(self, before: float) -> list[ChannelRecord]:
+        records = [ChannelRecord.from_json(text) for text in list(self._rows.values())]
+        return [rec for rec in records if _unsettled(rec, before)]
 
     async def close(self) -> None:
         self._rows.clear()
@@ -293,15 +293,15 @@ class SQLiteBook:
 
         return await self._run(swap)
 
-    async def unsettled(self, before: float) -> list[str]:
+    async def unsettled(self, before: float) -> list[ChannelRecord]:
         def op(db: sqlite3.Connection) -> list[str]:
             rows = db.execute(
-                "SELECT channel_id FROM mpp_session_channels WHERE json_extract(data, '$.closed') = 0 "
+                "SELECT data FROM mpp_session_channels WHERE json_extract(data, '$.closed') = 0 "
                 "AND json_extract(data, '$.spent') != json_extract(data, '$.settled') "
                 "AND json_extract(data, '$.last_settle_at') <= ?", (before,)).fetchall()
             return [str(row[0]) for row in rows]
 
-        return await self._run(op)
+        return [ChannelRecord.from_json(text) for text in await self._run(op)]
 
     async def close(self) -> None:
         with self._lock:
@@ -343,17 +343,17 @@ class RedisBook:
                 except WatchError:
                     continue
 
-    async def unsettled(self, before: float) -> list[str]:
-        found: list[str] = []
+    async def unsettled(self, before: float) -> list[ChannelRecord]:
+        found: list[ChannelRecord] = []
         keys: list[Any] = []
         async for key in self._redis.scan_iter(match=self._prefix + "*", count=500):
             keys.append(key)
         for start in range(0, len(keys), 500):
             batch = keys[start:start + 500]
-            for key, text in zip(batch, await self._redis.mget(batch), strict=True):
-                if text is not None and _unsettled(ChannelRecord.from_json(text), before):
-                    name = key.decode() if isinstance(key, bytes) else str(key)
-                    found.append(name[len(self._prefix):])
+            for text in await self._redis.mget(batch):
+                rec = None if text is None else ChannelRecord.from_json(text)
+                if rec is not None and _unsettled(rec, before):
+                    found.append(rec)
         return found
 
     async def close(self) -> None:

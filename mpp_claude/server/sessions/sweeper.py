@@ -5,8 +5,10 @@ that receives no more requests would otherwise keep its spent-but-unsettled mone
 is closed.  ``Sweeper`` runs one asyncio task that every ``interval`` seconds
 (``min(settle_every_seconds, 5)``) asks the books for the open channels with unsettled spent
 whose last settlement is at least ``settle_every_seconds`` old (``ChannelBook.unsettled``) and
-starts their settlements through the same path (``Meter.schedule_settle``), which is
-single-flight across every worker and replica sharing the store.  A failed tick or
+starts the settlements of those that hold a voucher to settle with (``settle.settle_voucher``:
+the highest accepted one not above ``spent``) through the same path as requests
+(``Meter.schedule_settle``), which is single-flight across every worker and replica sharing
+the store.  A failed tick or
 settlement is logged (without the RPC URL) and retried by the next tick.  ``stop()`` cancels
 the task and waits for it; with ``settle_on_shutdown`` the lifespan then settles every channel
 with unsettled spent, whatever its age (``sweep(force=True)``).
@@ -21,6 +23,7 @@ import math
 from collections.abc import Callable
 
 from .meter import Meter, safe_error
+from .settle import settle_voucher
 
 log = logging.getLogger("mpp_claude.server.sessions")
 
@@ -47,12 +50,13 @@ class Sweeper:
         Args:
             force: settle every channel with unsettled spent, however recent its last settlement.
         Returns:
-            The channel ids found due (each settled, or logged and left for the next pass).
+            The channel ids settled in this pass (or logged and left for the next pass).
         Raises:
             Store errors (SQLite, Redis) from listing the books.
         """
         before = math.inf if force else self._clock() - self.every
-        due = await self.meter.book.unsettled(before)
+        due = [rec.channel_id for rec in await self.meter.book.unsettled(before)
+               if settle_voucher(rec) is not None]
         tasks = [self.meter.schedule_settle(cid) for cid in due]
         if tasks:  # the settlements are not cancelled with the sweep; the gate's aclose awaits them
             await asyncio.wait(tasks)
