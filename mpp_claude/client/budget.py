@@ -2,7 +2,8 @@
 
 :class:`Budget` is immutable in the style of urllib3's ``Retry``: :meth:`Budget.reserve`
 returns a new budget with the amount added (or raises :class:`BudgetExceeded`), and
-``history`` lists every reservation, so one value can be shared and inspected safely.
+``history`` lists the latest reservations (``HISTORY_MAX``), so one value can be shared and
+inspected safely.
 
 :class:`BudgetScope` is the mutable holder for one limit that many requests draw from
 (the client's lifetime cap, or a ``with client.budget("0.20"):`` block).  Scopes nest: the
@@ -21,6 +22,11 @@ from decimal import Decimal
 
 from ..errors import BudgetExceeded
 from .policy import usd
+
+#: Reservations (and releases, negative) a :class:`Budget` remembers in ``history``, newest last.
+#: Bounded: a client's lifetime budget sees every payment, and copying an ever-growing tuple on
+#: each one would make a payment's cost grow with the number made before it.
+HISTORY_MAX = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +58,12 @@ class Budget:
                 f"payment of {amount} base units would exceed {self.name} {self.limit} "
                 f"({self.spent} already spent)", limit=self.name, limit_value=self.limit,
                 requested=amount, spent=self.spent)
-        return Budget(self.name, self.limit, self.spent + amount, (*self.history, amount))
+        return Budget(self.name, self.limit, self.spent + amount, (*self.history[1 - HISTORY_MAX:], amount))
 
     def release(self, amount: int) -> Budget:
         """A new budget with ``amount`` given back (a payment that provably did not happen)."""
-        return Budget(self.name, self.limit, max(self.spent - amount, 0), (*self.history, -amount))
+        return Budget(self.name, self.limit, max(self.spent - amount, 0),
+                      (*self.history[1 - HISTORY_MAX:], -amount))
 
 
 class BudgetScope:

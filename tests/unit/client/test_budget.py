@@ -8,7 +8,14 @@ import threading
 
 import pytest
 
-from mpp_claude.client.budget import Budget, BudgetScope, active_scopes, reserve_all, spending_limit
+from mpp_claude.client.budget import (
+    HISTORY_MAX,
+    Budget,
+    BudgetScope,
+    active_scopes,
+    reserve_all,
+    spending_limit,
+)
 from mpp_claude.errors import BudgetExceeded
 
 
@@ -18,6 +25,15 @@ class TestBudget:
         b = Budget("cap", 100)
         b2 = b.reserve(60)
         assert (b.spent, b2.spent, b2.remaining, b2.history) == (0, 60, 40, (60,))
+
+    def test_history_keeps_the_latest_entries(self) -> None:
+        """A budget drawn from by every payment keeps the newest HISTORY_MAX entries, not all."""
+        b = Budget("cap", None)
+        for i in range(HISTORY_MAX + 50):
+            b = b.reserve(i)
+        b = b.release(7)
+        assert len(b.history) == HISTORY_MAX and b.history[-2:] == (HISTORY_MAX + 49, -7)
+        assert b.spent == sum(range(HISTORY_MAX + 50)) - 7
 
     def test_exceeding_names_limit_value_and_request(self) -> None:
         with pytest.raises(BudgetExceeded) as info:
