@@ -29,11 +29,17 @@ def _start(engine: SyncEngine | AsyncEngine, request: Any) -> tuple[Attempt, Any
 
 
 def _with_credential(mod: Any, request: Any, credential: Resend) -> Any:
-    """A new request carrying the credential (the caller's request object never holds it)."""
+    """A new request carrying the credential (the caller's request object never holds it).
+
+    Built as httpx copies a request for a redirect: the same (already read) byte stream and the
+    headers as they are, so the body is not encoded again (a third of the cost).
+    """
     headers = request.headers.copy()
     headers[credential.header] = credential.value  # replaces ``Authorization: Bearer …``
-    return mod.Request(request.method, request.url, headers=headers, content=request.content,
-                       extensions=request.extensions)
+    new = mod.Request(request.method, request.url, headers=headers, stream=request.stream,
+                      extensions=request.extensions)
+    new.read()  # ``content`` available to inner transports, as on the caller's request
+    return new
 
 
 def handle_sync(engine: SyncEngine, inner: Any, request: Any, mod: Any) -> Any:

@@ -55,6 +55,10 @@ class TestOpenAI:
         assert probe.headers["authorization"] == "Bearer placeholder"
         assert paid.headers["authorization"].startswith("Payment ")
         assert probe.headers["idempotency-key"] == paid.headers["idempotency-key"]
+        # the same body and the same headers otherwise (content-length included), byte for byte
+        assert paid.content == probe.content and paid.content.startswith(b"{")
+        assert [(k, v) for k, v in paid.headers.multi_items() if k != "authorization"] == \
+            [(k, v) for k, v in probe.headers.multi_items() if k != "authorization"]
 
     def test_async(self, make_client: Make) -> None:
         client, shop = make_client(asynchronous=True)
