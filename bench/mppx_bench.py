@@ -37,7 +37,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -61,10 +60,6 @@ from server_bench import (
 from mpp_claude.client import AsyncMppClient, MppClient, Policy, Wallet
 from mpp_claude.client.payer import AsyncPayer
 from mpp_claude.devnet import Devnet
-from mpp_claude.protocol.challenge import parse_challenges
-from mpp_claude.protocol.credential import Credential, format_credential
-from mpp_claude.tempo.charge import build_charge_transaction, sign_charge
-from mpp_claude.tempo.request import ChargeRequest
 from mpp_claude.tempo.rpc import AsyncRpcClient
 
 HERE = Path(__file__).resolve().parent
@@ -94,20 +89,7 @@ def npm_install() -> str | None:
 class GasPayer(Payer):
     """``server_bench.Payer`` signing with an explicit gas limit (see the module docstring)."""
 
-    def paid_post(self, url: str) -> None:
-        r = self.http.post(url, content=BODY, headers=HEADERS)
-        assert r.status_code == 402, r.text
-        challenge = parse_challenges(r.headers.get_list("www-authenticate"))[0]
-        request = ChargeRequest.from_request(challenge.request_data)
-        expires = int(challenge.expires_at.timestamp()) if challenge.expires_at else None
-        tx = build_charge_transaction(request, challenge_id=challenge.id, realm=challenge.realm,
-                                      now=int(time.time()), expires=expires, gas_limit=MPPX_GAS,
-                                      max_fee_per_gas=max(2 * self.rpc.base_fee(), 1))
-        signed = sign_charge(tx, self.signer)
-        credential = Credential(challenge=challenge, payload=signed.payload(), source=signed.source)
-        auth = format_credential(credential)
-        paid = self.http.post(url, content=BODY, headers={**HEADERS, "authorization": auth})
-        assert paid.status_code == 200 and "payment-receipt" in paid.headers, paid.text
+    gas_limit = MPPX_GAS
 
 
 def _key(account: Any) -> str:
