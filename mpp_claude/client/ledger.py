@@ -46,9 +46,11 @@ DAY = 86_400.0
 MINUTE = 60.0
 COUNTED = ("reserved", "signed", "settled", "unknown")
 
+# ``id`` is a plain rowid alias: rows are never deleted, so ids are never reused, and AUTOINCREMENT
+# would write its ``sqlite_sequence`` page in every reservation (files made before keep it).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            INTEGER PRIMARY KEY,
     wallet        TEXT NOT NULL,
     status        TEXT NOT NULL,
     amount        INTEGER NOT NULL,
