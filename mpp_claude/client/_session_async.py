@@ -178,7 +178,7 @@ class AsyncSessionTransport(_Common):
     def _deliver(self, response: Any, box: ReceiptBox, offer: SessionOffer | None, target: Target,
                  model: str | None, rid: str | None) -> Any:
         response.extensions[EXT_SESSION_RECEIPT] = box
-        if not _is_sse(response) or (box.receipt is None and offer is None):
+        if not _is_sse(response) or (box.empty and offer is None):
             return response
         shell = self
         url = self.mod.URL(target.origin + target.path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -92,7 +93,8 @@ class SessionCore:
         self.store = open_store(policy.channels, engine.ledger)
         self.lock = threading.RLock()
         self.challenges: dict[str, Challenge] = {}   # origin+path -> live session challenge
-        self.receipts: list[SessionReceipt] = []
+        self.receipts: deque[SessionReceipt] = deque(maxlen=10_000)  # the latest, oldest first
+        self._offers: dict[str, SessionOffer] = {}   # origin+path -> the parsed live offer
         self._cache: dict[str, StoredChannel] = {}  # channel id -> this process's view (write-through)
         self._loaded: set[str] = set()              # origins whose open channels were read from the store
         self._resend: dict[tuple[str, str, int], str] = {}  # the last voucher credential, formatted
@@ -156,14 +158,16 @@ class SessionCore:
     def remember(self, key: str, offer: SessionOffer) -> None:
         with self.lock:
             self.challenges[key] = offer.challenge
+            self._offers[key] = offer
 
     def cached(self, key: str, now: float) -> SessionOffer | None:
         """A cached session challenge for ``key`` still valid for at least 10 s."""
         with self.lock:
-            ch = self.challenges.get(key)
+            offer = self._offers.get(key)
+        ch = None if offer is None else offer.challenge
         if ch is None or ch.expires_at is None or ch.expires_at.timestamp() < now + 10:
             return None
-        return self._offer(ch)
+        return offer
 
     def channel_for(self, origin: str, offer: SessionOffer) -> StoredChannel | None:
         """This wallet's open channel at ``origin`` for the offer's payee, escrow, chain and token."""

@@ -114,9 +114,18 @@ class _Common:
     def _after(self, response: Any, voucher: Voucher | None, box: ReceiptBox) -> None:
         if voucher is not None:
             self.core.accepted(voucher)
-        receipt = _receipt_of(response.headers)
-        if receipt is not None:
-            box.receipt = self.core.on_receipt(receipt) or box.receipt
+        headers, core = response.headers, self.core
+        if not headers.get("payment-receipt"):
+            return
+
+        def parse() -> SessionReceipt | None:
+            receipt = _receipt_of(headers)
+            return None if receipt is None else core.on_receipt(receipt)
+
+        if _is_sse(response):
+            box.defer(parse)  # the stream's final receipt frame says it all; parsed only if asked first
+        else:
+            box.receipt = parse()
 
     def _on_event(self, event: PaymentEvent, box: ReceiptBox) -> None:
         if event.event == "payment-receipt":
@@ -124,7 +133,9 @@ class _Common:
                 receipt = Receipt.from_wire_dict(json.loads(event.data))
             except Exception:
                 return
-            box.receipt = self.core.on_receipt(receipt) or box.receipt
+            sr = self.core.on_receipt(receipt)
+            if sr is not None:
+                box.receipt = sr
 
 
 class SessionTransport(_Common):
@@ -267,7 +278,7 @@ class SessionTransport(_Common):
     def _deliver(self, response: Any, box: ReceiptBox, offer: SessionOffer | None, target: Target,
                  model: str | None, rid: str | None) -> Any:
         response.extensions[EXT_SESSION_RECEIPT] = box
-        if not _is_sse(response) or (box.receipt is None and offer is None):
+        if not _is_sse(response) or (box.empty and offer is None):
             return response
         shell = self
         url = self.mod.URL(target.origin + target.path)

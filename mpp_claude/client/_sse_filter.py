@@ -62,7 +62,7 @@ class SseFilter:
                 break
             frame = bytes(self._buf[:end])
             del self._buf[:end + 2]
-            found = _payment_event(frame)
+            found = _payment_event(frame) if b"event:" in frame else None
             if found is None:
                 out += frame + b"\n\n"
             else:

@@ -21,7 +21,7 @@ chain I/O are in ``_session_shell`` (sync) and ``_session_async``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -115,10 +115,37 @@ class SessionReceipt:
 
 
 class ReceiptBox:
-    """Holds the final session receipt of a response (filled when a stream ends)."""
+    """Holds the final session receipt of a response (filled when a stream ends).
+
+    A stream's header receipt is superseded by its final ``payment-receipt`` frame, so it is
+    parsed only if asked for before (or without) that frame: ``defer(parse)``.
+    """
+
+    __slots__ = ("_pending", "_receipt")
 
     def __init__(self, receipt: SessionReceipt | None = None) -> None:
-        self.receipt = receipt
+        self._receipt = receipt
+        self._pending: Callable[[], SessionReceipt | None] | None = None
+
+    def defer(self, parse: Callable[[], SessionReceipt | None]) -> None:
+        """Parse the receipt with ``parse`` on first access unless a later receipt is set first."""
+        self._pending = parse
+
+    @property
+    def empty(self) -> bool:
+        """No receipt, not even a deferred one."""
+        return self._receipt is None and self._pending is None
+
+    @property
+    def receipt(self) -> SessionReceipt | None:
+        if self._pending is not None:
+            parse, self._pending = self._pending, None
+            self._receipt = parse() or self._receipt
+        return self._receipt
+
+    @receipt.setter
+    def receipt(self, value: SessionReceipt | None) -> None:
+        self._receipt, self._pending = value, None
 
 
 def session_receipt_of(response: Any) -> SessionReceipt | None:
