@@ -56,6 +56,8 @@ def records(path: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def test_idle_channel_is_settled_once_by_two_replicas(devnet: Devnet, tmp_path: Path) -> None:
+    """The client signs no voucher ahead (``headroom=0``), so after a few requests some accepted
+    voucher is not above what was spent: the payee settles with it (never with unspent money)."""
     payee = Account.create()
     devnet.fund(payee.address, 5 * tip20.UNIT, token=FEE, native=False)
     settings = SessionSettings(payee_key=payee.key.hex(), escrow=devnet.escrow_address, fee_token=FEE,
@@ -74,7 +76,7 @@ def test_idle_channel_is_settled_once_by_two_replicas(devnet: Devnet, tmp_path: 
     with running(replica()) as url, running(replica()):
         c = MppClient(Wallet.from_private_key(bytes(acct.key)), rpc_url=devnet.rpc_url, allowed_origins=[url],
                       ledger=Ledger(tmp_path / "ledger.sqlite3"), policy=Policy(max_per_minute=120))
-        attach_session(c, SessionPolicy(max_deposit="3", deposit="1", fee_token=FEE,
+        attach_session(c, SessionPolicy(max_deposit="3", deposit="1", fee_token=FEE, headroom=0,
                                         escrows={devnet.chain_id: devnet.escrow_address}))
         oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c, max_retries=0)
         expected = 0
@@ -124,7 +126,7 @@ def test_settle_on_shutdown(devnet: Devnet, tmp_path: Path) -> None:
     with running(app) as url:
         c = MppClient(Wallet.from_private_key(bytes(acct.key)), rpc_url=devnet.rpc_url, allowed_origins=[url],
                       ledger=Ledger(tmp_path / "ledger.sqlite3"))
-        attach_session(c, SessionPolicy(max_deposit="3", deposit="1", fee_token=FEE,
+        attach_session(c, SessionPolicy(max_deposit="3", deposit="1", fee_token=FEE, headroom=0,
                                         escrows={devnet.chain_id: devnet.escrow_address}))
         oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c, max_retries=0)
         for _ in range(4):
