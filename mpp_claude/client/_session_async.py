@@ -60,7 +60,7 @@ class AsyncSessionTransport(_Common):
         retried = False
         for _ in range(MAX_ROUNDS):
             response = await self.inner.handle_async_request(
-                request if voucher is None else _with(self.mod, request, voucher.value))
+                _with(request, None if voucher is None else voucher.value))
             status = response.status_code
             if status not in (402, 410):
                 box = ReceiptBox()

@@ -49,11 +49,27 @@ def _has_payment(request: Any) -> bool:
     return any(v.strip().lower().startswith("payment") for v in request.headers.get_list("authorization"))
 
 
-def _with(mod: Any, request: Any, value: str) -> Any:
-    headers = request.headers.copy()
-    headers["authorization"] = value
-    return mod.Request(request.method, request.url, headers=headers, content=request.content,
-                       extensions=request.extensions)
+_OWN_AUTH = "mpp_session_own_authorization"
+
+
+def _with(request: Any, value: str | None) -> Any:
+    """``request`` carrying the credential ``value`` (``None``: the caller's own Authorization again).
+
+    Changed in place, not copied (headers and body): the per-request cost of a session payment.
+    """
+    ext = request.extensions
+    own = ext.get(_OWN_AUTH)
+    if own is None:
+        if value is None:
+            return request
+        own = ext[_OWN_AUTH] = request.headers.get_list("authorization")
+    if "authorization" in request.headers:
+        del request.headers["authorization"]
+    if value is not None:
+        request.headers["authorization"] = value
+    elif own:
+        request.headers["authorization"] = own[0]
+    return request
 
 
 def _manage_request(mod: Any, url: Any, value: str) -> Any:
@@ -158,8 +174,7 @@ class SessionTransport(_Common):
                                 target, model, rid)
         retried = False
         for _ in range(MAX_ROUNDS):
-            response = self.inner.handle_request(request if voucher is None else _with(self.mod, request,
-                                                                                        voucher.value))
+            response = self.inner.handle_request(_with(request, None if voucher is None else voucher.value))
             status = response.status_code
             if status not in (402, 410):
                 box = ReceiptBox()

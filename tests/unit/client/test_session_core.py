@@ -95,3 +95,17 @@ def test_finalisation_gives_back_what_was_never_settled() -> None:
     assert c.engine.lifetime.spent == 700
     record_final(c, final, status="withdrawn", settled=700, refunded=1_000_000 - 700)  # twice: no more back
     assert c.engine.ledger.spent(c.wallet_address, since=0) == 700
+
+
+@pytest.mark.parametrize("own", [None, "Bearer sk-test"])
+def test_credential_goes_on_the_request_and_comes_off_again(own: str | None) -> None:
+    from mpp_claude.client._session_shell import _with
+
+    mine = [own] if own else []
+    request = httpx2.Request("POST", ORIGIN + "/v1", headers={"authorization": own} if own else {})
+    assert _with(request, None) is request and request.headers.get_list("authorization") == mine
+    _with(request, "Payment one")
+    _with(request, "Payment two")
+    assert request.headers.get_list("authorization") == ["Payment two"]
+    _with(request, None)  # an unpaid retry (after a 410) carries the caller's own header again
+    assert request.headers.get_list("authorization") == mine
