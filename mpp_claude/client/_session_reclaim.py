@@ -13,7 +13,9 @@ client's channel store:
   the refund, and gives back to the ledger and the budget what the vouchers authorised beyond
   what the payee settled (as a cooperative close does, ``record_final``).
 * ``reclaim(id=None)``: whichever step is due, for one channel or every ``closing`` one (the
-  store remembers them across restarts); a grace period still running is reported, not raised.
+  store remembers them across restarts) and every ``evicted`` one (the server answered 410: it
+  closed the channel, which is then only recorded, or lost it, and its deposit would stay
+  locked); a grace period still running is reported, not raised.
 
 Before any transaction the channel's on-chain state and the chain's time are read and the call
 is simulated, so nothing is sent that the escrow would revert; ``GracePeriodNotOver`` (with the
@@ -187,7 +189,7 @@ class _Base:
         if channel_id is not None:
             return [channel_id]
         mine = self.core.store.channels(self.core.wallet_address)
-        return [s.channel_id for s in mine if s.status == "closing"]
+        return [s.channel_id for s in mine if s.status in ("closing", "evicted")]
 
     def _after_request(self, stored: StoredChannel, sent: Sent, state: ChannelState) -> ReclaimStatus:
         grace = self._grace[stored.channel.escrow]
@@ -280,7 +282,8 @@ class Reclaimer(_Base):
 
         Args:
             channel_id: one channel (an error for a finalised one), or ``None``: every channel of
-                this wallet the store has as ``closing`` (finalised ones are recorded and reported).
+                this wallet the store has as ``closing`` or ``evicted`` (finalised ones are recorded
+                and reported).
         Raises:
             ChannelAlreadyFinalized, ChannelCloseError: for an explicit ``channel_id`` only.
             ChainError: the node failed.
