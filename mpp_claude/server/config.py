@@ -81,7 +81,7 @@ class ServerConfig:
     anthropic_base_url: str = "https://api.anthropic.com"
     store: str = DEFAULT_STORE
     fee_payer_key: str | None = field(default=None, repr=False)
-    sponsor_budget: int = 0  # total gas (sum of gas limits) the sponsor co-signs per process; 0 = no limit
+    sponsor_budget: int = 0  # gas (sum of gas limits) co-signed per UTC day by all workers; 0 = no limit
     sponsor_max_gas: int = DEFAULT_SPONSOR_MAX_GAS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     challenge_ttl: int = DEFAULT_CHALLENGE_TTL

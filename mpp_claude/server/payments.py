@@ -14,16 +14,18 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
    completed response stored under key + payer is replayed with no charge and no upstream
    call (also after the challenge or the transaction's validity window expired: the stored
    answer lives 24 h); the same key with another body is a 422; still in flight a 409;
-6. fee sponsorship: a sponsored transaction's gas limit is taken from the sponsor's gas budget
-   (``sponsor_budget``, per process); once it is spent, new challenges stop offering
-   ``feePayer`` and the payer pays its own fees;
-7. ``tempo.settle.AsyncChargeVerifier.verify``: the pure transaction checks (calls, memo,
+6. ``tempo.settle.AsyncChargeVerifier.verify``: the pure transaction checks (calls, memo,
    limits, sponsor policy + co-signature), then our ``claim`` callback, then broadcast,
    receipt and log checks.  The callback claims the **challenge id, then the transaction hash**
    (each an atomic put-if-absent in the shared store) *before* anything is broadcast, so a
    credential is accepted once across every worker and replica (a lost race is
    ``invalid-challenge``).  For a
    ``hash`` credential the receipt is checked first, then the claims are made.
+7. fee sponsorship, inside the callback (so only a credential that passed every check can
+   spend it): a sponsored transaction's gas limit is drawn from the sponsor's gas budget
+   (``sponsor_budget`` gas per UTC day, one counter in the shared store for every worker and
+   replica).  Once it is spent the transaction is refused before broadcast, and new
+   challenges stop offering ``feePayer``: the payer pays its own fees.
 
 Claims are never released: if settlement fails after a claim the credential stays used (fail
 closed) and the client gets a fresh challenge with the 402.  A chain that does not answer
@@ -65,6 +67,7 @@ from .stores.base import IdemState, Store, StoredResponse, request_fingerprint
 log = logging.getLogger("mpp_claude.server.payments")
 
 CLAIM_MARGIN = 60  # seconds a claim outlives the challenge it protects
+SPONSOR_COUNTER_TTL = 2 * 86_400  # a day's sponsor gas counter is kept a little past its day
 TX_CLAIM_TTL = 7 * 24 * 3600  # a transaction hash stays used for a week
 
 
@@ -112,14 +115,19 @@ class PaymentGate:
         self._verifier = verifier
         self._clock = clock
         self._nonce = nonce
-        # Gas the fee sponsor may still co-sign in this process (None: no limit).
-        self._sponsor_gas_left: int | None = config.sponsor_budget if config.sponsor_budget > 0 else None
+        # What this process last learnt of the sponsor's budget: (UTC day, gas left that day).
+        self._sponsor_left: tuple[str, int] = ("", config.sponsor_budget)
 
     @property
     def sponsoring(self) -> bool:
-        """Whether new challenges offer fee sponsorship (configured, and budget left)."""
-        left = self._sponsor_gas_left
-        return self._config.fee_payer and (left is None or left > 0)
+        """Whether new challenges offer fee sponsorship (configured, and budget left today as far
+        as this process has seen; another worker's spending shows at this one's next draw)."""
+        if not self._config.fee_payer:
+            return False
+        if self._config.sponsor_budget <= 0:
+            return True
+        day, left = self._sponsor_left
+        return day != self._now().strftime("%Y-%m-%d") or left > 0
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=timezone.utc)
@@ -204,8 +212,6 @@ class PaymentGate:
                 await self._store.idem_abort(scoped_key)
                 raise expired
         try:
-            if ctx.request.fee_payer and mode == "transaction":
-                self._reserve_sponsor_gas(self._decode(credential).gas_limit)
             settled = await self._settle(credential, ctx, now)
         except BaseException:
             if scoped_key is not None:
@@ -231,19 +237,25 @@ class PaymentGate:
             return txmod.recover_sender(self._decode(credential)).lower()
         return source_address(credential.source, ctx.request.chain_id)
 
-    def _reserve_sponsor_gas(self, gas: int) -> None:
-        """Take ``gas`` from the sponsor's budget (not returned: the budget errs on the sponsor's side).
+    async def _draw_sponsor_gas(self, credential: Credential, now: datetime) -> None:
+        """Take the transaction's gas limit from today's shared sponsor budget (never returned:
+        the budget errs on the sponsor's side).
 
         Raises:
-            VerificationFailed: the budget cannot cover this transaction's gas limit.
+            VerificationFailed: the budget cannot cover it (nothing is broadcast).
         """
-        left = self._sponsor_gas_left
-        if left is None:
+        budget = self._config.sponsor_budget
+        if budget <= 0:
             return
-        if gas > left:
-            raise VerificationFailed(f"the fee sponsor's gas budget is exhausted ({left} gas left, the "
-                                     f"transaction needs {gas}); new challenges do not sponsor fees")
-        self._sponsor_gas_left = left - gas
+        gas = self._decode(credential).gas_limit
+        day = now.strftime("%Y-%m-%d")
+        sponsor = self._verifier.fee_payer.address.lower() if self._verifier.fee_payer else "none"
+        total = await self._store.draw(f"sponsor-gas:{sponsor}:{day}", gas, budget, SPONSOR_COUNTER_TTL)
+        if total is None:
+            self._sponsor_left = (day, 0)
+            raise VerificationFailed(f"the fee sponsor's gas budget for today is spent (the transaction "
+                                     f"needs {gas} gas); new challenges do not sponsor fees")
+        self._sponsor_left = (day, budget - total)
 
     async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime) -> SettledPayment:
         ttl = max(1.0, (ctx.expires or 0) - now.timestamp()) + CLAIM_MARGIN
@@ -256,6 +268,8 @@ class PaymentGate:
             claimed.append(tx_hash)
             if not await self._store.claim(f"tx:{tx_hash.lower()}", max(ttl, TX_CLAIM_TTL)):
                 raise CredentialReplayed(f"transaction {tx_hash} was already used to pay")
+            if ctx.request.fee_payer and credential.payload.get("type") == "transaction":
+                await self._draw_sponsor_gas(credential, now)
             return True
 
         try:

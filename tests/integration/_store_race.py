@@ -37,3 +37,23 @@ def race(url: str, prefix: str, barrier: Any, out: Any) -> None:
             await store.close()
 
     out.put(asyncio.run(main()))
+
+
+DRAW_LIMIT = 50
+DRAWS_PER_PROCESS = 40  # 4 processes x 40 draws of 1 against a limit of 50
+
+
+def draw_race(url: str, prefix: str, barrier: Any, out: Any) -> None:
+    """Draw 1 from one shared budget many times at once; puts the number of granted draws."""
+    async def main() -> int:
+        store = open_store(url, redis_prefix=prefix)
+        try:
+            await store.claim("warm-up-" + uuid.uuid4().hex, 60)
+            barrier.wait()
+            results = await asyncio.gather(*(store.draw("budget", 1, DRAW_LIMIT, 600)
+                                             for _ in range(DRAWS_PER_PROCESS)))
+            return sum(r is not None for r in results)
+        finally:
+            await store.close()
+
+    out.put(asyncio.run(main()))

@@ -472,6 +472,51 @@ def test_sponsored_charge_and_gas_budget(devnet: Devnet, funded_account: Any) ->
         srv.http.close()
 
 
+def test_sponsor_budget_is_shared_by_replicas_and_spent_only_by_valid_payments(
+        devnet: Devnet, funded_account: Any) -> None:
+    """Two replicas on one store share one day's sponsor budget.  A refused credential spends none
+    of it; once replica A spent it, replica B (which still offered feePayer) refuses the sponsored
+    transaction before broadcast and stops offering sponsorship."""
+    sponsor = devnet.new_funded_account()
+    recipient = Account.create().address
+    cfg = server_config(devnet.rpc_url, devnet.chain_id, recipient=recipient,
+                        fee_payer_key="0x" + bytes(sponsor.key).hex(), sponsor_budget=charge_gas_limit(1),
+                        modes=["transaction"])
+    signer = LocalSigner.from_account(funded_account)
+    store, upstream = MemoryStore(), LocalUpstream()
+    body = _body()
+    with paid_server(cfg, upstream=upstream, store=store) as (url_a, _), \
+            paid_server(cfg, upstream=upstream, store=store) as (url_b, _):
+        a, b = Server(url_a, upstream, store, recipient), Server(url_b, upstream, store, recipient)
+        late = b.challenge(CHAT, body)  # B offers sponsorship: as far as it knows, the budget is whole
+        assert late.request_data["methodDetails"]["feePayer"] is True
+        # a credential whose echo is right but whose transaction pays too little spends no sponsor gas
+        short = a.challenge(CHAT, body)
+        request = ChargeRequest.from_request({**short.request_data,
+                                              "amount": str(int(short.request_data["amount"]) - 1)})
+        tx = build_charge_transaction(request, challenge_id=short.id, realm=short.realm, now=int(time.time()),
+                                      expires=int(short.expires_at.timestamp()) if short.expires_at else None,
+                                      max_fee_per_gas=2 * devnet.rpc.base_fee())
+        signed = sign_charge(tx, signer)
+        wrong = format_credential(Credential(challenge=short, payload=signed.payload("transaction"),
+                                             source=signed.source))
+        assert a.post(CHAT, body, wrong).status_code == 402
+        valid = a.challenge(CHAT, body)
+        assert valid.request_data["methodDetails"]["feePayer"] is True  # the refusal spent nothing
+        auth, _ = pay_challenge(valid, signer, devnet.rpc)
+        assert a.post(CHAT, body, auth).status_code == 200  # A spends the whole budget
+        payer_before, sponsor_before = devnet.balance(funded_account.address), devnet.balance(sponsor.address)
+        auth_late, _ = pay_challenge(late, signer, devnet.rpc)  # sponsored: its hash exists once co-signed
+        refused = b.post(CHAT, body, auth_late)
+        assert refused.status_code == 402 and "gas budget" in refused.json()["detail"], refused.text
+        devnet.mine()
+        assert devnet.balance(funded_account.address) == payer_before  # never broadcast
+        assert devnet.balance(sponsor.address) == sponsor_before
+        assert "feePayer" not in b.challenge(CHAT, body).request_data["methodDetails"]
+        a.http.close()
+        b.http.close()
+
+
 # --- the project's own client SDK -----------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import multiprocessing
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import _store_race
 import pytest
@@ -29,12 +30,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _run_race(url: str, prefix: str = "") -> tuple[list[str], list[str]]:
+def _in_processes(target: Any, url: str, prefix: str) -> list[Any]:
     ctx = multiprocessing.get_context("forkserver")  # no fork of the threaded test process
     ctx.set_forkserver_preload(["mpp_claude.server.stores", "mpp_claude.server.stores.redis"])
     barrier = ctx.Barrier(PROCESSES)
     out = ctx.Queue()
-    procs = [ctx.Process(target=_store_race.race, args=(url, prefix, barrier, out)) for _ in range(PROCESSES)]
+    procs = [ctx.Process(target=target, args=(url, prefix, barrier, out)) for _ in range(PROCESSES)]
     for p in procs:
         p.start()
     try:
@@ -43,6 +44,11 @@ def _run_race(url: str, prefix: str = "") -> tuple[list[str], list[str]]:
         for p in procs:
             p.join(30)
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    return results
+
+
+def _run_race(url: str, prefix: str = "") -> tuple[list[str], list[str]]:
+    results = _in_processes(_store_race.race, url, prefix)
     won = [k for w, _ in results for k in w]
     states = [s for _, st in results for s in st]
     return won, states
@@ -138,3 +144,15 @@ async def test_redis_and_sqlite_survive_reopen(redis_url: str, tmp_path: Path) -
         await second.close()
 
 
+
+
+def test_sqlite_draws_never_pass_the_limit_across_processes(tmp_path: Path) -> None:
+    """4 processes draw 160 units from a budget of 50 at once: exactly 50 are granted."""
+    granted = _in_processes(_store_race.draw_race, f"sqlite:///{tmp_path}/budget.db", "")
+    assert sum(granted) == _store_race.DRAW_LIMIT
+
+
+def test_redis_draws_never_pass_the_limit_across_processes(redis_url: str) -> None:
+    """The same race against one redis-server: exactly the limit is granted."""
+    granted = _in_processes(_store_race.draw_race, redis_url, f"draw-{uuid.uuid4().hex}:")
+    assert sum(granted) == _store_race.DRAW_LIMIT

@@ -129,6 +129,14 @@ def check_ttl(ttl_s: float, name: str = "ttl_s") -> None:
         raise ValueError(f"{name} must be a positive number of seconds, got {ttl_s!r}")
 
 
+def check_draw(key: str, amount: int, limit: int, ttl_s: float) -> None:
+    """Validate the arguments of ``Store.draw`` (``ValueError``)."""
+    check_key(key)
+    check_ttl(ttl_s)
+    if not isinstance(amount, int) or not isinstance(limit, int) or amount < 0 or limit < 0:
+        raise ValueError(f"amount and limit must be non-negative ints, got {amount!r}, {limit!r}")
+
+
 def check_key(key: str, name: str = "key") -> None:
     """Raise ``ValueError`` unless ``key`` is a non-empty ``str`` of at most 1024 characters."""
     if not isinstance(key, str) or not key or len(key) > 1024:
@@ -148,6 +156,20 @@ class Store(Protocol):
 
         Raises:
             ValueError: empty key or non-positive TTL.
+        """
+        ...
+
+    async def draw(self, key: str, amount: int, limit: int, ttl_s: float) -> int | None:
+        """Atomically add ``amount`` to the counter ``key`` unless the total would pass ``limit``.
+
+        The counter starts at 0 and disappears ``ttl_s`` seconds after it was created (a budget
+        period); one draw is all or nothing across every process sharing the store.
+
+        Returns:
+            The new total, or ``None`` (nothing drawn) when ``total + amount > limit``.
+
+        Raises:
+            ValueError: empty key, non-positive TTL, negative amount or limit.
         """
         ...
 

@@ -19,6 +19,7 @@ from .base import (
     IdemResult,
     IdemState,
     StoredResponse,
+    check_draw,
     check_key,
     check_ttl,
 )
@@ -43,6 +44,7 @@ class MemoryStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._claims: dict[str, float] = {}
+        self._counters: dict[str, tuple[int, float]] = {}  # key -> (total, expires)
         self._idem: dict[str, _Idem] = {}
         self._records: dict[str, list[str]] = {}
         self._closed = False
@@ -62,6 +64,19 @@ class MemoryStore:
             return False
         self._claims[key] = now + ttl_s
         return True
+
+    async def draw(self, key: str, amount: int, limit: int, ttl_s: float) -> int | None:
+        """See :meth:`~.base.Store.draw`."""
+        check_draw(key, amount, limit, ttl_s)
+        self._check_open()
+        now = self._clock()
+        total, expires = self._counters.get(key, (0, now + ttl_s))
+        if expires <= now:
+            total, expires = 0, now + ttl_s
+        if total + amount > limit:
+            return None
+        self._counters[key] = (total + amount, expires)
+        return total + amount
 
     async def idem_begin(self, key: str, fingerprint: str, ttl_s: float = DEFAULT_IDEM_TTL_S,
                          lease_s: float = DEFAULT_IDEM_LEASE_S) -> IdemResult:

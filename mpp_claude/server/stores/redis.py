@@ -6,6 +6,8 @@
   atomically: look-up and reservation cannot interleave with another client.
   An entry is a hash ``{fp, ttl, status, headers, body}``; ``status`` is absent
   while the request is in flight and the key's ``PEXPIRE`` is the lease.
+* ``draw`` (budget counters) is a Lua script too: read, compare with the limit and
+  ``INCRBY`` happen as one step; the counter's ``PX`` is its budget period.
 * Records are lists (``RPUSH``) of JSON rows, never expired.
 
 Connection failures raise ``redis.exceptions.ConnectionError`` (or ``TimeoutError``)
@@ -30,6 +32,7 @@ from .base import (
     IdemResult,
     IdemState,
     StoredResponse,
+    check_draw,
     check_key,
     check_ttl,
 )
@@ -65,6 +68,19 @@ return 0
 """
 
 
+# KEYS[1] counter; ARGV amount, limit, ttl_ms.  Returns the new total, or -1 when over the limit.
+_DRAW = """
+local total = tonumber(redis.call('GET', KEYS[1]) or '0')
+local amount = tonumber(ARGV[1])
+if total + amount > tonumber(ARGV[2]) then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], amount, 'PX', ARGV[3])
+  return amount
+end
+return redis.call('INCRBY', KEYS[1], amount)
+"""
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -91,6 +107,7 @@ class RedisStore:
         self._begin = self._redis.register_script(_BEGIN)
         self._complete = self._redis.register_script(_COMPLETE)
         self._abort = self._redis.register_script(_ABORT)
+        self._draw = self._redis.register_script(_DRAW)
 
     def _key(self, space: str, key: str) -> str:
         return f"{self._prefix}{space}:{key}"
@@ -100,6 +117,12 @@ class RedisStore:
         check_key(key)
         check_ttl(ttl_s)
         return bool(await self._redis.set(self._key("claim", key), b"1", nx=True, px=_ms(ttl_s)))
+
+    async def draw(self, key: str, amount: int, limit: int, ttl_s: float) -> int | None:
+        """See :meth:`~.base.Store.draw` (a Lua script: Redis runs it atomically)."""
+        check_draw(key, amount, limit, ttl_s)
+        total = int(await self._draw(keys=[self._key("counter", key)], args=[amount, limit, _ms(ttl_s)]))
+        return None if total < 0 else total
 
     async def idem_begin(self, key: str, fingerprint: str, ttl_s: float = DEFAULT_IDEM_TTL_S,
                          lease_s: float = DEFAULT_IDEM_LEASE_S) -> IdemResult:

@@ -39,6 +39,7 @@ from .base import (
     IdemResult,
     IdemState,
     StoredResponse,
+    check_draw,
     check_key,
     check_ttl,
 )
@@ -48,6 +49,9 @@ _T = TypeVar("_T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mpp_claims (
     key TEXT PRIMARY KEY, expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mpp_counters (
+    key TEXT PRIMARY KEY, total INTEGER NOT NULL, expires REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mpp_idem (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, ttl_s REAL NOT NULL, expires REAL NOT NULL,
@@ -117,6 +121,7 @@ class SQLiteStore:
         if self._writes % _PURGE_EVERY == 0:
             db.execute("DELETE FROM mpp_claims WHERE expires <= ?", (now,))
             db.execute("DELETE FROM mpp_idem WHERE expires <= ?", (now,))
+            db.execute("DELETE FROM mpp_counters WHERE expires <= ?", (now,))
 
     @staticmethod
     def _transaction(db: sqlite3.Connection, body: Callable[[], _T]) -> _T:
@@ -147,6 +152,27 @@ class SQLiteStore:
             if won:
                 self._wrote(db, now)
             return won
+
+        return await self._run(op)
+
+    async def draw(self, key: str, amount: int, limit: int, ttl_s: float) -> int | None:
+        """See :meth:`~.base.Store.draw` (one ``BEGIN IMMEDIATE`` transaction)."""
+        check_draw(key, amount, limit, ttl_s)
+
+        def op(db: sqlite3.Connection) -> int | None:
+            now = self._clock()
+
+            def body() -> int | None:
+                row = db.execute("SELECT total, expires FROM mpp_counters WHERE key = ?", (key,)).fetchone()
+                total, expires = (0, now + ttl_s) if row is None or row[1] <= now else (int(row[0]), row[1])
+                if total + amount > limit:
+                    return None
+                db.execute("INSERT OR REPLACE INTO mpp_counters (key, total, expires) VALUES (?, ?, ?)",
+                           (key, total + amount, expires))
+                self._wrote(db, now)
+                return total + amount
+
+            return self._transaction(db, body)
 
         return await self._run(op)
 

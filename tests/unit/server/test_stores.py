@@ -243,3 +243,39 @@ def test_sqlite_claim_single_use_across_threads(tmp_path: Path) -> None:
         t.join(60)
     asyncio.run(shared.close())
     assert sorted(wins) == sorted(keys)
+
+
+async def test_draw_is_all_or_nothing_up_to_the_limit(store: Store) -> None:
+    """Draws add up to the limit exactly; one that would pass it takes nothing."""
+    assert await store.draw("gas", 400, 1000, 60) == 400
+    assert await store.draw("gas", 500, 1000, 60) == 900
+    assert await store.draw("gas", 200, 1000, 60) is None  # 1100 > 1000: refused whole
+    assert await store.draw("gas", 100, 1000, 60) == 1000
+    assert await store.draw("gas", 1, 1000, 60) is None
+    assert await store.draw("other", 1000, 1000, 60) == 1000  # counters are per key
+
+
+async def test_draw_period_restarts_after_ttl(store: Store, clock: FakeClock) -> None:
+    """The counter lives ``ttl_s`` from its first draw (later draws do not extend it)."""
+    assert await store.draw("day", 10, 10, 100) == 10
+    clock.now += 50
+    assert await store.draw("day", 1, 10, 100) is None
+    clock.now += 50
+    assert await store.draw("day", 7, 10, 100) == 7
+
+
+@pytest.mark.parametrize(("amount", "limit", "ttl"), [(-1, 10, 60), (1, -1, 60), (1, 10, 0), (1.5, 10, 60)])
+async def test_draw_rejects_bad_arguments(store: Store, amount: int, limit: int, ttl: float) -> None:
+    with pytest.raises(ValueError):
+        await store.draw("k", amount, limit, ttl)
+
+
+async def test_draw_survives_reopening_the_sqlite_file(tmp_path: Path, clock: FakeClock) -> None:
+    """What was drawn is on disk: a restarted worker does not get a fresh budget."""
+    first = SQLiteStore(tmp_path / "b.db", clock=clock)
+    assert await first.draw("gas", 600, 1000, 3600) == 600
+    await first.close()
+    second = SQLiteStore(tmp_path / "b.db", clock=clock)
+    assert await second.draw("gas", 600, 1000, 3600) is None
+    assert await second.draw("gas", 400, 1000, 3600) == 1000
+    await second.close()
