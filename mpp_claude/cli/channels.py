@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
                        help="close without the server: requestClose, then withdraw once the grace period "
                             "is over")
     close.add_argument("--wait", action="store_true",
-                       help="with --force: wait for the grace period to end and withdraw")
+                       help="force-close, wait for the grace period to end, withdraw (implies --force)")
     close.add_argument("--ledger", metavar="PATH", help="ledger / channel store file (default: the user "
                                                         "data dir's)")
     close.add_argument("--fee-token", metavar="ADDRESS", help="TIP-20 paying the transaction fees (default: "
@@ -224,8 +224,7 @@ def _forced(args: argparse.Namespace, client: Any, stored: Any) -> dict[str, Any
 def run_close(args: argparse.Namespace) -> int:
     """Close one channel cooperatively, or by force."""
     cid = args.channel_id
-    if args.wait and not args.force:
-        raise ConfigError("--wait goes with --force")
+    args.force = args.force or args.wait
     store = _store(args, create=False)
     try:
         stored = None if store is None else store.get(cid)

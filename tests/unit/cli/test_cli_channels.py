@@ -55,7 +55,6 @@ def test_close_usage_errors(tmp_path: Path) -> None:
         main(["channels", "close", "0x12"])
     assert bad.value.code == 2
     missing = str(tmp_path / "none.sqlite3")
-    assert main(["channels", "close", CID, "--wait", "--ledger", missing]) == 1  # --wait goes with --force
     assert main(["channels", "close", CID, "--ledger", missing]) == 1  # not in the store
 
 
