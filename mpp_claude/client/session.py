@@ -4,15 +4,22 @@
 ``_session_shell``) answers a 402 that offers a ``tempo``/``session`` challenge by opening a
 channel (deposit bounded by ``max_deposit``), then pays every later request to that origin
 with cumulative vouchers signed locally: no chain call and no 402 round trip once a live
-challenge is cached.  The channel, the highest signed amount and its signature are kept in
-the channel store (``channels.ChannelStore``, by default the ledger's SQLite file) before a
-voucher leaves the process, so a restarted client resumes the same channel; a 410 from the
-server evicts it.  ``close_sessions()`` asks the server to close each channel with a voucher
-for what it reported spent; the escrow refunds the rest.
+challenge is cached.  By default a voucher signs ahead for about ten requests (``headroom``,
+at most $0.05), so most requests re-send the last voucher: no signing, no ledger write.  The
+channel, the highest signed amount and its signature are kept in the channel store
+(``channels.ChannelStore``, by default the ledger's SQLite file) before a voucher leaves the
+process, so a restarted client resumes the same channel; a 410 from the server evicts it.
 
-Budgets and the ledger count vouchers exactly like charges: each voucher's increase over the
-previous one is reserved in every budget (scoped, per client, rolling 24 h, rate) and written
-to the ledger before it is signed, and settled once the server accepted it.
+Closing: ``close_sessions()`` asks the server to close each channel with a voucher for what it
+reported spent; the escrow refunds the rest.  Without the server (gone, or refusing),
+``request_close(id)`` / ``withdraw(id)`` / ``reclaim()`` force the close on chain
+(``_session_reclaim``): ``requestClose``, the escrow's grace period (15 min), ``withdraw``.
+
+Budgets and the ledger count vouchers like charges: each voucher's increase over the previous
+one is reserved in every budget (scoped, per client, rolling 24 h, rate) and written to the
+ledger (one row, ``settled``, referencing the channel) before it is signed.  When a channel is
+finalised, by the server's close or a withdraw, what its vouchers authorised beyond what the
+payee settled on chain is given back to the ledger and the client's budget.
 
 Public here: ``SessionPolicy``, ``SessionReceipt`` and ``session_receipt_of(response)``.  The
 decisions and bookkeeping are ``_session_core.SessionCore``; the transports doing the HTTP and
