@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from ..protocol.encoding import loads_bounded
 from ._flow import PaymentFlow, Resend
 from .budget import BudgetScope
 from .payer import Signed
@@ -68,14 +70,46 @@ def fingerprint(method: str, url: str, body: bytes, user_key: str | None) -> str
     return f"{method} {url} {hashlib.sha256(body).hexdigest()}"
 
 
+# A ``"model": "<JSON string>"`` pair anywhere in a body (escaped quotes inside message text never
+# match: the key's closing quote must follow ``model`` directly).
+_MODEL_PAIR = re.compile(rb'"model"[ \t\r\n]*:[ \t\r\n]*"((?:[^"\\\x00-\x1f]|\\.){0,256})"')
+PARSE_BELOW = 16_384  # bytes; above, a long conversation would be parsed only to read one label
+
+
 def model_of(body: bytes) -> str | None:
+    """The top-level ``model`` of an OpenAI/Anthropic-style JSON body (a label for the ledger
+    and receipts, never used to decide a payment).
+
+    A small body is parsed.  A large one (a long conversation: parsing 200 KB costs ~0.4 ms) is
+    searched for its ``"model": "..."`` pairs instead (~0.1 ms), and parsed only when there are
+    several (one may be nested).
+    """
     if not body.startswith(b"{"):
         return None
+    if len(body) >= PARSE_BELOW:
+        pairs = _MODEL_PAIR.findall(body)
+        if not pairs:
+            return None
+        if len(pairs) == 1:
+            try:
+                return _label(json.loads(b'"' + pairs[0] + b'"'))
+            except ValueError:
+                return None
     try:
-        model = json.loads(body).get("model")
+        return _label(loads_bounded(body).get("model"))
     except (ValueError, AttributeError):
         return None
-    return model if isinstance(model, str) else None
+
+
+def _label(value: object) -> str | None:
+    """``value`` when it is text SQLite and logs can store (no lone surrogate), else ``None``."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 class LogicalRequests:
