@@ -7,9 +7,14 @@
    devnet (separate process, memory store, local upstream).  Clients take turns request by request
    so load on the machine hits them alike: ``MppClient`` with a bare payer (402 -> sign -> retry,
    no policy, budgets or ledger: the floor), and ``AsyncMppClient`` with the pympp 0.16 async
-   client (``Mpp(...).client()``).  Also printed: ``MppClient``'s own work per paid request
-   (total minus time inside the network transport).
+   client (``Mpp(...).client()``).
    Goals: our paid median <= 8 ms; our client >= 5x faster than pympp's.
+3. own work per paid request: ``MppClient``'s time minus the time inside the network transport
+   (wall clock, and the client thread's CPU time, which other processes on the machine disturb
+   less), next to a plain ``httpx2.Client`` sending the same unpaid request through the same
+   kind of timed transport (the HTTP client's own share, which every client pays).  Then where
+   the payment work goes, per step (median per paid request, timers wrapped around the engine's
+   steps of one more client; the wrappers add ~1 us each).  Goal: own work <= 1 ms.
 
 pympp needs one shim on this devnet (pympp.md, "Using pympp 0.16 as a peer"): its expiring
 nonce window is 60 s, anvil's T4 allows 30 s, so it is set to 25 s like ours.
@@ -104,21 +109,44 @@ def unpaid_overhead() -> tuple[float, float]:
 
 
 class TimedTransport(httpx2.BaseTransport):
-    """Adds up the time spent in the network transport, to separate the client's own work."""
+    """Adds up the time (wall and thread CPU) spent in the network transport, to separate the
+    client's own work."""
 
     def __init__(self) -> None:
         self.inner = httpx2.HTTPTransport()
         self.spent = 0.0
+        self.cpu = 0.0
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         response = self.inner.handle_request(request)
         response.read()
         self.spent += time.perf_counter() - t0
+        self.cpu += time.thread_time() - c0
         return response
 
     def close(self) -> None:
         self.inner.close()
+
+
+class OwnWork:
+    """Per request: wall and CPU time of a client call minus the time inside its TimedTransport."""
+
+    def __init__(self, timed: TimedTransport) -> None:
+        self.timed = timed
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        t = self.timed
+        tw, tc, w0, c0 = t.spent, t.cpu, time.perf_counter(), time.thread_time()
+        yield
+        self.wall.append((time.perf_counter() - w0 - (t.spent - tw)) * 1e3)
+        self.cpu.append((time.thread_time() - c0 - (t.cpu - tc)) * 1e3)
+
+    def medians(self, skip: int) -> tuple[float, float]:
+        return statistics.median(self.wall[skip:]), statistics.median(self.cpu[skip:])
 
 
 @contextmanager
@@ -185,8 +213,10 @@ async def _ainterleaved(fns: list[Callable[[], Awaitable[Any]]], n: int, warm: i
     return [statistics.median(x) for x in samples]
 
 
-def sync_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, ledger: Path) -> tuple[float, float, float]:
-    """(MppClient median, bare payer median, MppClient's own-work median), interleaved.
+def sync_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, ledger: Path
+              ) -> tuple[float, float, dict[str, float]]:
+    """(MppClient median, bare payer median, own-work figures), interleaved with a plain httpx2
+    client sending the unpaid request (the HTTP client's own share).
 
     The bare payer is the floor: 402 -> build + sign -> retry, no policy, budgets or ledger.
     Own work = MppClient's total time minus the time spent inside the network transport.
@@ -201,14 +231,21 @@ def sync_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, ledger: Path) -
     timed = TimedTransport()
     client = MppClient(Wallet.from_private_key(keys[0]), rpc_url=rpc_url, allowed_origins=[url],
                        policy=_policy(), ledger=Ledger(ledger), transport=timed)
-    own: list[float] = []
+    own = OwnWork(timed)
 
     def ours() -> None:
-        before = timed.spent
-        t0 = time.perf_counter()
-        r = client.post(url + "/v1/chat/completions", content=BODY, headers=HEADERS)
-        own.append((time.perf_counter() - t0 - (timed.spent - before)) * 1e3)
+        with own.measure():
+            r = client.post(url + "/v1/chat/completions", content=BODY, headers=HEADERS)
         assert r.status_code == 200 and client.last_receipt is not None, r.text
+
+    plain_timed = TimedTransport()
+    plain = httpx2.Client(transport=plain_timed, timeout=60)
+    floor = OwnWork(plain_timed)
+
+    def unpaid() -> None:
+        with floor.measure():
+            r = plain.post(url + "/v1/chat/completions", content=BODY, headers=HEADERS)
+        assert r.status_code == 402, r.text
 
     rpc, http = RpcClient(rpc_url), httpx2.Client(timeout=60)
     payer = ChargePayer(rpc, LocalSigner(keys[1]))
@@ -224,12 +261,60 @@ def sync_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, ledger: Path) -
         assert r.status_code == 200, r.text
 
     try:
-        ours_ms, bare_ms = _interleaved([ours, bare], N_PAID, WARM)
-        return ours_ms, bare_ms, statistics.median(own[WARM:])
+        ours_ms, bare_ms, _ = _interleaved([ours, bare, unpaid], N_PAID, WARM)
+        wall, cpu = own.medians(WARM)
+        floor_wall, floor_cpu = floor.medians(WARM)
+        return ours_ms, bare_ms, {"wall": wall, "cpu": cpu, "floor_wall": floor_wall, "floor_cpu": floor_cpu}
     finally:
         client.close()
+        plain.close()
         http.close()
         rpc.close()
+
+
+#: The engine's steps timed for the breakdown: (label, attribute of the engine or its payer).
+STEPS = (("402 parse + policy", "on_response"), ("budgets + ledger reservation", "_reserve"),
+         ("build + sign tx, credential", "payer.sign"), ("ledger outcome + receipt", "deliver"))
+
+
+def breakdown(url: str, key: bytes, rpc_url: str, ledger: Path) -> tuple[dict[str, float], float]:
+    """Median ms per paid request of each step in ``STEPS`` (wrapped on one client's engine), and
+    that client's own-work median (wall) with the wrappers in place."""
+    timed = TimedTransport()
+    client = MppClient(Wallet.from_private_key(key), rpc_url=rpc_url, allowed_origins=[url],
+                       policy=_policy(), ledger=Ledger(ledger), transport=timed)
+    engine = client._engine  # bench only: time the engine's steps without touching its code
+    per: dict[str, list[float]] = {label: [] for label, _ in STEPS}
+    current: dict[str, float] = {}
+
+    def wrap(label: str, owner: Any, name: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed_step(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                current[label] = current.get(label, 0.0) + time.perf_counter() - t0
+
+        setattr(owner, name, timed_step)
+
+    for label, attr in STEPS:
+        owner, _, name = attr.rpartition(".")
+        wrap(label, getattr(engine, owner) if owner else engine, name)
+    own = OwnWork(timed)
+    try:
+        for i in range(WARM + N_PAID):
+            current.clear()
+            with own.measure():
+                r = client.post(url + "/v1/chat/completions", content=BODY, headers=HEADERS)
+            assert r.status_code == 200, r.text
+            if i >= WARM:
+                for label, _ in STEPS:
+                    per[label].append(current.get(label, 0.0) * 1e3)
+    finally:
+        client.close()
+    return {label: statistics.median(v) for label, v in per.items()}, own.medians(WARM)[0]
 
 
 def async_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, chain_id: int, ledger: Path
@@ -273,28 +358,42 @@ def main() -> int:
           f"overhead {overhead:.4f} ms (goal <= 0.1 ms)")
     net = Devnet.start()
     try:
-        keys = [bytes(net.new_funded_account(500 * 10**6).key) for _ in range(4)]
+        keys = [bytes(net.new_funded_account(500 * 10**6).key) for _ in range(5)]
         with server(net) as url, tempfile.TemporaryDirectory() as tmp:
-            sync_ms, bare_ms, own_ms = sync_pair(url, (keys[0], keys[1]), net.rpc_url, Path(tmp) / "a.db")
+            sync_ms, bare_ms, own = sync_pair(url, (keys[0], keys[1]), net.rpc_url, Path(tmp) / "a.db")
+            steps, wrapped_own = breakdown(url, keys[4], net.rpc_url, Path(tmp) / "c.db")
             async_ms, peer_ms = async_pair(url, (keys[2], keys[3]), net.rpc_url, net.chain_id,
                                            Path(tmp) / "b.db")
     finally:
         net.stop()
+    payment = own["wall"] - own["floor_wall"]
     print(f"paid request median, n={N_PAID} each, same server, clients taking turns:")
     print(f"  MppClient {sync_ms:.2f} ms vs a bare payer (no policy, budgets or ledger) {bare_ms:.2f} ms "
           f"(ratio {sync_ms / bare_ms:.2f})")
-    print(f"  MppClient's own work (402 parse, policy, budgets, ledger, signing): {own_ms:.2f} ms; the rest "
-          "is the two HTTP round trips and the server's verification and settlement "
-          "(goal for the whole: 8 ms)")
     print(f"  AsyncMppClient {async_ms:.2f} ms vs the pympp client {peer_ms:.2f} ms: "
           f"{peer_ms / async_ms:.2f}x faster (goal >= 5x)")
+    print("own work per paid request (total minus time inside the network transport), median:")
+    print(f"  MppClient {own['wall']:.3f} ms wall, {own['cpu']:.3f} ms CPU (goal <= 1 ms); a plain httpx2 "
+          f"client sending the unpaid request: {own['floor_wall']:.3f} ms wall, "
+          f"{own['floor_cpu']:.3f} ms CPU")
+    print(f"  so the payment itself (402 parse, policy, budgets, ledger, signing, the retry's request): "
+          f"{payment:.3f} ms wall")
+    print(f"  per step (one more client, steps wrapped in timers; its own work {wrapped_own:.3f} ms):")
+    for label, ms in steps.items():
+        print(f"    {label:32s} {ms:.3f} ms")
+    rest = wrapped_own - sum(steps.values())
+    print(f"    {'HTTP client, shell, request copy':32s} {rest:.3f} ms")
     print()
     print(f"| client unpaid overhead vs httpx2 | {overhead:.4f} ms | goal 0.1 ms | {overhead / 0.1:.2f} |")
     print(f"| client paid median (async) vs pympp client | {async_ms:.2f} ms | pympp {peer_ms:.2f} ms | "
           f"{peer_ms / async_ms:.2f}x faster (goal 5x) |")
     print(f"| client paid median (sync) vs bare payer | {sync_ms:.2f} ms | bare {bare_ms:.2f} ms, "
           f"goal 8 ms | {sync_ms / bare_ms:.2f} |")
-    print(f"| client own work per paid request | {own_ms:.2f} ms | (incl. SQLite ledger) | - |")
+    for kind in ("wall", "cpu"):
+        value = own[kind]
+        print(f"| client own work per paid request ({kind}) | {value:.2f} ms | goal 1 ms | {value:.2f} |")
+    print(f"| client own work minus plain httpx2's (payment work) | {payment:.2f} ms | httpx2 "
+          f"{own['floor_wall']:.2f} ms | - |")
     return 0
 
 
