@@ -48,16 +48,28 @@ def _header(length: int, offset: int) -> bytes:
     return bytes((offset + 55 + len(blen),)) + blen
 
 
+# Headers of strings and lists shorter than 56 bytes (most items of a transaction), built once.
+_SHORT_STRING = [bytes((0x80 + n,)) for n in range(56)]
+_SHORT_LIST = [bytes((0xC0 + n,)) for n in range(56)]
+
+
 def encode(item: Item) -> bytes:
     """RLP-encode ``item`` (bytes or nested lists of bytes)."""
     if isinstance(item, (bytes, bytearray)):
-        if len(item) == 1 and item[0] < 0x80:
+        n = len(item)
+        if n == 1 and item[0] < 0x80:
             return bytes(item)
-        return _header(len(item), 0x80) + bytes(item)
+        return (_SHORT_STRING[n] if n < 56 else _header(n, 0x80)) + bytes(item)
     if isinstance(item, list):
-        body = b"".join([encode(x) for x in item])
-        return _header(len(body), 0xC0) + body
+        return encode_list([encode(x) for x in item])
     raise TypeError(f"cannot RLP-encode {type(item).__name__}")
+
+
+def encode_list(encoded: list[bytes]) -> bytes:
+    """The RLP list of items that are already encoded (lets a caller reuse encoded fields)."""
+    body = b"".join(encoded)
+    n = len(body)
+    return (_SHORT_LIST[n] if n < 56 else _header(n, 0xC0)) + body
 
 
 def _read(data: bytes, pos: int, end: int, depth: int) -> tuple[Item, int]:

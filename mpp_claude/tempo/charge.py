@@ -156,9 +156,9 @@ class SignedCharge:
 
 def sign_charge(tx: TempoTransaction, signer: Signer) -> SignedCharge:
     """Sign ``tx`` as the payer and encode it for the credential."""
-    signed = txmod.sign(tx, signer)
     if tx.sponsored:
+        signed = txmod.sign(tx, signer)
         raw = txmod.encode_fee_payer_envelope(signed, signer.address)
         return SignedCharge(signed, raw, signer.address, None, did_pkh(tx.chain_id, signer.address))
-    raw = txmod.encode(signed)
+    signed, raw = txmod.sign_encoded(tx, signer)
     return SignedCharge(signed, raw, signer.address, txmod.tx_hash(raw), did_pkh(tx.chain_id, signer.address))

@@ -96,6 +96,19 @@ def test_key_authorization_and_auth_list_round_trip() -> None:
     assert txmod.decode(raw).tx == tx and txmod.recover_sender(tx) == PAYER.address
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.booleans(), st.one_of(st.none(), st.just(TOKEN)), st.integers(0, 2**64 - 1),
+       st.lists(st.binary(max_size=80), min_size=1, max_size=3), st.booleans())
+def test_sign_encoded_is_sign_then_encode(sponsored: bool, token: bytes | None, fee: int, datas: list[bytes],
+                                          key_auth: bool) -> None:
+    """The one-pass signer gives the same signed transaction and bytes as sign() + encode()."""
+    tx = replace(BASE, sponsored=sponsored, fee_token=token, max_fee_per_gas=fee,
+                 calls=tuple(txmod.Call(TOKEN, d) for d in datas),
+                 key_authorization=[b"\x01", [b"x" * 60]] if key_auth else None)
+    signed, raw = txmod.sign_encoded(tx, PAYER)
+    assert signed == txmod.sign(tx, PAYER) and raw == txmod.encode(signed)
+
+
 def test_unsigned_and_invalid_transactions_do_not_encode() -> None:
     """Encoding an unsigned or call-less transaction, or a bad window, raises ValueError."""
     with pytest.raises(ValueError, match="unsigned"):
