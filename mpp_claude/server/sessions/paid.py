@@ -136,7 +136,12 @@ async def serve_session_paid(request: Request, gate: SessionGate, cred: Credenti
     if grant.action == "close":
         raise BadRequest("a close credential ends the channel; send it without a request body", status=400,
                          code="session_closed")
-    begun = await _begin_idem(request, svc, gate, grant, rid, body)
+    try:
+        begun = await _begin_idem(request, svc, gate, grant, rid, body)
+    except BaseException:  # 422, 409 or a failing store (503): the hold is released (a no-op if it was)
+        with anyio.CancelScope(shield=True):
+            await gate.finish(grant.channel_id, rid, 0)
+        raise
     if isinstance(begun, Response):
         return begun
     try:
