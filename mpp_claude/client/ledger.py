@@ -95,8 +95,8 @@ ON CONFLICT (wallet, minute) DO UPDATE SET amount = excluded.amount
 
 # The statements of a payment's hot path, written once (the module's statement cache keeps them
 # prepared).  Every status but 'released' is counted (COUNTED): one comparison per row, not four.
-_DAY_SUM = "SELECT COALESCE(SUM(amount), 0) FROM spend_minutes WHERE wallet = ? AND minute >= ?"
-_MINUTE_COUNT = "SELECT COUNT(*) FROM payments WHERE wallet = ? AND created_at > ? AND status != 'released'"
+_LIMITS = ("SELECT (SELECT COALESCE(SUM(amount), 0) FROM spend_minutes WHERE wallet = ?1 AND minute >= ?2), "
+           "(SELECT COUNT(*) FROM payments WHERE wallet = ?1 AND created_at > ?3 AND status != 'released')")
 _INSERT_ROW = ("INSERT INTO payments (wallet, status, amount, currency, chain_id, payee, origin, path, "
                "model, request_id, challenge_id, reference, created_at, updated_at) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -246,17 +246,15 @@ class Ledger:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if max_per_day is not None:
-                    (day,) = db.execute(_DAY_SUM, (wallet, first)).fetchone()
-                    if day + entry.amount > max_per_day:
-                        raise _exceeded("max_per_day", max_per_day, entry.amount, day, "in the last 24 h")
-                if max_per_minute is not None:
-                    (count,) = db.execute(_MINUTE_COUNT, (wallet, now - MINUTE)).fetchone()
-                    if count + 1 > max_per_minute:
-                        raise BudgetExceeded(
-                            f"payment would exceed max_per_minute {max_per_minute} ({count} in the last "
-                            "60 s)", limit="max_per_minute", limit_value=max_per_minute,
-                            requested=entry.amount, used=count)
+                if max_per_day is not None or max_per_minute is not None:  # both sums in one statement
+                    day, count = db.execute(_LIMITS, (wallet, first, now - MINUTE)).fetchone()
+                if max_per_day is not None and day + entry.amount > max_per_day:
+                    raise _exceeded("max_per_day", max_per_day, entry.amount, day, "in the last 24 h")
+                if max_per_minute is not None and count + 1 > max_per_minute:
+                    raise BudgetExceeded(
+                        f"payment would exceed max_per_minute {max_per_minute} ({count} in the last 60 s)",
+                        limit="max_per_minute", limit_value=max_per_minute, requested=entry.amount,
+                        used=count)
                 cur = db.execute(_INSERT_ROW, (wallet, status, entry.amount, entry.currency, entry.chain_id,
                                                entry.payee, entry.origin, entry.path, entry.model,
                                                entry.request_id, entry.challenge_id, reference, now, now))
