@@ -71,6 +71,9 @@ class Receipt:
             raise MalformedReceipt(f"receipt 'timestamp': {exc}") from exc
         if not isinstance(self.extra, Mapping):
             raise MalformedReceipt(f"receipt 'extra' must be an object, got {type(self.extra).__name__}")
+        if not self.extra:  # the usual charge receipt: nothing to check or copy
+            object.__setattr__(self, "extra", {})
+            return
         clash = sorted(set(self.extra) & set(_FIELDS))
         if clash:
             raise MalformedReceipt(f"receipt 'extra' repeats named field(s) {', '.join(clash)}")
