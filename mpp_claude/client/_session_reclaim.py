@@ -194,8 +194,11 @@ class _Base:
     def _after_request(self, stored: StoredChannel, sent: Sent, state: ChannelState) -> ReclaimStatus:
         grace = self._grace[stored.channel.escrow]
         ends = int(_event(sent, "CloseRequested").get("closeGraceEnd", 0))
-        plan = ReclaimPlan("wait", ends - grace, ends, state.deposit - state.settled)
-        return self._closing(stored, plan, state, ends - grace, sent.tx_hash)
+        # no event: a close was requested meanwhile by another process (the escrow keeps the first
+        # time); times unknown here (0), the next reclaim reads them from the chain
+        requested = ends - grace if ends > grace else 0
+        plan = ReclaimPlan("wait", requested, ends if requested else 0, state.deposit - state.settled)
+        return self._closing(stored, plan, state, requested, sent.tx_hash)
 
     def _after_withdraw(self, stored: StoredChannel, sent: Sent, state: ChannelState, now: int
                         ) -> ReclaimStatus:
