@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from typing import Any
 
 import anyio
 
@@ -56,6 +57,27 @@ class Meter:
     def __init__(self) -> None:
         self._changed: dict[str, asyncio.Event] = {}
         self._settling: dict[str, asyncio.Task[None]] = {}
+        self._after: set[asyncio.Task[object]] = set()
+
+    def after_response(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run ``work`` once the response has gone out (bookkeeping nobody waits for, such as
+        storing an answer for ``Idempotency-Key`` replays); ``aclose`` waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._after.add(task)
+        task.add_done_callback(self._after_done)
+
+    async def drain_after(self) -> bool:
+        """Wait for the after-response work of this process; ``False`` when there was none."""
+        if not self._after:
+            return False
+        await asyncio.wait(list(self._after))
+        return True
+
+    def _after_done(self, task: asyncio.Task[object]) -> None:
+        self._after.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("bookkeeping after a session-paid response failed: %s", safe_error(exc))
 
     def _wake(self, channel_id: str) -> None:
         event = self._changed.pop(channel_id, None)
@@ -217,8 +239,8 @@ class Meter:
             await self._settled(channel_id, state.settled)
 
     async def aclose(self) -> None:
-        """Wait for settlements in progress."""
-        for task in list(self._settling.values()):
+        """Wait for settlements and after-response work in progress."""
+        for task in [*self._settling.values(), *self._after]:
             try:
                 await task
             except Exception:  # logged by _settle

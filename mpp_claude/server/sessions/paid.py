@@ -10,7 +10,8 @@ channel's payer (``<payer>:<key>``, the charge path's scope: a retry finds the s
 whichever intent paid it) and fingerprinted with the route and body.  A stored answer is
 replayed (``idempotent-replayed: true``) with the hold released: no second debit, no upstream
 call; another body is a 422, a request still in flight a 409.  What is stored is the answer
-as sent, final receipt included (SSE: the frames after any ``payment-need-voucher``); an
+as sent, final receipt included (SSE: the frames after any ``payment-need-voucher``), written
+just after it went out (``Meter.after_response``; a retry in this process waits for it); an
 answer that charged nothing (upstream failure) is not stored, so a retry runs again.
 """
 
@@ -76,13 +77,14 @@ def need_voucher(exc: InsufficientBalance) -> dict[str, str]:
 class _Idem:
     """The request's ``Idempotency-Key`` entry (``key`` ``None``: no header)."""
 
-    def __init__(self, svc: Services, key: str | None) -> None:
-        self.svc, self.key = svc, key
+    def __init__(self, svc: Services, gate: SessionGate, key: str | None) -> None:
+        self.svc, self.gate, self.key = svc, gate, key
 
-    async def complete(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    def complete(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Store the answer once it has gone out (a retry meanwhile gets a 409 and tries again)."""
         if self.key is not None:
-            with anyio.CancelScope(shield=True):
-                await self.svc.store.idem_complete(self.key, StoredResponse(status, tuple(headers), body))
+            stored = StoredResponse(status, tuple(headers), body)
+            self.gate.after_response(self.svc.store.idem_complete(self.key, stored))
 
     async def abort(self) -> None:
         if self.key is not None:
@@ -99,13 +101,15 @@ async def _begin_idem(request: Request, svc: Services, gate: SessionGate, grant:
     """
     header = request.headers.get("idempotency-key")
     if header is None:
-        return _Idem(svc, None)
+        return _Idem(svc, gate, None)
     payer = grant.payer.lower()
     key = f"{payer}:{header}"
-    found = await svc.store.idem_begin(key, request_fingerprint(scope_of(request), body),
-                                       ttl_s=float(svc.config.idempotency_ttl))
+    fingerprint, ttl = request_fingerprint(scope_of(request), body), float(svc.config.idempotency_ttl)
+    found = await svc.store.idem_begin(key, fingerprint, ttl_s=ttl)
+    if found.state is IdemState.IN_FLIGHT and await gate.drain_after():  # its answer may be being stored
+        found = await svc.store.idem_begin(key, fingerprint, ttl_s=ttl)
     if found.state is IdemState.NEW:
-        return _Idem(svc, key)
+        return _Idem(svc, gate, key)
     await gate.finish(grant.channel_id, rid, 0)  # release the hold: nothing is served or charged
     if found.state is IdemState.COMPLETED and found.response is not None:
         return _replay(Replayed(found.response, payer), access_log(request))
@@ -198,7 +202,9 @@ async def _serve(request: Request, svc: Services, gate: SessionGate, grant: Sess
     if isinstance(response, StreamingResponse):
         response.headers["payment-session"] = cid
         chunks = metered.stream(response.body_iterator)  # type: ignore[arg-type]
-        response.body_iterator = _kept(chunks, metered, idem, list(response.headers.items()))
+        if idem.key is not None:
+            chunks = _kept(chunks, metered, idem, list(response.headers.items()))
+        response.body_iterator = chunks
         return response
     ok = 200 <= response.status_code < 300
     record = await metered.finish(int(entry.cost or 0) if ok else 0)
@@ -208,8 +214,8 @@ async def _serve(request: Request, svc: Services, gate: SessionGate, grant: Sess
     receipt = gate.receipt(record, grant.challenge_id, cost=metered.cost)
     response.headers["payment-receipt"] = format_receipt(receipt)
     response.headers["payment-session"] = cid
-    await idem.complete(response.status_code, [(k, v) for k, v in response.headers.items()
-                                                if k != "content-length"], bytes(response.body))
+    kept = [(k, v) for k, v in response.headers.items() if k != "content-length"]
+    idem.complete(response.status_code, kept, bytes(response.body))
     return response
 
 
@@ -228,7 +234,7 @@ async def _kept(chunks: AsyncIterator[bytes], metered: Metered, idem: _Idem, hea
             yield chunk
     finally:
         if metered.cost > 0:
-            await idem.complete(200, headers, b"".join(sent))
+            idem.complete(200, headers, b"".join(sent))
         else:
             await idem.abort()
 

@@ -159,3 +159,28 @@ def test_safe_error_hides_rpc_urls() -> None:
     exc = RpcUnavailable("eth_call: ConnectError: refused (https://rpc.example/KEY)")
     assert safe_error(exc) == "RpcUnavailable" and "KEY" not in safe_error(exc)
     assert safe_error(ValueError("x")) == "ValueError: x"
+
+
+def test_after_response_work_is_awaited_and_failures_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def run() -> list[str]:
+        worker = Worker(MemoryBook(), MemoryStore(), FakePayee(), [0.0])
+        done: list[str] = []
+
+        async def store_it() -> None:
+            await asyncio.sleep(0.01)
+            done.append("stored")
+
+        async def broken() -> None:
+            raise RpcUnavailable("down (https://rpc.example/SECRET-KEY)")
+
+        assert await worker.drain_after() is False
+        worker.after_response(store_it())
+        assert await worker.drain_after() is True and done == ["stored"]
+        worker.after_response(store_it())
+        worker.after_response(broken())
+        await worker.aclose()
+        return done
+
+    with caplog.at_level(logging.ERROR, logger="mpp_claude.server.sessions"):
+        assert asyncio.run(run()) == ["stored", "stored"]
+    assert "RpcUnavailable" in caplog.text and "SECRET-KEY" not in caplog.text
