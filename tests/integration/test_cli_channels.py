@@ -121,7 +121,7 @@ def test_list_and_close_cooperatively_then_by_force(net: Devnet, tmp_path: Path)
     assert "closing (withdraw after" in bob.cli("list").stdout
     net.rpc.call("evm_increaseTime", [CLOSE_GRACE_PERIOD])
     net.mine()
-    done = bob.cli("close", b_cid, "--force", "--fee-token", FEE, "--json")
+    done = bob.cli("close", b_cid, "--wait", "--fee-token", FEE, "--json")  # due already: no wait
     assert done.returncode == 0, done.stderr
     step2 = json.loads(done.stdout)
     assert step2["status"] == "withdrawn" and step2["refunded"] == tip20.UNIT - settled
