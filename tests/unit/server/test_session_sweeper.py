@@ -184,3 +184,22 @@ def test_after_response_work_is_awaited_and_failures_logged(caplog: pytest.LogCa
     with caplog.at_level(logging.ERROR, logger="mpp_claude.server.sessions"):
         assert asyncio.run(run()) == ["stored", "stored"]
     assert "RpcUnavailable" in caplog.text and "SECRET-KEY" not in caplog.text
+
+
+def test_settle_on_shutdown_setting() -> None:
+    from mpp_claude.server.config import build_config
+    from mpp_claude.server.sessions import session_settings
+    from mpp_claude.tempo.signer import LocalSigner
+
+    problems: list[str] = []
+    got = session_settings({"session_payee_key": "ab" * 32, "session_settle_seconds": "30",
+                            "session_settle_on_shutdown": "yes"}, problems)
+    assert problems == [] and got is not None and got.settle_on_shutdown and got.settle_every_seconds == 30
+    assert session_settings({"session_payee_key": "ab" * 32, "session_settle_on_shutdown": "maybe"},
+                            problems) is None
+    assert problems == ["session_settle_on_shutdown: expected true/false, got 'maybe'"]
+    payee = LocalSigner(bytes.fromhex("ab" * 32)).address
+    base = {"secret_key": "k" * 32, "recipient": payee, "rpc_url": "http://127.0.0.1:1", "chain_id": 31337}
+    env = {"sessions": "1", "session_payee_key": "ab" * 32, "session_settle_on_shutdown": "true"}
+    config = build_config(flags=base, env=env)
+    assert config.sessions is not None and config.sessions.settle_on_shutdown
