@@ -273,8 +273,8 @@ def sync_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, ledger: Path
 
 
 #: The engine's steps timed for the breakdown: (label, attribute of the engine or its payer).
-STEPS = (("402 parse + policy", "on_response"), ("budgets + ledger reservation", "_reserve"),
-         ("build + sign tx, credential", "payer.sign"), ("ledger outcome + receipt", "deliver"))
+STEPS = (("402 + policy, 200's receipt parse", "on_response"), ("budgets + ledger reservation", "_reserve"),
+         ("build + sign tx, credential", "payer.sign"), ("ledger outcome, PaymentReceipt", "deliver"))
 
 
 def breakdown(url: str, key: bytes, rpc_url: str, ledger: Path) -> tuple[dict[str, float], float]:
@@ -380,9 +380,9 @@ def main() -> int:
           f"{payment:.3f} ms wall")
     print(f"  per step (one more client, steps wrapped in timers; its own work {wrapped_own:.3f} ms):")
     for label, ms in steps.items():
-        print(f"    {label:32s} {ms:.3f} ms")
+        print(f"    {label:34s} {ms:.3f} ms")
     rest = wrapped_own - sum(steps.values())
-    print(f"    {'HTTP client, shell, request copy':32s} {rest:.3f} ms")
+    print(f"    {'HTTP client, shell, request copy':34s} {rest:.3f} ms")
     print()
     print(f"| client unpaid overhead vs httpx2 | {overhead:.4f} ms | goal 0.1 ms | {overhead / 0.1:.2f} |")
     print(f"| client paid median (async) vs pympp client | {async_ms:.2f} ms | pympp {peer_ms:.2f} ms | "
