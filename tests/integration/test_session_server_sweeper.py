@@ -162,3 +162,46 @@ def test_redis_books_list_unsettled_channels(redis_url: str) -> None:
     due, all_unsettled = asyncio.run(run())
     assert due == ["0x" + "00" * 32]
     assert all_unsettled == ["0x" + "00" * 32, "0x" + "01" * 32]
+
+
+def test_two_replicas_on_redis_settle_once(redis_url: str) -> None:
+    """Two gates' sweepers on one Redis (store and books): one broadcast per settlement."""
+    from mpp_claude.server.sessions.meter import Meter
+    from mpp_claude.server.sessions.sweeper import Sweeper
+    from mpp_claude.server.stores.redis import RedisStore
+
+    cid = "0x" + "ab" * 32
+    sent: list[int] = []
+
+    class Payee:
+        async def settle(self, channel_id: str, amount: int, signature: bytes) -> str:
+            await asyncio.sleep(0.02)  # both replicas are inside their sweep by now
+            sent.append(amount)
+            return "0x" + "cd" * 32
+
+    class Replica(Meter):
+        def __init__(self, store: RedisStore) -> None:
+            self.store = store
+            self.book = RedisBook(store._redis, store._prefix)  # what open_book(store) picks
+            self._payee = Payee()  # type: ignore[assignment]
+            self.settings = SessionSettings(payee_key="", settle_every_seconds=1)
+            self._clock = time.time
+            super().__init__()
+
+    async def run() -> tuple[list[list[str]], ChannelRecord | None]:
+        prefix = f"t{uuid.uuid4().hex}:"
+        stores = [RedisStore(redis_url, prefix=prefix) for _ in range(2)]
+        replicas = [Replica(s) for s in stores]
+        rec = ChannelRecord(ChannelAccount(cid, 900, 700, 0, 1_000, b"\x02" * 65), payer="0x" + "22" * 20,
+                            vouchers=((400, "01" * 65), (600, "02" * 65), (900, "03" * 65)))
+        await replicas[0].book.update(cid, lambda _r: rec)
+        swept = await asyncio.gather(*(Sweeper(r, 1, time.time).sweep() for r in replicas))
+        got = await replicas[1].book.get(cid)
+        for r, s in zip(replicas, stores, strict=True):
+            await r.aclose()
+            await s.close()
+        return swept, got
+
+    swept, got = asyncio.run(run())
+    assert swept == [[cid], [cid]] and sent == [600]  # both saw it due; one settled, with 600 <= 700
+    assert got is not None and got.account.settled == 600
