@@ -57,6 +57,7 @@ class Meter:
     def __init__(self) -> None:
         self._changed: dict[str, asyncio.Event] = {}
         self._settling: dict[str, asyncio.Task[None]] = {}
+        self._reverted: dict[str, int] = {}  # channel -> amount whose settlement reverted (not retried)
         self._after: set[asyncio.Task[object]] = set()
 
     def after_response(self, work: Coroutine[Any, Any, object]) -> None:
@@ -176,11 +177,12 @@ class Meter:
         worker that reserves it (``NEW``) broadcasts; it completes the entry with the transaction
         hash, so a worker that read the books before they said ``settled`` finds ``COMPLETED`` and
         only updates its books.  A failed transaction releases the lease (retried by the next
-        sweep); a reverted one is reconciled with the escrow's state.
+        sweep); a reverted one is reconciled with the escrow's state and, if that does not explain
+        it, not tried again for the same amount by this process (each attempt would cost a fee).
         """
         rec = await self.book.get(channel_id)
         chosen = settle_voucher(rec) if rec is not None and not rec.closed else None
-        if chosen is None:
+        if chosen is None or self._reverted.get(channel_id) == chosen[0]:
             return
         amount, signature = chosen
         key = f"session-settle:{channel_id}:{amount}"
@@ -195,10 +197,14 @@ class Meter:
         except (ChainError, EscrowReverted) as exc:
             with anyio.CancelScope(shield=True):
                 await self.store.idem_abort(key)
-            log.warning("settling channel %s for %d failed (retried by the next sweep): %s", channel_id,
-                        amount, safe_error(exc))
             if isinstance(exc, EscrowReverted):
+                log.warning("settling channel %s for %d reverted (not retried for this amount): %s",
+                            channel_id, amount, safe_error(exc))
+                self._reverted[channel_id] = amount
                 await self._reconcile(channel_id)
+            else:
+                log.warning("settling channel %s for %d failed (retried by the next sweep): %s", channel_id,
+                            amount, safe_error(exc))
             return
         except BaseException:
             with anyio.CancelScope(shield=True):

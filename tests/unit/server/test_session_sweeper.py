@@ -203,3 +203,32 @@ def test_settle_on_shutdown_setting() -> None:
     env = {"sessions": "1", "session_payee_key": "ab" * 32, "session_settle_on_shutdown": "true"}
     config = build_config(flags=base, env=env)
     assert config.sessions is not None and config.sessions.settle_on_shutdown
+
+
+def test_a_reverted_settlement_is_not_sent_again_for_the_same_amount() -> None:
+    from mpp_claude.tempo.session import ChannelState
+    from mpp_claude.tempo.session.onchain import EscrowReverted
+
+    class Reverting(FakePayee):
+        async def settle(self, channel_id: str, amount: int, signature: bytes) -> str:
+            self.calls.append((channel_id, amount))
+            raise EscrowReverted("escrow transaction 0xab reverted (gas used 21000)", tx_hash="0xab")
+
+    class Chain(Worker):
+        async def _state(self, channel_id: str, *, fresh: bool = False) -> ChannelState:
+            return ChannelState(False, 0, "0x" + "22" * 20, "0x" + "33" * 20, "0x" + "44" * 20,
+                                "0x" + "00" * 20, 1_000, 0)  # live, nothing settled: no explanation
+
+    async def run() -> list[tuple[str, int]]:
+        clock = [100.0]
+        book, payee = MemoryBook(), Reverting()
+        worker = Chain(book, MemoryStore(clock=lambda: clock[0]), payee, clock)
+        await put(book, unsettled_record())
+        sweeper = Sweeper(worker, 10, lambda: clock[0])
+        await sweeper.sweep()
+        await sweeper.sweep()  # same amount: not sent again (each attempt costs a fee)
+        await put(book, unsettled_record(spent=200))  # a new voucher amount becomes settleable
+        await sweeper.sweep()
+        return payee.calls
+
+    assert asyncio.run(run()) == [(CID, 100), (CID, 200)]
