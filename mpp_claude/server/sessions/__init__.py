@@ -9,6 +9,8 @@
   across replicas through a lease in the store.
 * ``settle``: when and with which voucher the payee settles; the payee's transactions.
 * ``sweeper``: the background task that settles idle channels by time (and at shutdown).
+* ``closewatch``: the background task that settles a channel at once when its payer requests a
+  forced close on the escrow (and stops serving it).
 * ``stream``: SSE metering (usage tap, receipt frame, in-band error frames).
 * ``paid``: serving a session-paid content request on either paid route, ``Idempotency-Key``.
 * ``http``: the route wrappers, session offers in 402s, ``enable_sessions(app, settings)``.
@@ -26,7 +28,7 @@ _EXPORTS = {
     "SQLiteBook": "book", "open_book": "book", "SessionGate": "gate", "SessionGrant": "gate",
     "enable_sessions": "http", "SessionTerms": "offer", "check_session_echo": "offer",
     "session_offers": "offer", "session_request": "offer", "SessionSettings": "settings",
-    "session_settings": "settings", "Sweeper": "sweeper",
+    "session_settings": "settings", "Sweeper": "sweeper", "CloseWatcher": "closewatch",
 }
 
 __all__ = sorted(_EXPORTS)

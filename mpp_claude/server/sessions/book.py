@@ -10,7 +10,9 @@ what only the server needs:
 * ``vouchers``: the accepted vouchers above the settled amount (amount, signature), so a
   settlement can use the highest voucher that does not exceed ``spent`` (the payee never
   settles authorised-but-unspent money);
-* ``closed`` / ``close_tx`` and ``last_settle_at``.
+* ``closed`` / ``close_tx`` and ``last_settle_at``;
+* ``close_requested_at``: the payer's forced close seen on chain (``closewatch``): the channel
+  serves no new request and is settled at once.
 
 ``ChannelBook.update(channel_id, fn)`` is the only write: it reads the record, calls the
 pure ``fn`` (which may raise, then nothing is written) and stores what it returns, as one
@@ -49,6 +51,8 @@ class ChannelRecord:
         closed: the channel was closed on chain by this server (or found finalized).
         close_tx: the close transaction hash.
         last_settle_at: Unix time of the last settlement (or of the open).
+        close_requested_at: the escrow's ``closeRequestedAt`` (chain time) when the payer's forced
+            close was seen, else 0: the channel is closing and serves no new request.
     """
 
     account: ChannelAccount
@@ -58,6 +62,7 @@ class ChannelRecord:
     closed: bool = False
     close_tx: str | None = None
     last_settle_at: float = 0.0
+    close_requested_at: int = 0
 
     @property
     def channel_id(self) -> str:
@@ -80,7 +85,8 @@ class ChannelRecord:
             "settled": str(a.settled), "deposit": str(a.deposit), "signature": a.voucher_signature.hex(),
             "payer": self.payer, "holds": {k: [str(v[0]), v[1]] for k, v in self.holds.items()},
             "vouchers": [[str(amount), sig] for amount, sig in self.vouchers], "closed": self.closed,
-            "close_tx": self.close_tx, "last_settle_at": self.last_settle_at}, separators=(",", ":"))
+            "close_tx": self.close_tx, "last_settle_at": self.last_settle_at,
+            "close_requested_at": self.close_requested_at}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ChannelRecord:
@@ -89,7 +95,7 @@ class ChannelRecord:
                                  int(d["deposit"]), bytes.fromhex(d["signature"]))
         return cls(account, d["payer"], {k: (int(v[0]), float(v[1])) for k, v in d["holds"].items()},
                    tuple((int(a), str(s)) for a, s in d["vouchers"]), bool(d["closed"]), d["close_tx"],
-                   float(d["last_settle_at"]))
+                   float(d["last_settle_at"]), int(d.get("close_requested_at", 0)))
 
     def with_account(self, account: ChannelAccount) -> ChannelRecord:
         """This record with ``account``; a newly accepted voucher joins ``vouchers``."""

@@ -77,6 +77,10 @@ log = logging.getLogger("mpp_claude.server.sessions")
 TX_CLAIM_TTL = 7 * 24 * 3600
 
 
+class _ClosingInBooks(Exception):
+    """The books mark the channel closing and the state at hand may be stale: read it afresh."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionGrant:
     """A verified session credential: the channel it acts on and the books after it."""
@@ -172,6 +176,14 @@ class SessionGate(Meter):
             self._states[channel_id] = (state, now)
         return state
 
+    async def fresh_state(self, channel_id: str) -> ChannelState:
+        """The escrow's current ``getChannel`` for ``channel_id`` (not cached; the close watch).
+
+        Raises:
+            VerificationFailed: the chain could not be reached.
+        """
+        return await self._state(channel_id, fresh=True)
+
     async def _broadcast(self, raw: bytes, what: str) -> str:
         tx_hash = txmod.tx_hash(raw)
         if not await self.store.claim(f"tx:{tx_hash}", TX_CLAIM_TTL):
@@ -218,7 +230,11 @@ class SessionGate(Meter):
         if not state.exists or voucher.cumulative_amount > state.deposit:
             state = await self._state(voucher.channel_id, fresh=True)
         held: list[bool] = []
-        record = await self._accept(voucher, state, echo.currency, hold=hold, held=held)
+        try:
+            record = await self._accept(voucher, state, echo.currency, hold=hold, held=held)
+        except _ClosingInBooks:  # the books say closing: only a fresh read may show it cancelled
+            state = await self._state(voucher.channel_id, fresh=True)
+            record = await self._accept(voucher, state, echo.currency, hold=hold, held=held, fresh=True)
         return SessionGrant(echo.challenge_id, "voucher", voucher.channel_id, record.payer, echo.currency,
                             record,
                             held=bool(held))
@@ -239,7 +255,17 @@ class SessionGate(Meter):
         return echo
 
     async def _accept(self, voucher: Voucher, state: ChannelState, currency: str, *,
-                      hold: tuple[str, int] | None = None, held: list[bool] | None = None) -> ChannelRecord:
+                      hold: tuple[str, int] | None = None, held: list[bool] | None = None,
+                      fresh: bool = False) -> ChannelRecord:
+        """Accept ``voucher`` into the books (and hold ``hold``), atomically.
+
+        Args:
+            fresh: ``state`` was just read from the chain (not the cache).
+        Raises:
+            _ClosingInBooks: the books mark the channel closing and ``state`` is not ``fresh``.
+            ChannelClosing: a forced close is pending (books or chain).
+            Other VerificationError subclasses: see ``accounting.accept_voucher``.
+        """
         cid = voucher.channel_id
         check_channel_live(state, cid)
         now = self._clock()
@@ -252,6 +278,13 @@ class SessionGate(Meter):
                                     payer=state.payer, last_settle_at=now)
             if rec.closed:
                 raise ChannelFinalized(f"channel {cid} is closed", channelId=cid)
+            cancelled = False
+            if rec.close_requested_at:  # seen by the close watch
+                if not fresh:
+                    raise _ClosingInBooks(cid)
+                if state.close_requested_at:
+                    raise ChannelClosing(f"channel {cid} has a forced close pending", channelId=cid)
+                rec, cancelled = replace(rec, close_requested_at=0), True  # a topUp cancelled it
             acc = rec.account
             new: ChannelRecord | None
             if acc.voucher_signature == voucher.signature \
@@ -259,11 +292,11 @@ class SessionGate(Meter):
                 # the very voucher accepted before (its signature was recovered then): a retry
                 if state.close_requested_at:
                     raise ChannelClosing(f"channel {cid} has a forced close pending", channelId=cid)
-                new = None
+                new = rec if cancelled else None
             elif (done := accept_voucher(acc, voucher, state, self.domain,
                                          min_voucher_delta=self.settings.min_voucher_delta)
                   ).outcome is VoucherOutcome.DUPLICATE and acc.voucher_signature:
-                new = None if rec.account.deposit == state.deposit else \
+                new = None if rec.account.deposit == state.deposit and not cancelled else \
                     replace(rec, account=replace(rec.account, deposit=state.deposit))
             else:
                 new = rec.with_account(done.account)
@@ -317,7 +350,8 @@ class SessionGate(Meter):
         def apply(rec: ChannelRecord | None) -> ChannelRecord | None:
             if rec is None:
                 raise ChannelNotFound(f"channel {cid} is not open with this server", channelId=cid)
-            return replace(rec, account=replace(rec.account, deposit=state.deposit))
+            return replace(rec, account=replace(rec.account, deposit=state.deposit),
+                           close_requested_at=state.close_requested_at)  # a topUp cancels a forced close
 
         record = await self.book.update(cid, apply)
         assert record is not None

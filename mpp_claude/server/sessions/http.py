@@ -5,7 +5,8 @@
 carries a session challenge next to the charge challenges, and a request whose
 ``Authorization: Payment`` credential is a session credential is served here; any other
 request goes to the charge route unchanged.  Its lifespan also runs the settlement
-``sweeper`` (and, with ``settle_on_shutdown``, settles every channel when the server stops).
+``sweeper`` (and, with ``settle_on_shutdown``, settles every channel when the server stops) and
+the ``closewatch`` (settles a channel at once when its payer requests a forced close).
 
 What flows where (mpp-protocol.md §4.8):
 
@@ -48,6 +49,7 @@ from ...protocol.receipt import format_receipt
 from ...tempo.rpc import AsyncRpcClient
 from ..routes import access_log, read_body, services
 from .book import open_book
+from .closewatch import CloseWatcher
 from .gate import SessionGate
 from .meter import safe_error
 from .paid import MESSAGES_PATH, serve_session_paid
@@ -185,6 +187,9 @@ def enable_sessions(app: Starlette, settings: SessionSettings, *,
                 stack.push_async_callback(_settle_all, sweeper)
             stack.push_async_callback(sweeper.stop)
             sweeper.start()
+            watcher = CloseWatcher(gate, settings.close_watch_seconds, gate.fresh_state)
+            stack.push_async_callback(watcher.stop)
+            watcher.start()
             a.state.sessions = gate
             yield state
 

@@ -23,6 +23,7 @@ import anyio
 
 from ...errors import (
     ChainError,
+    ChannelClosing,
     ChannelFinalized,
     ChannelNotFound,
     InsufficientBalance,
@@ -91,6 +92,7 @@ class Meter:
         Raises:
             InsufficientBalance: the free balance is short (``requiredCumulative`` in ``extra``).
             ChannelNotFound / ChannelFinalized: no such open channel in the books.
+            ChannelClosing: its payer requested a forced close (``closewatch``).
         """
         now = self._clock()
 
@@ -100,6 +102,8 @@ class Meter:
                                       channelId=channel_id)
             if rec.closed:
                 raise ChannelFinalized(f"channel {channel_id} is closed", channelId=channel_id)
+            if rec.close_requested_at:
+                raise ChannelClosing(f"channel {channel_id} has a forced close pending", channelId=channel_id)
             return self._held(rec, request_id, amount, now)
 
         record = await self.book.update(channel_id, apply)

@@ -19,6 +19,7 @@ SESSION_ENV = {
     "session_settle_seconds": "MPP_SESSION_SETTLE_SECONDS", "session_fee_token": "MPP_SESSION_FEE_TOKEN",
     "session_voucher_wait": "MPP_SESSION_VOUCHER_WAIT",
     "session_settle_on_shutdown": "MPP_SESSION_SETTLE_ON_SHUTDOWN",
+    "session_close_watch_seconds": "MPP_SESSION_CLOSE_WATCH_SECONDS",
 }
 """Configuration key -> environment variable."""
 
@@ -43,6 +44,12 @@ class SessionSettings:
             ``min(settle_every_seconds, 5)`` seconds, so idle channels are settled too.  Without
             either, the payee is paid at close.
         settle_on_shutdown: when the server stops, settle every channel with unsettled spent.
+        close_watch_seconds: every this many seconds, read the escrow's state of each open channel
+            with unsettled spent (one ``getChannel`` call each; none when nothing is unsettled);
+            when its payer requested a forced close, settle it at once and serve it no more
+            (``closewatch``).  The escrow lets the payer withdraw what is not settled
+            ``CLOSE_GRACE_PERIOD`` (15 min) later; 0 turns the watch off (the payee then risks
+            everything spent since the last settlement).  At most ``MAX_CLOSE_WATCH_S``.
         voucher_wait: seconds a stream waits for a voucher after ``payment-need-voucher``.
         channel_state_ttl: seconds on-chain channel state is cached between vouchers.
         hold_ttl: seconds after which a request's hold is dropped (a crashed worker's).
@@ -61,6 +68,11 @@ class SessionSettings:
     hold_ttl: float = 3600.0
     fee_token: str | None = None
     settle_on_shutdown: bool = False
+    close_watch_seconds: float = 15.0
+
+
+MAX_CLOSE_WATCH_S = 300
+"""The longest close-watch period accepted: a third of the escrow's 15-minute grace period."""
 
 
 def _flag(raw: Mapping[str, Any], key: str, problems: list[str]) -> bool:
@@ -123,5 +135,9 @@ def session_settings(raw: Mapping[str, Any], problems: list[str]) -> SessionSett
         settle_every_seconds=float(_int(raw, "session_settle_seconds", 0, problems)),
         voucher_wait=float(_int(raw, "session_voucher_wait", 60, problems)),
         fee_token=_address(raw, "session_fee_token", problems),
-        settle_on_shutdown=_flag(raw, "session_settle_on_shutdown", problems))
+        settle_on_shutdown=_flag(raw, "session_settle_on_shutdown", problems),
+        close_watch_seconds=float(_int(raw, "session_close_watch_seconds", 15, problems)))
+    if settings.close_watch_seconds > MAX_CLOSE_WATCH_S:
+        problems.append(f"session_close_watch_seconds: at most {MAX_CLOSE_WATCH_S} (a payer's forced close "
+                        "must be seen well within the escrow's 15-minute grace period; 0 turns it off)")
     return settings if len(problems) == start else None

@@ -2,10 +2,10 @@
 ``settle``/``close`` transactions.
 
 Rules (pure): a channel is due when its spent-but-unsettled amount reaches
-``settle_every_amount`` or its last settlement is ``settle_every_seconds`` old (and something
-is unsettled).  The voucher used is the highest accepted one **not above** ``spent``, so the
-payee never draws authorised-but-unspent money before the close (which captures exactly what
-the close voucher says, at least ``spent``).
+``settle_every_amount`` or its last settlement is ``settle_every_seconds`` old, or its payer
+requested a forced close (and something is unsettled).  The voucher used is the highest
+accepted one **not above** ``spent``, so the payee never draws authorised-but-unspent money
+before the close (which captures exactly what the close voucher says, at least ``spent``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from .settings import SessionSettings
 
 
 def settle_due(record: ChannelRecord, settings: SessionSettings, now: float) -> bool:
-    """Whether ``record`` should be settled now (see the module docstring)."""
+    """Whether ``record`` should be settled now (see the module docstring); always, when its payer
+    requested a forced close (``record.close_requested_at``) and something is unsettled."""
     unsettled = record.account.spent - record.account.settled
     if unsettled <= 0 or record.closed:
         return False
+    if record.close_requested_at:
+        return True
     by_amount = bool(settings.settle_every_amount) and unsettled >= settings.settle_every_amount
     age = now - record.last_settle_at
     by_time = bool(settings.settle_every_seconds) and age >= settings.settle_every_seconds
