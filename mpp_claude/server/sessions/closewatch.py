@@ -5,7 +5,8 @@ later, ``withdraw`` the deposit minus what the payee has settled on chain.  What
 accepted and served but has not settled by then is lost to the payee.  ``CloseWatcher`` runs one
 asyncio task that every ``close_watch_seconds`` (15 s by default) lists the open channels of the
 books with spent-but-unsettled money (``ChannelBook.unsettled``; nothing is read from the chain
-when there are none) and reads each one's ``getChannel`` (one ``eth_call``, a few at a time):
+when there are none; a channel already closing with no voucher left to settle is skipped: it
+takes no new voucher) and reads each one's ``getChannel`` (one ``eth_call``, a few at a time):
 
 * ``closeRequestedAt != 0``: the books mark the channel closing (``ChannelRecord.
   close_requested_at``: no new voucher or request is served on it, ``ChannelClosing``) and the
@@ -39,6 +40,7 @@ from ...errors import VerificationError
 from ...tempo.session import ChannelState
 from .book import ChannelRecord, Update
 from .meter import Meter, safe_error
+from .settle import settle_voucher
 
 log = logging.getLogger("mpp_claude.server.sessions")
 
@@ -109,8 +111,9 @@ class CloseWatcher:
         Raises:
             Store errors (SQLite, Redis) from the books.
         """
-        records = await self.meter.book.unsettled(math.inf)
-        if not records:
+        records = [rec for rec in await self.meter.book.unsettled(math.inf)
+                   if not rec.close_requested_at or settle_voucher(rec) is not None]
+        if not records:  # (a closing channel without a voucher left to settle takes no new one)
             return []
         limit = asyncio.Semaphore(READS_AT_ONCE)
 
@@ -151,11 +154,12 @@ class CloseWatcher:
         await self.meter.book.update(rec.channel_id, mark_closing(state.close_requested_at))
         if rec.close_requested_at != state.close_requested_at:
             acc = rec.account
+            best = settle_voucher(rec)
             log.warning("channel %s: the payer requested a forced close at %d (chain time); settling "
-                        "the unsettled spent now (spent %d, settled %d, deposit %d); no new request is "
-                        "served on it",
-                        rec.channel_id, state.close_requested_at, acc.spent, max(acc.settled, state.settled),
-                        state.deposit)
+                        "%d now (spent %d, settled %d, deposit %d; spent above the highest voucher not "
+                        "above it cannot be settled); no new request is served on it",
+                        rec.channel_id, state.close_requested_at, best[0] if best else 0, acc.spent,
+                        max(acc.settled, state.settled), state.deposit)
 
     async def _finalized(self, rec: ChannelRecord, state: ChannelState) -> None:
         await self.meter.book.update(rec.channel_id, mark_finalized)
