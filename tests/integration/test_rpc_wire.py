@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 from mpp_claude.errors import RpcUnavailable
+from mpp_claude.tempo import _http1
 from mpp_claude.tempo.rpc import AsyncRpcClient, RpcClient
 
 Answer = Callable[[socket.socket, bytes], bool]  # returns False to close the connection
@@ -36,7 +41,10 @@ class Node:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/"
         self._open: list[socket.socket] = []
+
+    def start(self) -> Node:
         threading.Thread(target=self._accept, daemon=True).start()
+        return self
 
     def _accept(self) -> None:
         while True:
@@ -87,7 +95,7 @@ class Node:
 
 @contextmanager
 def node(answer: Answer = _ok) -> Iterator[Node]:
-    n = Node(answer)
+    n = Node(answer).start()
     try:
         yield n
     finally:
@@ -211,3 +219,50 @@ def test_async_client_used_from_two_event_loops() -> None:
         assert asyncio.run(rpc.call("eth_chainId")) == "0x7a69"
         assert asyncio.run(rpc.call("eth_chainId")) == "0x7a69"
         assert n.connections == 2
+
+
+@pytest.fixture
+def tls_node(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
+    """A node behind TLS with a throw-away CA-less self-signed certificate for 127.0.0.1, trusted
+    through ``SSL_CERT_FILE`` (as a user pointing at a private CA would)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setattr(_http1, "_tls_context", None)  # built again from the environment
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    n = Node()
+    n._sock = server_ctx.wrap_socket(n._sock, server_side=True)
+    n.url = n.url.replace("http://", "https://")
+    n.start()
+    try:
+        yield n
+    finally:
+        n.close()
+        monkeypatch.setattr(_http1, "_tls_context", None)
+
+
+def test_tls_sync_and_async(tls_node: Node) -> None:
+    with RpcClient(tls_node.url) as rpc:
+        assert [rpc.call("eth_chainId") for _ in range(3)] == ["0x7a69"] * 3
+
+    async def run() -> list[Any]:
+        rpc = AsyncRpcClient(tls_node.url)
+        try:
+            return [await rpc.call("eth_chainId") for _ in range(3)]
+        finally:
+            await rpc.aclose()
+
+    assert asyncio.run(run()) == ["0x7a69"] * 3
+    assert tls_node.calls == 6 and tls_node.connections == 2  # one kept-alive TLS connection each
+
+
+def test_tls_refuses_an_untrusted_certificate(tls_node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.setattr(_http1, "_tls_context", None)  # certifi's CAs do not know this certificate
+    with RpcClient(tls_node.url, timeout=2) as rpc, pytest.raises(RpcUnavailable, match="CERTIFICATE_VERIFY"):
+        rpc.call("eth_chainId")
