@@ -4,7 +4,7 @@ notices and settles, well within the grace period, the highest accepted voucher 
 was spent, and serves the channel no more; after the grace period the payer's ``withdraw`` gets
 exactly the deposit minus that.
 
-Runs on its own devnet: the test moves the chain's clock 15 minutes ahead, which would make other
+The first test runs on its own devnet: it moves the chain's clock 15 minutes ahead, which would make other
 tests' expiring-nonce transactions (channel opens) be refused.
 """
 
@@ -31,7 +31,13 @@ from mpp_claude.server.stores import SQLiteStore
 from mpp_claude.server.upstreams import LocalUpstream
 from mpp_claude.tempo import tip20
 from mpp_claude.tempo.session import CLOSE_GRACE_PERIOD, VoucherDomain, sign_voucher, voucher_payload
-from mpp_claude.tempo.session.onchain import read_channel
+from mpp_claude.tempo.session.onchain import read_channel, send_calls
+from mpp_claude.tempo.session.transactions import (
+    GAS_REQUEST_CLOSE,
+    GAS_TOP_UP,
+    request_close_call,
+    top_up_calls,
+)
 from mpp_claude.tempo.signer import LocalSigner
 
 pytestmark = pytest.mark.devnet
@@ -98,9 +104,9 @@ def test_forced_close_is_settled_within_the_grace_period(net: Devnet, tmp_path: 
 
         def send(amount: int) -> tuple[int, dict[str, Any]]:
             voucher = sign_voucher(LocalSigner(bytes(acct.key)), domain, cid, amount)
-            r = httpx2.post(url + "/v1/chat/completions", headers={"authorization": core.credential(
-                challenge, voucher_payload(voucher))}, json={"model": MODEL, "max_tokens": 10,
-                                                               "messages": [{"role": "user", "content": "x"}]})
+            value = core.credential(challenge, voucher_payload(voucher))
+            body = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+            r = httpx2.post(url + "/v1/chat/completions", headers={"authorization": value}, json=body)
             return r.status_code, r.json()
 
         status, problem = send(last.accepted_cumulative + 1_000)  # closing: no new voucher, no new request
@@ -119,3 +125,65 @@ def test_forced_close_is_settled_within_the_grace_period(net: Devnet, tmp_path: 
     assert net.balance(payee.address) == expected
     assert net.balance(acct.address) == start - expected
     assert net.rpc.nonce(payee.address) == 1  # one settlement, nothing sent twice
+
+
+def test_a_cancelled_forced_close_serves_again(devnet: Devnet, tmp_path: Path) -> None:
+    """The payer sends ``requestClose`` and then ``topUp`` (which cancels it) straight to the escrow:
+    the server settles meanwhile, refuses the channel while it is closing, and serves it again once
+    a fresh read of the escrow shows the close cancelled."""
+    payee = Account.create()
+    devnet.fund(payee.address, 5 * tip20.UNIT, token=FEE, native=False)
+    settings = SessionSettings(payee_key=payee.key.hex(), escrow=devnet.escrow_address, fee_token=FEE,
+                               suggested_deposit=tip20.UNIT, close_watch_seconds=WATCH_S)
+    config = server_config(devnet.rpc_url, devnet.chain_id, recipient=payee.address)
+    app = enable_sessions(create_app(config, upstream=LocalUpstream(seed=b"cancel"),
+                                     store=SQLiteStore(tmp_path / "server.sqlite3")), settings)
+    acct = devnet.new_funded_account(10 * tip20.UNIT)
+    devnet.fund(acct.address, 5 * tip20.UNIT, token=FEE, native=False)
+    payer, escrow = LocalSigner(bytes(acct.key)), devnet.escrow_address
+    with running(app) as url:
+        c = MppClient(Wallet.from_private_key(bytes(acct.key)), rpc_url=devnet.rpc_url, allowed_origins=[url],
+                      ledger=Ledger(tmp_path / "ledger.sqlite3"), policy=Policy(max_per_minute=120),
+                      session=SessionPolicy(max_deposit="3", deposit="1", fee_token=FEE, headroom=0,
+                                            escrows={devnet.chain_id: escrow}))
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", http_client=c, max_retries=0)
+        core: Any = c.session  # type: ignore[attr-defined]
+
+        def ask() -> None:
+            out: Any = oai.chat.completions.create(model=MODEL, max_tokens=20,
+                                                   messages=[{"role": "user", "content": "hi"}])
+            assert out.choices[0].message.content
+
+        expected = 0
+        for _ in range(8):  # until some accepted voucher is at most what was spent
+            ask()
+            spent = core.receipts[-1].spent
+            expected = max([r.accepted_cumulative for r in core.receipts if r.accepted_cumulative <= spent],
+                           default=0)
+            if expected:
+                break
+        assert expected > 0
+        last = core.receipts[-1]
+        cid = last.channel_id
+        challenge = core.challenges[url + "/v1/chat/completions"]
+        send_calls(devnet.rpc, payer, (request_close_call(escrow, cid),), escrow=escrow,
+                   gas_limit=GAS_REQUEST_CLOSE, fee_token=FEE)
+        deadline = time.monotonic() + 8
+        while devnet.balance(payee.address) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert devnet.balance(payee.address) == expected
+
+        domain = VoucherDomain(devnet.chain_id, escrow)
+        voucher = sign_voucher(payer, domain, cid, last.accepted_cumulative + 500)
+        value = core.credential(challenge, voucher_payload(voucher))
+        body = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+        r = httpx2.post(url + "/v1/chat/completions", headers={"authorization": value}, json=body)
+        assert (r.status_code, r.json()["title"]) == (ChannelClosing.status, ChannelClosing.title)
+
+        token = read_channel(devnet.rpc, escrow, cid).token
+        send_calls(devnet.rpc, payer, top_up_calls(escrow, token=token, channel_id=cid, amount=1_000),
+                   escrow=escrow, gas_limit=GAS_TOP_UP, fee_token=FEE)  # cancels the forced close
+        assert read_channel(devnet.rpc, escrow, cid).close_requested_at == 0
+        ask()  # served again, on the same channel
+        assert core.receipts[-1].channel_id == cid and core.receipts[-1].spent > spent
+        c.close()
