@@ -329,7 +329,7 @@ class SessionGate(Meter):
             tx_hash = await self._broadcast(payload.transaction, "open")
             state = await self._state(cid, fresh=True)
         check_channel_terms(state, cid, payee=self.config.recipient, token=echo.currency)
-        record = await self._accept(payload.voucher, state, echo.currency)
+        record = await self._accept(payload.voucher, state, echo.currency, fresh=True)  # read just now
         return SessionGrant(echo.challenge_id, "open", cid, record.payer, echo.currency, record, tx_hash)
 
     async def _top_up(self, payload: TopUpPayload, echo: SessionEcho) -> SessionGrant:

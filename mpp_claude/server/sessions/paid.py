@@ -27,7 +27,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ...convert.request import chat_request_to_messages
 from ...convert.sse import DONE_FRAME
-from ...errors import BadRequest, ConversionError, InsufficientBalance
+from ...errors import BadRequest, ChannelClosing, ChannelFinalized, ConversionError, InsufficientBalance
 from ...protocol.credential import Credential
 from ...protocol.receipt import format_receipt
 from ..payments import Paid, Replayed
@@ -243,11 +243,17 @@ async def _after_voucher(gate: SessionGate, metered: Metered, need: dict[str, st
                          serve: Callable[[], Awaitable[Response]], anthropic: bool, idem: _Idem,
                          headers: list[tuple[str, str]]) -> AsyncIterator[bytes]:
     """A stream the channel cannot cover yet: ``payment-need-voucher``, then the answer once a
-    voucher makes room, or an error frame after ``voucher_wait`` seconds (nothing charged)."""
+    voucher makes room, or an error frame after ``voucher_wait`` seconds or when the channel
+    closes meanwhile (nothing charged)."""
     try:
         yield sse_frame("payment-need-voucher", need)
-        record = await gate.wait_and_hold(metered.channel_id, metered.request_id, amount,
-                                          gate.settings.voucher_wait)
+        try:
+            record = await gate.wait_and_hold(metered.channel_id, metered.request_id, amount,
+                                              gate.settings.voucher_wait)
+        except (ChannelClosing, ChannelFinalized) as exc:  # a forced close or a close meanwhile
+            await idem.abort()
+            yield error_frame(f"{exc.detail}; nothing was charged", "channel_closed", anthropic=anthropic)
+            return
         if record is None:
             await idem.abort()
             yield error_frame(f"no voucher for {need['requiredCumulative']} arrived in time; nothing was "

@@ -229,3 +229,35 @@ def test_close_watch_setting() -> None:
     assert problems == ["session_close_watch_seconds: at most 300 (a payer's forced close must be seen well "
                         "within the escrow's 15-minute grace period; 0 turns it off)"]
 
+
+
+def test_a_stream_waiting_for_a_voucher_ends_cleanly_when_the_channel_starts_closing() -> None:
+    from mpp_claude.server.sessions.paid import _after_voucher
+
+    class Gate:
+        settings = SessionSettings(payee_key="")
+
+        async def wait_and_hold(self, *_args: Any) -> None:
+            raise ChannelClosing(f"channel {CID} has a forced close pending", channelId=CID)
+
+    class Idem:
+        aborted = False
+
+        async def abort(self) -> None:
+            Idem.aborted = True
+
+    class Metered:
+        channel_id, request_id = CID, "req"
+
+    async def never() -> Any:
+        raise AssertionError("served on a closing channel")
+
+    async def run() -> list[bytes]:
+        body = _after_voucher(Gate(), Metered(), {"requiredCumulative": "10"}, 10,  # type: ignore[arg-type]
+                              never, False, Idem(), [])  # type: ignore[arg-type]
+        return [chunk async for chunk in body]
+
+    need, error = asyncio.run(run())
+    assert need.startswith(b"event: payment-need-voucher")
+    assert b'"code":"channel_closed"' in error and b"forced close pending; nothing was charged" in error
+    assert error.endswith(b"data: [DONE]\n\n") and Idem.aborted
