@@ -14,8 +14,10 @@ Actions (draft-tempo-session-00; mpp-protocol.md §4.6-4.7), after ``offer.check
 * ``close``: the voucher must cover everything spent or held; the payee closes on chain,
   which pays the payee that amount and refunds the rest; the books mark the channel closed.
 
-Missing or finalized channels are 410.  Holding and charging per request, and settlement,
-are the ``meter.Meter`` half of the gate.
+A channel the ``closewatch`` marks closing (its payer requested a forced close) takes no voucher
+and serves no request (``ChannelClosing``) until a fresh read of the escrow shows the close
+cancelled (a ``topUp`` cancels it).  Missing or finalized channels are 410.  Holding and
+charging per request, and settlement, are the ``meter.Meter`` half of the gate.
 """
 
 from __future__ import annotations
