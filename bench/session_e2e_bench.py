@@ -1,7 +1,10 @@
 """Per-request overhead of a session-paid streamed completion, beside the charge intent, same run.
 
-One devnet, one reference server (uvicorn in a thread of this process, local upstream,
-SQLite store) with the session intent on.  Three ways to get the same streamed chat
+One devnet, one reference server (``bench/_session_server.py``: ``create_app`` + ``enable_sessions``,
+local upstream, SQLite store) in a process of its own, as in a deployment: a server in a thread of
+this process would share the client's GIL, and every C call that releases it (SQLite, signing,
+socket I/O) could leave the other thread waiting up to the 5 ms switch interval, which inflates
+exactly the small differences measured here.  Three ways to get the same streamed chat
 completion through the openai SDK (``stream=True``, read to the end), taking turns request
 by request so load on the machine hits all three alike:
 
@@ -18,88 +21,147 @@ by request so load on the machine hits all three alike:
   receipt), the existing intent.
 
 Reported: medians, and session/charge minus unpaid (the per-request overhead; goal for the
-session: <= 2 ms).  Then, without HTTP or a client thread: the server's two channel-book writes
-per session-paid request (hold, then charge the usage) in SQLite, as one compare-and-set
-statement each on the cached record, against a read-modify-write transaction per write (what
-another worker's write in between forces; every write before the row versions).
+session: <= 2 ms); where the overhead goes: the client thread's CPU (``time.thread_time``) and
+the server process's CPU (read from the server just before and after each request; the reads'
+own cost is the same for every kind and cancels in the differences), the rest being waits
+(wake-ups, scheduling, the other processes on the machine).  Then, without HTTP or a client:
+the server's two channel-book writes per session-paid request (hold, then charge the usage) in
+SQLite, as one compare-and-set statement each on the cached record, against a read-modify-write
+transaction per write (what another worker's write in between forces; every write before the
+row versions).
+
+``SESSION_SERVER_PROFILE=FILE`` profiles the server process (cProfile stats written to FILE when
+it stops; the timings of such a run mean nothing).
 """
 
 from __future__ import annotations
 
+import http.client
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import openai
-import uvicorn
 from eth_account import Account
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from mpp_claude.client import MppClient, Policy, SessionPolicy, Wallet
-from mpp_claude.convert.request import chat_request_to_messages
 from mpp_claude.devnet import Devnet
-from mpp_claude.protocol.receipt import Receipt
-from mpp_claude.server.app import create_app
-from mpp_claude.server.config import build_config
-from mpp_claude.server.payments import Paid
-from mpp_claude.server.routes import access_log, parse_object, read_body, services
-from mpp_claude.server.serving import serve_chat
-from mpp_claude.server.sessions import SessionSettings, enable_sessions
-from mpp_claude.server.stores import SQLiteStore
 from mpp_claude.tempo import tip20
 
+HERE = Path(__file__).resolve().parent
 N = int(os.environ.get("SESSION_BENCH_N", "60"))
 WARM = 5
 GOAL_MS = 2.0
 HEADROOM = 20_000  # base units signed ahead ($0.02, ~60 requests of this size): one voucher per ~60 requests
 MSG: Any = [{"role": "user", "content": "hello"}]
 FEE = tip20.ALPHA_USD
+PROBE = b'{"model":"claude-haiku-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}'
 
 
-async def free_chat(request: Request) -> Response:
-    """The unpaid twin of the chat route: same conversion and upstream, no payment."""
-    svc, entry = services(request), access_log(request)
-    body = await read_body(request, svc.config.max_body_bytes)
-    mreq = chat_request_to_messages(parse_object(body), options=svc.convert_options, now=svc.clock())
-    paid = Paid(challenge_id="free", amount=0, currency=svc.config.currencies[0], payer="-", reference="free",
-                receipt=Receipt(status="success", timestamp="2026-01-01T00:00:00Z", reference="free"))
-    return await serve_chat(svc, mreq, paid, entry)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
+def server(net: Devnet, payee: Any, store: Path) -> Iterator[str]:
+    """``bench/_session_server.py`` in its own process until the block ends (SIGTERM: uvicorn's
+    clean shutdown, the sweeper stopped and the books closed); yields its URL.  The challenge
+    secret and the payee key go through its environment, never its command line."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MPP_", "ANTHROPIC_"))}
+    env["MPP_SECRET_KEY"] = "bench-session-secret-0123456789abcdefgh"
+    env["MPP_SESSION_PAYEE_KEY"] = payee.key.hex()
+    cmd = [sys.executable, str(HERE / "_session_server.py"), str(port), net.rpc_url, str(net.chain_id),
+           payee.address, net.escrow_address, FEE, str(store)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=HERE.parent)
     try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx2.post(url + "/v1/chat/completions", content=PROBE,
+                               headers={"content-type": "application/json"}, timeout=2).status_code == 402:
+                    break
+            except httpx2.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+                raise RuntimeError(f"the session server did not start: {err[-2000:]}")
+            time.sleep(0.05)
+        yield url
     finally:
-        server.should_exit = True
-        thread.join(10)
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def interleaved(fns: list[Callable[[], Any]], n: int, warm: int) -> list[float]:
+class ServerCpu:
+    """The server process's CPU seconds so far, read over one kept-alive stdlib connection (opened
+    again if the server closed it: uvicorn drops a connection idle for 5 s)."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+
+    def __call__(self) -> float:
+        for attempt in (1, 2):
+            try:
+                self.conn.request("GET", "/bench/cpu")
+                return float(self.conn.getresponse().read())
+            except (http.client.RemoteDisconnected, ConnectionError):
+                self.conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@dataclass
+class Samples:
+    """Per request, in ms: wall time, the client thread's CPU, the server process's CPU."""
+
+    wall: list[float] = field(default_factory=list)
+    client: list[float] = field(default_factory=list)
+    server: list[float] = field(default_factory=list)
+
+    def medians(self) -> tuple[float, float, float]:
+        return statistics.median(self.wall), statistics.median(self.client), statistics.median(self.server)
+
+
+def interleaved(fns: list[Callable[[], Any]], n: int, warm: int, server_cpu: Callable[[], float]
+                ) -> list[Samples]:
+    """Run ``fns`` in turns, request by request, ``warm`` rounds unmeasured then ``n`` measured."""
     for _ in range(warm):
         for fn in fns:
             fn()
-    samples: list[list[float]] = [[] for _ in fns]
+    samples = [Samples() for _ in fns]
     for _ in range(n):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
+        for fn, out in zip(fns, samples, strict=True):
+            s0 = server_cpu()
+            t0, c0 = time.perf_counter(), time.thread_time()
             fn()
-            samples[i].append((time.perf_counter() - t0) * 1e3)
-    return [statistics.median(s) for s in samples]
+            t1, c1 = time.perf_counter(), time.thread_time()
+            s1 = server_cpu()
+            out.wall.append((t1 - t0) * 1e3)
+            out.client.append((c1 - c0) * 1e3)
+            out.server.append((s1 - s0) * 1e3)
+    return samples
 
 
 def book_writes(n: int = 2000) -> tuple[float, float]:
@@ -147,18 +209,10 @@ def main() -> int:
     try:
         payee = Account.create()
         net.fund(payee.address, 5 * tip20.UNIT, token=FEE, native=False)
-        config = build_config(flags=dict(secret_key="bench-session-secret-0123456789abcdefgh",
-                                         recipient=payee.address,
-                                         rpc_url=net.rpc_url, chain_id=net.chain_id, store="memory://",
-                                         realm="bench.session"))
-        app = create_app(config, store=SQLiteStore(tmp / "server.sqlite3"))
-        enable_sessions(app, SessionSettings(payee_key=payee.key.hex(), escrow=net.escrow_address,
-                                             fee_token=FEE))
-        app.router.routes.append(Route("/free/v1/chat/completions", free_chat, methods=["POST"]))
         accounts = [net.new_funded_account(20 * tip20.UNIT) for _ in range(3)]
         for acct in accounts:
             net.fund(acct.address, 5 * tip20.UNIT, token=FEE, native=False)
-        with serve(app) as url:
+        with server(net, payee, tmp / "server.sqlite3") as url:
             policy = Policy(max_per_minute=100_000)
             sess = MppClient(Wallet.from_private_key(bytes(accounts[0].key)), rpc_url=net.rpc_url,
                              allowed_origins=[url], ledger=tmp / "s.sqlite3", policy=policy,
@@ -187,20 +241,43 @@ def main() -> int:
                     assert text  # read to the end, as an application does
                 return run
 
-            unpaid_ms, mpp_ms, session_ms, ahead_ms, charge_ms = interleaved(
-                [stream(plain), stream(free_mpp), stream(oai_s), stream(oai_a), stream(oai_c)], N, WARM)
+            server_cpu = ServerCpu(url)
+            try:
+                idle, unpaid, mpp, session, sign_ahead, paid = interleaved(
+                    [lambda: None, stream(plain), stream(free_mpp), stream(oai_s), stream(oai_a),
+                     stream(oai_c)], N, WARM, server_cpu)
+            finally:
+                server_cpu.close()
             sess.close_sessions()
             ahead.close_sessions()
     finally:
         net.stop()
+    (unpaid_ms, unpaid_c, unpaid_s), (mpp_ms, mpp_c, mpp_s) = unpaid.medians(), mpp.medians()
+    (session_ms, session_c, session_s), (ahead_ms, ahead_c, ahead_s) = session.medians(), sign_ahead.medians()
+    charge_ms, charge_c, charge_s = paid.medians()
+    probe_s = idle.medians()[2]
     s_over, a_over, c_over = session_ms - unpaid_ms, ahead_ms - unpaid_ms, charge_ms - unpaid_ms
-    print(f"streamed completion median, n={N} each, taking turns: unpaid {unpaid_ms:.2f} ms "
-          f"(through MppClient {mpp_ms:.2f} ms), "
+    print(f"server in its own process; streamed completion median, n={N} each, taking turns: "
+          f"unpaid {unpaid_ms:.2f} ms (through MppClient {mpp_ms:.2f} ms), "
           f"session-paid {session_ms:.2f} ms (sign-ahead {ahead_ms:.2f} ms), charge-paid {charge_ms:.2f} ms")
     print(f"  per-request overhead: session {s_over:.2f} ms, with headroom {HEADROOM} {a_over:.2f} ms "
           f"(goal <= {GOAL_MS} ms), charge {c_over:.2f} ms")
     print(f"  session overhead beyond MppClient's own (unpaid through the same client): "
           f"{session_ms - mpp_ms:.2f} ms, sign-ahead {ahead_ms - mpp_ms:.2f} ms")
+    print(f"CPU per request, median ms (client thread / server process; the server's CPU-probe requests, "
+          f"{probe_s:.2f} ms, taken off):")
+    rows = (("unpaid, openai's client", unpaid_ms, unpaid_c, unpaid_s),
+            ("unpaid, through MppClient", mpp_ms, mpp_c, mpp_s),
+            ("session", session_ms, session_c, session_s),
+            ("session, sign-ahead", ahead_ms, ahead_c, ahead_s),
+            ("charge", charge_ms, charge_c, charge_s))
+    for label, wall, client_cpu, server_cpu_ms in rows:
+        print(f"  {label:26s} wall {wall:6.2f}  client {client_cpu:5.2f}  "
+              f"server {server_cpu_ms - probe_s:5.2f}")
+    for label, wall, client_cpu, server_cpu_ms in rows[2:]:
+        dc, ds = client_cpu - unpaid_c, server_cpu_ms - unpaid_s
+        print(f"  {label} minus unpaid: wall {wall - unpaid_ms:+.2f} = client CPU {dc:+.2f} + server CPU "
+              f"{ds:+.2f} + waits {wall - unpaid_ms - dc - ds:+.2f}")
     print()
     print(f"| session-paid stream overhead, sign-ahead, vs unpaid via MppClient | "
           f"{ahead_ms - mpp_ms:.2f} ms | goal {GOAL_MS:.1f} ms | {(ahead_ms - mpp_ms) / GOAL_MS:.2f} |")
