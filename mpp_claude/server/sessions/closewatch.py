@@ -140,7 +140,7 @@ class CloseWatcher:
             if seen is Seen.FINALIZED:
                 await self._finalized(rec, state)
                 continue
-            if state.settled > rec.account.settled:
+            if rec.account.settled < state.settled <= rec.account.spent:  # another replica settled
                 await self.meter._settled(rec.channel_id, state.settled)
             if seen is Seen.CLOSING:
                 await self._closing(rec, state)
