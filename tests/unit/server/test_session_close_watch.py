@@ -261,3 +261,15 @@ def test_a_stream_waiting_for_a_voucher_ends_cleanly_when_the_channel_starts_clo
     assert need.startswith(b"event: payment-need-voucher")
     assert b'"code":"channel_closed"' in error and b"forced close pending; nothing was charged" in error
     assert error.endswith(b"data: [DONE]\n\n") and Idem.aborted
+
+
+def test_books_take_a_settlement_another_replica_made() -> None:
+    async def run() -> tuple[ChannelRecord | None, list[tuple[str, int]]]:
+        book, store, payee, escrow = MemoryBook(), MemoryStore(), FakePayee(), FakeEscrow()
+        await put(book, record())
+        escrow.states[CID] = chain_state(settled=100)  # open; settled elsewhere
+        assert await CloseWatcher(Worker(book, store, payee), 15, escrow.read).tick() == []
+        return await book.get(CID), payee.calls
+
+    rec, calls = asyncio.run(run())
+    assert rec is not None and rec.account.settled == 100 and rec.close_requested_at == 0 and calls == []
