@@ -24,7 +24,8 @@ Reported: medians, and session/charge minus unpaid (the per-request overhead; go
 session: <= 2 ms); where the overhead goes: the client thread's CPU (``time.thread_time``) and
 the server process's CPU (read from the server just before and after each request; the reads'
 own cost is the same for every kind and cancels in the differences), the rest being waits
-(wake-ups, scheduling, the other processes on the machine).  Then, without HTTP or a client:
+(wake-ups, fsyncs, scheduling, the other processes on the machine; negative when client and
+server work at the same time on two cores).  Then, without HTTP or a client:
 the server's two channel-book writes per session-paid request (hold, then charge the usage) in
 SQLite, as one compare-and-set statement each on the cached record, against a read-modify-write
 transaction per write (what another worker's write in between forces; every write before the
