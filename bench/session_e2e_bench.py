@@ -11,12 +11,13 @@ by request so load on the machine hits all three alike:
 * unpaid: a free twin of ``/v1/chat/completions`` on the same server (same parsing,
   conversion, upstream and streaming; no payment step), with the openai SDK's own client and
   through ``MppClient`` (its fixed per-request cost, paid or not);
-* session: ``MppClient`` with ``SessionPolicy``, channel already open and challenge cached:
-  a new voucher for what the request may cost rides on it (signed, reserved in the budgets
-  and the ledger), the server verifies it, holds the quote and charges the exact usage in
-  SQLite, a receipt frame ends the stream;
-* session with sign-ahead (``headroom``): the same, but a new voucher only every ~60
-  requests; the others re-send the last voucher (no signing, no ledger write);
+* session: ``MppClient`` with ``SessionPolicy``'s defaults, channel already open and challenge
+  cached: a voucher rides on the request (a new one, signed and reserved in the budgets and the
+  ledger, about every ten requests, the default sign-ahead; the others re-send the last one), the
+  server verifies it, holds the quote and charges the exact usage in SQLite, a receipt frame ends
+  the stream;
+* session with more sign-ahead (``headroom``): the same, but a new voucher only every ~60
+  requests;
 * charge: ``MppClient`` paying each request with a Tempo transaction (402, sign, broadcast,
   receipt), the existing intent.
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -87,7 +89,9 @@ def server(net: Devnet, payee: Any, store: Path) -> Iterator[str]:
     env["MPP_SESSION_PAYEE_KEY"] = payee.key.hex()
     cmd = [sys.executable, str(HERE / "_session_server.py"), str(port), net.rpc_url, str(net.chain_id),
            payee.address, net.escrow_address, FEE, str(store)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=HERE.parent)
+    log = store.with_name("server.log")  # a file, not a pipe nobody reads while the server runs
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=HERE.parent)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -98,8 +102,8 @@ def server(net: Devnet, payee: Any, store: Path) -> Iterator[str]:
             except httpx2.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
-                raise RuntimeError(f"the session server did not start: {err[-2000:]}")
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the session server did not start: {tail}")
             time.sleep(0.05)
         yield url
     finally:
@@ -253,6 +257,7 @@ def main() -> int:
             ahead.close_sessions()
     finally:
         net.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     (unpaid_ms, unpaid_c, unpaid_s), (mpp_ms, mpp_c, mpp_s) = unpaid.medians(), mpp.medians()
     (session_ms, session_c, session_s), (ahead_ms, ahead_c, ahead_s) = session.medians(), sign_ahead.medians()
     charge_ms, charge_c, charge_s = paid.medians()
