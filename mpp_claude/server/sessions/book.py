@@ -7,9 +7,9 @@ what only the server needs:
 * ``holds``: amounts reserved for requests being served (the request's quote); a request
   holds its quote before the upstream is called and converts the hold into ``spent`` for
   its exact usage when it ends, so concurrent requests on one channel never overspend;
-* ``vouchers``: the accepted vouchers above the settled amount (amount, signature), so a
-  settlement can use the highest voucher that does not exceed ``spent`` (the payee never
-  settles authorised-but-unspent money);
+* ``vouchers``: the accepted vouchers a settlement can still use (amount, signature): the
+  highest that does not exceed ``spent`` (the payee never settles authorised-but-unspent
+  money), those above it and the latest; older ones are dropped so a record stays small;
 * ``closed`` / ``close_tx`` and ``last_settle_at``;
 * ``close_requested_at``: the payer's forced close seen on chain (``closewatch``): the channel
   serves no new request and is settled at once.
@@ -47,7 +47,8 @@ class ChannelRecord:
         account: the accounting state (``spent`` excludes ``holds``).
         payer: the channel's payer (lower-case address).
         holds: request id -> (amount, Unix time) reserved for requests in flight.
-        vouchers: accepted (amount, signature hex) above the settled amount, ascending.
+        vouchers: accepted (amount, signature hex) still useful to settle with, ascending (see
+            ``with_account``).
         closed: the channel was closed on chain by this server (or found finalized).
         close_tx: the close transaction hash.
         last_settle_at: Unix time of the last settlement (or of the open).
@@ -98,12 +99,21 @@ class ChannelRecord:
                    float(d["last_settle_at"]), int(d.get("close_requested_at", 0)))
 
     def with_account(self, account: ChannelAccount) -> ChannelRecord:
-        """This record with ``account``; a newly accepted voucher joins ``vouchers``."""
+        """This record with ``account``; a newly accepted voucher joins ``vouchers``.
+
+        Only the vouchers a settlement can still use are kept: those above ``spent``, the highest
+        in ``(settled, spent]`` (what ``settle_voucher`` takes; ``spent`` never goes down, so the
+        lower ones never are) and the latest accepted one.  A long channel's record stays a few
+        vouchers long instead of growing with every request.
+        """
         vouchers = list(self.vouchers)
         if account.voucher_signature and (not vouchers or vouchers[-1][0] < account.accepted_cumulative):
             vouchers.append((account.accepted_cumulative, account.voucher_signature.hex()))
-        vouchers = [v for v in vouchers if v[0] > account.settled or v[0] == account.accepted_cumulative]
-        return replace(self, account=account, vouchers=tuple(vouchers))
+        spent, settled = account.spent, account.settled
+        settleable = [v for v in vouchers if settled < v[0] <= spent]
+        keep = [v for v in vouchers if v[0] == account.accepted_cumulative
+                or (v[0] > settled and (v[0] > spent or v is settleable[-1]))]
+        return replace(self, account=account, vouchers=tuple(keep))
 
 
 class ChannelBook(Protocol):
