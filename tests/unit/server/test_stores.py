@@ -279,3 +279,26 @@ async def test_draw_survives_reopening_the_sqlite_file(tmp_path: Path, clock: Fa
     assert await second.draw("gas", 600, 1000, 3600) is None
     assert await second.draw("gas", 400, 1000, 3600) == 1000
     await second.close()
+
+
+async def test_sqlite_waits_for_another_writer_off_the_event_loop(tmp_path: Path) -> None:
+    """While another process holds the file's write lock, an idempotency write waits for it in a
+    worker thread (the event loop keeps running) and then succeeds; nothing is lost."""
+    import asyncio
+    import sqlite3
+    import time
+
+    store = SQLiteStore(tmp_path / "locked.db")
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        task = asyncio.create_task(store.idem_begin("k", "fp"))
+        t0 = time.monotonic()
+        await asyncio.sleep(0.2)  # the loop is free while the write waits
+        assert time.monotonic() - t0 < 1.0 and not task.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert (await asyncio.wait_for(task, 10)).state is IdemState.NEW
+    assert (await store.idem_begin("k", "fp")).state is IdemState.IN_FLIGHT
+    await store.close()
