@@ -1,4 +1,5 @@
-"""Server for ``session_e2e_bench.py``: the reference app with sessions, in a process of its own.
+"""Server for ``_session_e2e.py`` (run by ``session_bench.py``): the reference app with sessions,
+in a process of its own.
 
 ``python bench/_session_server.py PORT RPC_URL CHAIN_ID RECIPIENT ESCROW FEE_TOKEN STORE_PATH``
 

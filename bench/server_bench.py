@@ -59,6 +59,7 @@ PER_CLIENT = 12
 BODY = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 64,
                    "messages": [{"role": "user", "content": "benchmark me"}]}).encode()
 HEADERS = {"content-type": "application/json"}
+IDLE_S = 1.0  # a kept-alive connection idle longer is replaced (node and uvicorn close them at 5 s)
 
 
 def _free_port() -> int:
@@ -108,16 +109,21 @@ class Payer:
     def __init__(self, account: Any, rpc_url: str) -> None:
         self.signer = LocalSigner.from_account(account)
         self.rpc = RpcClient(rpc_url)
-        self._conns: dict[str, http.client.HTTPConnection] = {}
+        self._conns: dict[str, tuple[http.client.HTTPConnection, float]] = {}
 
     def _post(self, url: str, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes]:
         parts = urlsplit(url)
-        conn = self._conns.get(parts.netloc)
+        conn, last = self._conns.get(parts.netloc, (None, 0.0))
+        if conn is not None and time.monotonic() - last > IDLE_S:  # servers drop idle connections
+            conn.close()
+            conn = None
         if conn is None:
-            conn = self._conns[parts.netloc] = http.client.HTTPConnection(parts.netloc, timeout=60)
+            conn = http.client.HTTPConnection(parts.netloc, timeout=60)
         conn.request("POST", parts.path, body=BODY, headers=headers)
         response = conn.getresponse()
-        return response.status, response.headers, response.read()
+        result = response.status, response.headers, response.read()
+        self._conns[parts.netloc] = (conn, time.monotonic())
+        return result
 
     def paid_post(self, url: str) -> None:
         status, headers, body = self._post(url, HEADERS)
@@ -136,7 +142,7 @@ class Payer:
         assert status == 200 and "payment-receipt" in headers, body
 
     def close(self) -> None:
-        for conn in self._conns.values():
+        for conn, _ in self._conns.values():
             conn.close()
         self.rpc.close()
 

@@ -1,4 +1,4 @@
-"""Session vouchers: client signing latency and server verification throughput (one core).
+"""Session intent: voucher signing, verification throughput and the per-request overhead.
 
 Scenarios (no chain involved; one process, one run):
 
@@ -14,6 +14,10 @@ Timings are medians of N runs after a warm-up.  Throughput is N sequential calls
 thread, reported two ways: per wall-clock second, and per CPU second of this thread
 (``time.thread_time``), which is the "per core" figure and does not depend on how busy the
 machine's other cores and processes are; the load average is printed alongside.
+
+3. then (unless ``--no-e2e``) ``bench/_session_e2e.py`` on the devnet: the per-request overhead of
+   a session-paid streamed completion vs an unpaid one (goal: <= 2 ms), beside the charge
+   intent, with the reference server in its own process.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mpp_claude.tempo import signer as signer_mod
@@ -147,7 +152,16 @@ def main() -> int:
                 f"{per_s / VERIFY_GOAL_PER_S:.2f} |")
     print()
     print("\n".join(rows))
-    return 0
+    if "--no-e2e" in sys.argv:
+        return 0
+    # The third measurement of the issue: per-request overhead of a session-paid streamed
+    # completion vs an unpaid one, beside the charge intent, on the devnet (bench/_session_e2e.py).
+    print("\n==> per-request overhead on the devnet (bench/_session_e2e.py)")
+    sys.stdout.flush()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _session_e2e
+
+    return int(_session_e2e.main())
 
 
 if __name__ == "__main__":

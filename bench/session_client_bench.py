@@ -1,8 +1,9 @@
 """The client's own cost of paying a streamed completion from a session channel (no server, no chain).
 
-``bench/session_e2e_bench.py`` measures the whole per-request overhead (client, server, SQLite on
-both sides) and moves with the machine's load; this one isolates the client: the openai SDK
-streams the same completion (12 SSE chunks) from an in-process ``MockTransport`` through
+``bench/_session_e2e.py`` (run by ``session_bench.py``) measures the whole per-request overhead
+(client, server, SQLite on both sides) and moves with the machine's load; this one isolates the
+client: the openai SDK streams the same completion (12 SSE chunks) from an in-process
+``MockTransport`` through
 
 * ``MppClient`` without sessions, on an unpaid route (the baseline: same SDK, same bytes);
 * ``MppClient(session=SessionPolicy(...))`` with an open channel and a cached challenge, the server
