@@ -29,7 +29,6 @@ that has something to lose, which is the set the watch must protect anyway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import math
@@ -40,6 +39,7 @@ from ...errors import VerificationError
 from ...tempo.session import ChannelState
 from .book import ChannelRecord, Update
 from .meter import Meter, safe_error
+from .periodic import Periodic
 from .settle import settle_voucher
 
 log = logging.getLogger("mpp_claude.server.sessions")
@@ -89,7 +89,7 @@ def mark_finalized(rec: ChannelRecord | None) -> ChannelRecord | None:
     return None if rec is None or rec.closed else replace(rec, closed=True)
 
 
-class CloseWatcher:
+class CloseWatcher(Periodic):
     """Settles channels whose payer requested a forced close (see the module docstring).
 
     Args:
@@ -101,7 +101,8 @@ class CloseWatcher:
 
     def __init__(self, meter: Meter, every: float, read: Callable[[str], Awaitable[ChannelState]]) -> None:
         self.meter, self.every, self._read = meter, every, read
-        self._task: asyncio.Task[None] | None = None
+        self.interval = every
+        self.name, self.what = "mpp-session-close-watch", "close watch"
 
     async def tick(self) -> list[str]:
         """One pass: read every unsettled channel's state, act on what it shows.
@@ -167,23 +168,5 @@ class CloseWatcher:
         log.warning("channel %s is finalized on chain; %d of its spent was never settled and no longer "
                     "can be", rec.channel_id, max(lost, 0))
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.every)
-            try:
-                await self.tick()
-            except Exception as exc:  # the store may be down for a while: retry next tick
-                log.warning("close watch failed (retried in %.1f s): %s", self.every, safe_error(exc))
-
-    def start(self) -> None:
-        """Start the periodic watch in the running loop (no-op when ``every`` is 0 or it runs)."""
-        if self.every > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="mpp-session-close-watch")
-
-    async def stop(self) -> None:
-        """Cancel the periodic watch and wait until it has stopped."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def run_once(self) -> object:
+        return await self.tick()

@@ -17,12 +17,12 @@ with unsettled spent, whatever its age (``sweep(force=True)``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Callable
 
-from .meter import Meter, safe_error
+from .meter import Meter
+from .periodic import Periodic
 from .settle import settle_voucher
 
 log = logging.getLogger("mpp_claude.server.sessions")
@@ -30,7 +30,7 @@ log = logging.getLogger("mpp_claude.server.sessions")
 MAX_INTERVAL_S = 5.0
 
 
-class Sweeper:
+class Sweeper(Periodic):
     """Settles channels whose last settlement is ``every`` seconds old (see the module docstring).
 
     Args:
@@ -42,7 +42,7 @@ class Sweeper:
     def __init__(self, meter: Meter, every: float, clock: Callable[[], float]) -> None:
         self.meter, self.every, self._clock = meter, every, clock
         self.interval = min(every, MAX_INTERVAL_S)
-        self._task: asyncio.Task[None] | None = None
+        self.name, self.what = "mpp-session-sweeper", "settlement sweep"
 
     async def sweep(self, *, force: bool = False) -> list[str]:
         """One pass: start the due settlements and wait for them.
@@ -62,23 +62,5 @@ class Sweeper:
             await asyncio.wait(tasks)
         return due
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.sweep()
-            except Exception as exc:  # the store may be down for a while: retry next tick
-                log.warning("settlement sweep failed (retried in %.1f s): %s", self.interval, safe_error(exc))
-
-    def start(self) -> None:
-        """Start the periodic sweep in the running loop (no-op when ``every`` is 0 or it runs)."""
-        if self.every > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="mpp-session-sweeper")
-
-    async def stop(self) -> None:
-        """Cancel the periodic sweep and wait until it has stopped."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def run_once(self) -> object:
+        return await self.sweep()
