@@ -179,6 +179,18 @@ class _Base:
         return plan_reclaim(state, channel_id=stored.channel_id, payer=self.core.wallet_address, now=now,
                             grace=self._grace[stored.channel.escrow])
 
+    def _plan_recorded(self, stored: StoredChannel, state: ChannelState, now: int) -> ReclaimPlan:
+        """``_plan``; a channel found finalised is recorded in the store before the error goes up.
+
+        Raises:
+            ChannelAlreadyFinalized: closed or withdrawn already.
+        """
+        try:
+            return self._plan(stored, state, now)
+        except ChannelAlreadyFinalized:
+            _finalised(self.core, stored, state, now)
+            raise
+
     def _closing(self, stored: StoredChannel, plan: ReclaimPlan, state: ChannelState, now: int,
                  tx_hash: str | None) -> ReclaimStatus:
         new = mark_closing(self.core, stored, requested_at=plan.close_requested_at,
@@ -238,11 +250,7 @@ class Reclaimer(_Base):
         """
         stored = current(self.core, channel_id)
         state, now = self._read(stored)
-        try:
-            plan = self._plan(stored, state, now)
-        except ChannelAlreadyFinalized:
-            _finalised(self.core, stored, state, now)
-            raise
+        plan = self._plan_recorded(stored, state, now)
         if plan.step != "request_close":
             return self._closing(stored, plan, state, now, None)
         stored = mark_closing(self.core, stored)  # no voucher is signed on it from here on
@@ -267,11 +275,7 @@ class Reclaimer(_Base):
         """
         stored = current(self.core, channel_id)
         state, now = self._read(stored)
-        try:
-            plan = self._plan(stored, state, now)
-        except ChannelAlreadyFinalized:
-            _finalised(self.core, stored, state, now)
-            raise
+        plan = self._plan_recorded(stored, state, now)
         if plan.step != "request_close":
             stored = mark_closing(self.core, stored, requested_at=plan.close_requested_at,
                                   withdrawable_at=plan.withdrawable_at)
@@ -325,11 +329,7 @@ class AsyncReclaimer(_Base):
         """See :meth:`Reclaimer.request_close`."""
         stored = current(self.core, channel_id)
         state, now = await self._read(stored)
-        try:
-            plan = self._plan(stored, state, now)
-        except ChannelAlreadyFinalized:
-            _finalised(self.core, stored, state, now)
-            raise
+        plan = self._plan_recorded(stored, state, now)
         if plan.step != "request_close":
             return self._closing(stored, plan, state, now, None)
         stored = mark_closing(self.core, stored)
@@ -347,11 +347,7 @@ class AsyncReclaimer(_Base):
         """See :meth:`Reclaimer.withdraw`."""
         stored = current(self.core, channel_id)
         state, now = await self._read(stored)
-        try:
-            plan = self._plan(stored, state, now)
-        except ChannelAlreadyFinalized:
-            _finalised(self.core, stored, state, now)
-            raise
+        plan = self._plan_recorded(stored, state, now)
         if plan.step != "request_close":
             stored = mark_closing(self.core, stored, requested_at=plan.close_requested_at,
                                   withdrawable_at=plan.withdrawable_at)
