@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eth_account import Account
@@ -34,3 +36,35 @@ def paid_server(config: ServerConfig, **app_kwargs: Any) -> Iterator[tuple[str, 
     app = create_app(config, **app_kwargs)
     with running(app) as url:
         yield url, app
+
+
+@dataclass
+class SessionServer:
+    """A session-enabled app on a SQLite store (not yet running), its payee and a funded payer."""
+
+    app: Any
+    payee: Any
+    payer: Any
+    store: Path
+
+
+def session_server(devnet: Any, tmp_path: Path, seed: bytes) -> SessionServer:
+    """``create_app`` + ``enable_sessions`` on ``tmp_path/server.sqlite3`` with the local upstream;
+    the payee holds fee tokens for its escrow transactions, the payer pathUSD and fee tokens."""
+    from mpp_claude.server.sessions import SessionSettings, enable_sessions
+    from mpp_claude.server.stores import SQLiteStore
+    from mpp_claude.server.upstreams import LocalUpstream
+    from mpp_claude.tempo import tip20
+
+    fee = tip20.ALPHA_USD
+    payee = Account.create()
+    devnet.fund(payee.address, 5 * tip20.UNIT, token=fee, native=False)
+    settings = SessionSettings(payee_key=payee.key.hex(), escrow=devnet.escrow_address, fee_token=fee,
+                               suggested_deposit=tip20.UNIT)
+    config = server_config(devnet.rpc_url, devnet.chain_id, recipient=payee.address)
+    store = tmp_path / "server.sqlite3"
+    app = enable_sessions(create_app(config, upstream=LocalUpstream(seed=seed), store=SQLiteStore(store)),
+                          settings)
+    payer = devnet.new_funded_account(10 * tip20.UNIT)
+    devnet.fund(payer.address, 5 * tip20.UNIT, token=fee, native=False)
+    return SessionServer(app, payee, payer, store)

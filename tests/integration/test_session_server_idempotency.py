@@ -9,17 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_account import Account
-from server_harness import running, server_config
+from server_harness import running, session_server
 
 from mpp_claude.client import MppClient, Policy, SessionPolicy, Wallet, session_receipt_of
 from mpp_claude.client._session_shell import attach_session
 from mpp_claude.client.ledger import Ledger
 from mpp_claude.devnet import Devnet
-from mpp_claude.server.app import create_app
-from mpp_claude.server.sessions import SessionSettings, SQLiteBook, enable_sessions
+from mpp_claude.server.sessions import SQLiteBook
 from mpp_claude.server.stores import SQLiteStore
-from mpp_claude.server.upstreams import LocalUpstream
 from mpp_claude.tempo import tip20
 
 pytestmark = pytest.mark.devnet
@@ -48,16 +45,8 @@ def usage_count(path: Path) -> int:
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
 def test_retry_replays_without_a_second_debit(devnet: Devnet, tmp_path: Path, path: str) -> None:
-    payee = Account.create()
-    devnet.fund(payee.address, 5 * tip20.UNIT, token=FEE, native=False)
-    settings = SessionSettings(payee_key=payee.key.hex(), escrow=devnet.escrow_address, fee_token=FEE,
-                               suggested_deposit=tip20.UNIT)
-    config = server_config(devnet.rpc_url, devnet.chain_id, recipient=payee.address)
-    store = tmp_path / "server.sqlite3"
-    app = enable_sessions(create_app(config, upstream=LocalUpstream(seed=b"idem"), store=SQLiteStore(store)),
-                          settings)
-    acct = devnet.new_funded_account(10 * tip20.UNIT)
-    devnet.fund(acct.address, 5 * tip20.UNIT, token=FEE, native=False)
+    srv = session_server(devnet, tmp_path, b"idem")
+    app, payee, acct, store = srv.app, srv.payee, srv.payer, srv.store
 
     def body(text: str, stream: bool = False) -> dict[str, Any]:
         return {"model": MODEL, "max_tokens": 30, "stream": stream,

@@ -11,17 +11,13 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from eth_account import Account
-from server_harness import running, server_config
+from server_harness import running, session_server
 
 from mpp_claude.client import MppClient, Policy, SessionPolicy, Wallet, session_receipt_of
 from mpp_claude.client._session_shell import attach_session
 from mpp_claude.client.ledger import Ledger
 from mpp_claude.devnet import Devnet
-from mpp_claude.server.app import create_app
-from mpp_claude.server.sessions import SessionSettings, enable_sessions
 from mpp_claude.server.stores import SQLiteStore
-from mpp_claude.server.upstreams import LocalUpstream
 from mpp_claude.tempo import tip20
 
 pytestmark = pytest.mark.devnet
@@ -33,17 +29,8 @@ MSG: Any = [{"role": "user", "content": "hello"}]
 
 @pytest.fixture
 def setup(devnet: Devnet, tmp_path: Path) -> dict[str, Any]:
-    payee = Account.create()
-    devnet.fund(payee.address, 5 * tip20.UNIT, token=FEE, native=False)
-    settings = SessionSettings(payee_key=payee.key.hex(), escrow=devnet.escrow_address, fee_token=FEE,
-                               suggested_deposit=tip20.UNIT)
-    config = server_config(devnet.rpc_url, devnet.chain_id, recipient=payee.address)
-    store = tmp_path / "server.sqlite3"
-    app = enable_sessions(create_app(config, upstream=LocalUpstream(seed=b"msgs"), store=SQLiteStore(store)),
-                          settings)
-    acct = devnet.new_funded_account(10 * tip20.UNIT)
-    devnet.fund(acct.address, 5 * tip20.UNIT, token=FEE, native=False)
-    return {"app": app, "payee": payee, "payer": acct, "store": store}
+    srv = session_server(devnet, tmp_path, b"msgs")
+    return {"app": srv.app, "payee": srv.payee, "payer": srv.payer, "store": srv.store}
 
 
 def session_client(devnet: Devnet, acct: Any, url: str, tmp_path: Path) -> MppClient:
