@@ -114,8 +114,8 @@ class RpcClient:
     def __init__(self, url: str, *, timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT) -> None:
         self.url = url
         self._timeout = timeout
-        self._wire = SyncPool(url, connect=_seconds(timeout)[0], read=_seconds(timeout)[1]) \
-            if use_wire(url) else None
+        connect, read = _seconds(timeout)
+        self._wire = SyncPool(url, connect=connect, read=read) if use_wire(url) else None
         self._http: httpx2.Client | None = None
         self._ids = itertools.count(1)
         self._cache = _Cache()
@@ -229,8 +229,8 @@ class AsyncRpcClient:
     def __init__(self, url: str, *, timeout: float | httpx2.Timeout = DEFAULT_TIMEOUT) -> None:
         self.url = url
         self._timeout = timeout
-        self._wire = AsyncPool(url, connect=_seconds(timeout)[0], read=_seconds(timeout)[1]) \
-            if use_wire(url) else None
+        connect, read = _seconds(timeout)
+        self._wire = AsyncPool(url, connect=connect, read=read) if use_wire(url) else None
         self._http: httpx2.AsyncClient | None = None
         self._ids = itertools.count(1)
         self._cache = _Cache()
