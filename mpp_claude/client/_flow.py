@@ -21,8 +21,9 @@ Invariants (draft-httpauth-payment §"Retries"; agent-payments-ux.md §4.4):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import MalformedChallenge, PaymentOutcomeUnknown, PaymentRejected, PolicyDenied, ProtocolError
 from ..protocol.challenge import Challenge, parse_challenges
@@ -82,6 +83,22 @@ def header_values(headers: Headers, name: str) -> list[str]:
     return [v for k, v in headers if k.lower() == lname]
 
 
+_CHARGES: dict[str, ChargeRequest] = {}
+_CHARGES_MAX = 256
+
+
+def _charge_request(text: str, view: Mapping[str, Any]) -> ChargeRequest:
+    """``ChargeRequest.from_request(view)``, remembered per ``request`` text (the same price comes
+    back on every call of a conversation; a ``ChargeRequest`` is immutable)."""
+    found = _CHARGES.get(text)
+    if found is None:
+        found = ChargeRequest.from_request(view)  # reads only: no copy; raises MalformedChallenge
+        if len(_CHARGES) >= _CHARGES_MAX:
+            _CHARGES.clear()
+        _CHARGES[text] = found
+    return found
+
+
 def to_offer(challenge: Challenge) -> tuple[Offer, ChargeRequest | None]:
     """The policy's view of a challenge; the Tempo charge request when it is one.
 
@@ -91,7 +108,7 @@ def to_offer(challenge: Challenge) -> tuple[Offer, ChargeRequest | None]:
     expires = challenge.expires_at
     expires_s = None if expires is None else int(expires.timestamp())
     if challenge.method == "tempo" and challenge.intent == "charge":
-        charge = ChargeRequest.from_request(challenge.request_view)  # reads only: no copy
+        charge = _charge_request(challenge.request, challenge.request_view)
         offer = Offer(challenge_id=challenge.id, realm=challenge.realm, method=challenge.method,
                       intent=challenge.intent, amount=charge.amount, currency=charge.currency,
                       recipient=charge.recipient, chain_id=charge.chain_id, expires=expires_s,

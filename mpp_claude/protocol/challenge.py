@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -112,17 +113,11 @@ class Challenge:
         if _INTENT.fullmatch(self.intent) is None:
             raise MalformedChallenge(f"challenge 'intent' must be letters, digits or '-', "
                                      f"got {self.intent!r}")
-        try:
-            data = decode_b64_json(self.request)
-        except EncodingError as exc:
-            raise MalformedChallenge(f"challenge 'request' is not base64url JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise MalformedChallenge(f"challenge 'request' must decode to a JSON object, "
-                                     f"got {type(data).__name__}")
+        data = _decoded_request(self.request)
         expires_at = None
         if self.expires is not None:
             try:
-                expires_at = parse_rfc3339(self.expires)
+                expires_at = _parsed_expiry(self.expires)
             except ValueError as exc:
                 raise MalformedChallenge(f"challenge 'expires': {exc}") from exc
         object.__setattr__(self, "_request_data", data)
@@ -193,6 +188,28 @@ class Challenge:
         kwargs = {name: data[name] for name in _OPTIONAL if data.get(name) is not None}
         return cls(id=data["id"], realm=data["realm"], method=data["method"], intent=data["intent"],
                    request=request, **kwargs)
+
+
+@lru_cache(maxsize=256)  # a client meets the same price again and again: decode each text once
+def _decoded_request(text: str) -> dict[str, Any]:
+    """The ``request`` object of a challenge, shared by every challenge carrying the same text
+    (challenges never change it: ``request_view`` is read-only, ``request_data`` a copy).
+
+    Raises:
+        MalformedChallenge: not base64url of a JSON object (not cached).
+    """
+    try:
+        data = decode_b64_json(text)
+    except EncodingError as exc:
+        raise MalformedChallenge(f"challenge 'request' is not base64url JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedChallenge(f"challenge 'request' must decode to a JSON object, "
+                                 f"got {type(data).__name__}")
+    return data
+
+
+#: ``expires`` moves by a second at a time: challenges issued together share the parse.
+_parsed_expiry = lru_cache(maxsize=64)(parse_rfc3339)
 
 
 def is_expired(challenge: Challenge, now: datetime) -> bool:

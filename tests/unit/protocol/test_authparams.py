@@ -70,16 +70,48 @@ def test_quote_keeps_headers_latin1() -> None:
 _PIECES = ["Payment", "Bearer", " ", "\t", ",", "=", '"', "\\", "a", "id", "Realm", "x/y", "==", "é", "\x01"]
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(_PIECES), max_size=24).map("".join))
-def test_fast_path_matches_the_general_scanner(text: str) -> None:
-    """The one-regex path for simple params gives exactly what the general scanner gives."""
+def _scans_alike(text: str) -> None:
+    """The one-regex paths (a simple param; a whole simple value) give exactly what the general
+    scanner gives."""
     def scan(fast: bool) -> list[RawChallenge] | str:
         with pytest.MonkeyPatch.context() as mp:
             if not fast:
                 mp.setattr(_authparams, "_SIMPLE_PARAM", re.compile(r"(?!)"))
+                mp.setattr(_authparams, "_SIMPLE_VALUE", re.compile(r"(?!)"))
             try:
                 return scan_challenges(text)
             except AuthParamError as exc:
                 return str(exc)
     assert scan(True) == scan(False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=24).map("".join))
+def test_fast_path_matches_the_general_scanner(text: str) -> None:
+    _scans_alike(text)
+
+
+_VALUE_TEXT = st.lists(st.sampled_from(["a", "Z", " ", "\t", ",", "=", "\\", '"', "é", "\x01", "\x7f",
+                                        "Payment"]), max_size=6).map("".join)
+_PARAM = st.tuples(st.sampled_from(["id", "Realm", "x", "a=b", ""]), _VALUE_TEXT).map(
+    lambda p: f'{p[0]}="{p[1]}"')
+_SEPARATOR = st.sampled_from([", ", ",", ",\t ", " ,", ",,", " "])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["Payment ", "Payment  ", "Payment\t", "X ", ""]),
+       st.lists(st.tuples(_PARAM, _SEPARATOR), min_size=1, max_size=5))
+def test_whole_value_fast_path_matches_the_general_scanner(scheme: str,
+                                                           params: list[tuple[str, str]]) -> None:
+    """Values shaped like a server's challenge (almost all of them the whole-value fast path takes)
+    scan exactly as the general scanner does."""
+    text = scheme + "".join(p + sep for p, sep in params[:-1]) + params[-1][0]
+    _scans_alike(text)
+
+
+def test_whole_value_fast_path_is_taken() -> None:
+    text = 'Payment id="a b", realm="r,=x",method="tempo"'
+    assert _authparams._SIMPLE_VALUE.fullmatch(text) is not None
+    got = scan_challenges(text)
+    assert [(c.scheme, [(p.name, p.value, p.quoted) for p in c.params]) for c in got] == [
+        ("Payment", [("id", "a b", True), ("realm", "r,=x", True), ("method", "tempo", True)])]
