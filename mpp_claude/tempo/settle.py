@@ -4,8 +4,9 @@ mpp-protocol.md §3.6.  The pure steps live in ``verify.py`` (and ``prepare_pull
 this module only orders them around the chain I/O of ``rpc.py``:
 
 ``transaction`` (pull):
-    decode -> recover sender -> calls / limits (/ sponsor policy + co-sign) checks
-    -> ``claim(tx_hash)`` -> broadcast -> receipt with deadline -> log checks.
+    decode -> calls / limits (/ recover sender, sponsor policy + co-sign) checks
+    -> ``claim(tx_hash)`` -> broadcast -> receipt with deadline -> log checks (the
+    transfer's ``from`` is the sender the chain recovered).
     Nothing is broadcast when a check fails or the claim is refused.
 ``hash`` (push):
     shape -> mode allowed -> receipt (unknown hash = ``VerificationFailed``, never a
@@ -23,6 +24,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ..errors import (
@@ -75,15 +77,25 @@ class SettledPayment:
     fee_payer: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PreparedPull:
-    """A checked pull payment, ready to claim and broadcast: final bytes and their hash."""
+    """A checked pull payment, ready to claim and broadcast: final bytes and their hash.
+
+    ``sender`` is recovered from the signature on first use (~0.15 ms of secp256k1 work): the
+    verifiers take the sender the chain recovered from the receipt instead, so a self-paid
+    charge never recovers it locally (a sponsored one does, to co-sign).
+    """
 
     raw: bytes
     tx_hash: str
-    sender: str
     tx: txmod.TempoTransaction
     fee_payer: str | None
+    known_sender: str | None = None
+
+    @cached_property
+    def sender(self) -> str:
+        """The sender's lower-case address (``MalformedTransaction`` if it does not recover)."""
+        return self.known_sender or txmod.recover_sender(self.tx)
 
 
 def decode_hex_payload(value: Any, name: str, *, limit: int = MAX_TX_BYTES) -> bytes:
@@ -116,11 +128,14 @@ def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer:
         raise VerificationFailed("this charge does not accept transaction (pull) credentials")
     decoded = txmod.decode(decode_hex_payload(signature_hex, "signature"))
     tx = txmod.canonical_signature(decoded.tx)
-    sender = txmod.recover_sender(tx)
-    if decoded.declared_sender is not None and decoded.declared_sender != sender:
-        raise VerificationFailed(f"fee-payer envelope names sender {decoded.declared_sender}, "
-                                 f"the signature recovers {sender}")
+    sender = None
+    if decoded.declared_sender is not None or ctx.request.fee_payer:
+        sender = txmod.recover_sender(tx)
+        if decoded.declared_sender is not None and decoded.declared_sender != sender:
+            raise VerificationFailed(f"fee-payer envelope names sender {decoded.declared_sender}, "
+                                     f"the signature recovers {sender}")
     if ctx.request.fee_payer:
+        assert sender is not None
         check_sponsor_policy(tx, policy, now=now)
         check_payment_calls(tx, ctx)
         check_transaction_limits(tx, ctx, now=now, max_gas=policy.max_gas, expiring_window=expiring_window)
@@ -133,8 +148,8 @@ def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer:
         check_payment_calls(tx, ctx)
         check_transaction_limits(tx, ctx, now=now, max_gas=policy.max_gas, expiring_window=expiring_window)
     raw = txmod.encode(tx)
-    return PreparedPull(raw, txmod.tx_hash(raw), sender, tx, fee_payer.address if ctx.request.fee_payer
-                        and fee_payer else None)
+    return PreparedPull(raw, txmod.tx_hash(raw), tx, fee_payer.address if ctx.request.fee_payer
+                        and fee_payer else None, sender)
 
 
 def check_hash_payload(payload: Mapping[str, Any], ctx: ChargeContext) -> str:
@@ -152,6 +167,14 @@ def _settled(ctx: ChargeContext, payer: str, tx_hash: str, block: int | None,
              fee_payer: str | None = None) -> SettledPayment:
     req = ctx.request
     return SettledPayment(payer, tx_hash, req.amount, req.currency, req.recipient, tx_hash, block, fee_payer)
+
+
+def _chain_sender(receipt: Mapping[str, Any], prep: PreparedPull) -> str:
+    """The sender the chain recovered (the receipt's ``from``), else the one ``prep`` recovers."""
+    sender = receipt.get("from")
+    if isinstance(sender, str) and len(sender) == 42:
+        return sender.lower()
+    return prep.sender
 
 
 def _check_payer(match_payer: str, expected: str, what: str) -> None:
@@ -249,8 +272,9 @@ class ChargeVerifier(_Base):
             raise _refused(exc) from None
         receipt = self.rpc.wait_for_receipt(prep.tx_hash, timeout=self.receipt_timeout)
         match = check_receipt(receipt, ctx, tx_hash=prep.tx_hash)
-        _check_payer(match.payer, prep.sender, "the transaction's sender")
-        return _settled(ctx, prep.sender, prep.tx_hash, match.block_number, prep.fee_payer)
+        sender = _chain_sender(receipt, prep)
+        _check_payer(match.payer, sender, "the transaction's sender")
+        return _settled(ctx, sender, prep.tx_hash, match.block_number, prep.fee_payer)
 
     def verify_hash(self, payload: Mapping[str, Any], ctx: ChargeContext, *, claim: Claim,
                     source: Any = None) -> SettledPayment:
@@ -313,8 +337,9 @@ class AsyncChargeVerifier(_Base):
             raise _refused(exc) from None
         receipt = await self.rpc.wait_for_receipt(prep.tx_hash, timeout=self.receipt_timeout)
         match = check_receipt(receipt, ctx, tx_hash=prep.tx_hash)
-        _check_payer(match.payer, prep.sender, "the transaction's sender")
-        return _settled(ctx, prep.sender, prep.tx_hash, match.block_number, prep.fee_payer)
+        sender = _chain_sender(receipt, prep)
+        _check_payer(match.payer, sender, "the transaction's sender")
+        return _settled(ctx, sender, prep.tx_hash, match.block_number, prep.fee_payer)
 
     async def verify_hash(self, payload: Mapping[str, Any], ctx: ChargeContext, *, claim: AsyncClaim,
                           source: Any = None) -> SettledPayment:

@@ -199,3 +199,38 @@ def test_async_verifier_accepts_sync_and_async_claims() -> None:
         assert rpc.s.sent == []
 
     asyncio.run(run())
+
+
+def _paying_receipt(raw_hex: str, *, sender: str, chain_from: str | None) -> dict[str, Any]:
+    """A receipt for ``raw_hex`` whose transferWithMemo log comes from ``sender``."""
+    word = "0x" + "00" * 12
+    memo = charge.attribution_memo("ch", "r")
+    log = {"address": tip20.PATH_USD, "data": "0x" + (5000).to_bytes(32, "big").hex(),
+           "topics": [tip20.TOPIC_TRANSFER_WITH_MEMO, word + sender[2:], word + PAYEE[2:], "0x" + memo.hex()]}
+    receipt: dict[str, Any] = {"transactionHash": txmod.tx_hash(bytes.fromhex(raw_hex[2:])), "status": "0x1",
+                               "blockNumber": "0x5", "logs": [log]}
+    if chain_from is not None:
+        receipt["from"] = chain_from
+    return receipt
+
+
+def test_payer_is_the_sender_the_chain_recovered() -> None:
+    """A self-paid pull is not recovered locally: the receipt's ``from`` is the payer, and it must
+    match the transfer log; a node without ``from`` makes the verifier recover the signature."""
+    sig = _signature()
+    payload = {"type": "transaction", "signature": sig}
+    assert prepare_pull(sig, _ctx(), now=NOW).known_sender is None  # nothing recovered yet
+    upper = PAYER.address.upper().replace("0X", "0x")
+    settled = _verifier(StubRpc(receipt=_paying_receipt(sig, sender=PAYER.address, chain_from=upper))).verify(
+        payload, _ctx(), claim=_always)
+    assert settled.payer == PAYER.address
+    settled = _verifier(StubRpc(receipt=_paying_receipt(sig, sender=PAYER.address, chain_from=None))).verify(
+        payload, _ctx(), claim=_always)
+    assert settled.payer == PAYER.address
+    other = "0x" + "77" * 20
+    with pytest.raises(VerificationFailed, match="the transaction's sender is"):
+        _verifier(StubRpc(receipt=_paying_receipt(sig, sender=PAYER.address, chain_from=other))).verify(
+            payload, _ctx(), claim=_always)
+    with pytest.raises(VerificationFailed, match="the transaction's sender is"):
+        _verifier(StubRpc(receipt=_paying_receipt(sig, sender=other, chain_from=None))).verify(
+            payload, _ctx(), claim=_always)
