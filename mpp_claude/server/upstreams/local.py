@@ -32,7 +32,6 @@ before validation, ``drop``/``stream-error`` only for valid requests.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import json
 import os
@@ -144,7 +143,7 @@ class LocalUpstream:
         """
         self._calls += 1
         nonce = self._seed + self._calls.to_bytes(8, "big")
-        request_id = "req_01" + base64.b32encode(nonce).decode().lower().rstrip("=")[:22]
+        request_id = model.make_id("req_01", nonce)
         base_headers = {"request-id": request_id, "anthropic-version": ANTHROPIC_VERSION}
         if isinstance(body, Mapping):
             self.received.append(dict(body))
