@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import InsufficientFunds
 from ..protocol.challenge import Challenge
-from ..protocol.credential import Credential, format_credential
+from ..protocol.credential import format_payment
 from ..tempo import tip20
 from ..tempo.pay import AsyncChargePayer, ChargeCredential, ChargePayer, Mode
 from ..tempo.request import ChargeRequest
@@ -40,9 +40,9 @@ class Signed:
 
 
 def _signed(challenge: Challenge, cc: ChargeCredential) -> Signed:
-    cred = Credential(challenge=challenge, payload=cc.payload, source=cc.source)
     valid_before = cc.signed.tx.valid_before if cc.signed is not None else None
-    return Signed(challenge.header or "Authorization", format_credential(cred), cc.tx_hash, valid_before)
+    return Signed(challenge.header or "Authorization", format_payment(challenge, cc.payload, cc.source),
+                  cc.tx_hash, valid_before)
 
 
 def _expires(challenge: Challenge) -> int | None:

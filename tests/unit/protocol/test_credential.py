@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpp_claude.errors import FormatError, MalformedCredential
 from mpp_claude.protocol import (
@@ -16,7 +18,9 @@ from mpp_claude.protocol import (
     format_credential,
     parse_credential,
 )
+from mpp_claude.protocol.credential import format_payment
 
+from .strategies import challenges, text
 from .vectors import error_type, expects_success, scenarios, wire_of
 
 
@@ -110,3 +114,21 @@ def test_length_cap() -> None:
     assert parse_credential(_token(big)).payload["pad"] == "x" * 8000
     with pytest.raises(MalformedCredential, match="at most"):
         parse_credential("Payment " + "A" * (MAX_CREDENTIAL_LENGTH + 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(challenges, st.dictionaries(text, text, max_size=4), st.one_of(st.none(), text))
+def test_format_payment_matches_format_credential(challenge: Challenge, payload: dict[str, str],
+                                                   source: str | None) -> None:
+    """The payer's shortcut writes the same bytes as format_credential(Credential(...))."""
+    expected = format_credential(Credential(challenge=challenge, payload=payload, source=source))
+    assert format_payment(challenge, payload, source) == expected
+
+
+def test_format_payment_falls_back_for_other_payloads() -> None:
+    challenge = Challenge.from_dict(ECHO)
+    payload: Any = {"n": 1, "nested": {"b": [True, None]}}
+    expected = format_credential(Credential(challenge=challenge, payload=payload, source=None))
+    assert format_payment(challenge, payload, None) == expected
+    with pytest.raises(FormatError):
+        format_payment(challenge, {"type": "\ud800"}, None)
