@@ -32,7 +32,7 @@ from typing import Any
 from mpp_claude.errors import EncodingError, FormatError, MalformedChallenge, WeakSecretError
 from mpp_claude.protocol import _authparams
 from mpp_claude.protocol._rfc3339 import format_rfc3339, parse_rfc3339
-from mpp_claude.protocol.encoding import b64url_encode, decode_b64_json, encode_b64_json
+from mpp_claude.protocol.encoding import b64url_encode, canonical_json, decode_b64_json, encode_b64_json
 
 __all__ = [
     "DEFAULT_CREDENTIAL_HEADER",
@@ -136,6 +136,15 @@ class Challenge:
         return MappingProxyType(self._request_data)
 
     @property
+    def request_jcs(self) -> bytes:
+        """The canonical JSON (JCS) of the decoded ``request`` (computed once per request text).
+
+        Raises:
+            EncodingError: the decoded object has a value JCS cannot carry.
+        """
+        return _canonical_request(self.request)
+
+    @property
     def expires_at(self) -> datetime | None:
         """``expires`` as an aware UTC ``datetime`` (``None`` when absent)."""
         return self._expires_at
@@ -206,6 +215,12 @@ def _decoded_request(text: str) -> dict[str, Any]:
         raise MalformedChallenge(f"challenge 'request' must decode to a JSON object, "
                                  f"got {type(data).__name__}")
     return data
+
+
+@lru_cache(maxsize=256)
+def _canonical_request(text: str) -> bytes:
+    """JCS of the object ``text`` carries (``_decoded_request`` already accepted ``text``)."""
+    return canonical_json(_decoded_request(text))
 
 
 #: ``expires`` moves by a second at a time: challenges issued together share the parse.

@@ -65,7 +65,7 @@ def _verify_echo(echo: Challenge, *, key: bytes, realm: str, method: str, intent
         raise InvalidChallenge(f"challenge is for {echo.method}/{echo.intent}, this route takes "
                                f"{method}/{intent}", challengeId=echo.id)
     try:
-        same_request = canonical_json(echo.request_data) == canonical_json(request)
+        same_request = echo.request_jcs == canonical_json(request)
     except EncodingError:
         same_request = False
     if not same_request:

@@ -152,7 +152,7 @@ def check_echo(echo: Challenge, terms: RouteTerms, *, secret: bytes, body: bytes
             costs on this route, missing ``expires``, other route, other or missing body digest.
         PaymentExpired: ``expires`` is in the past.
     """
-    expected = terms.request_for(echo.request_data.get("currency")) or terms.requests[0]
+    expected = terms.request_for(echo.request_view.get("currency")) or terms.requests[0]
     verify_echo(echo, secret=secret, realm=terms.realm, method=METHOD, intent=INTENT, request=expected,
                 expires_required=True, now=now, body=body)
     opaque = _decode(echo.opaque, "opaque")
