@@ -135,3 +135,23 @@ def test_rejection_text_is_sanitised() -> None:
     with pytest.raises(PaymentRejected) as info:
         flow.on_response(402, [], body, now=now())
     assert "\x1b" not in str(info.value) and len(str(info.value)) < 400
+
+
+def test_the_charge_request_is_remembered_per_request_text() -> None:
+    """Two challenges with the same ``request`` text give the same (immutable) ChargeRequest;
+    a malformed one is refused every time."""
+    from mpp_claude.client._flow import to_offer
+    from mpp_claude.errors import MalformedChallenge
+    from mpp_claude.protocol.challenge import Challenge
+    from mpp_claude.protocol.encoding import encode_b64_json
+
+    good = encode_b64_json({"amount": "5", "currency": "0x" + "20c0".ljust(40, "0"), "recipient": PAYEE,
+                            "methodDetails": {"chainId": 31337}})
+    one = to_offer(Challenge(id="a", realm="r", method="tempo", intent="charge", request=good))
+    two = to_offer(Challenge(id="b", realm="r", method="tempo", intent="charge", request=good))
+    assert one[1] is two[1] and one[1] is not None and one[1].amount == 5
+    assert (one[0].challenge_id, two[0].challenge_id) == ("a", "b")
+    bad = encode_b64_json({"amount": "x", "currency": "0x" + "20c0".ljust(40, "0"), "recipient": PAYEE})
+    for _ in range(2):
+        with pytest.raises(MalformedChallenge, match="amount"):
+            to_offer(Challenge(id="c", realm="r", method="tempo", intent="charge", request=bad))

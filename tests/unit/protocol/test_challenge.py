@@ -219,3 +219,22 @@ def test_from_dict_missing_and_wrong_types() -> None:
                              "expires": 5})
     with pytest.raises(MalformedChallenge):
         Challenge.from_dict(["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+def test_challenges_with_the_same_request_share_one_decoding_safely() -> None:
+    """The decoded ``request`` is remembered per text: equal for both challenges, and a caller's
+    copy (``request_data``) changing cannot reach the other challenge."""
+    request = encode_b64_json({"amount": "1", "nested": {"k": ["v"]}})
+    first = Challenge(id="a", realm="r", method="tempo", intent="charge", request=request)
+    second = Challenge(id="b", realm="r", method="tempo", intent="charge", request=request)
+    mine = first.request_data
+    mine["nested"]["k"].append("changed")
+    assert second.request_data == {"amount": "1", "nested": {"k": ["v"]}}
+    with pytest.raises(TypeError):
+        second.request_view["amount"] = "2"  # type: ignore[index]
+
+
+def test_a_bad_request_is_refused_every_time() -> None:
+    for _ in range(2):  # failures are not remembered as successes
+        with pytest.raises(MalformedChallenge, match="must decode to a JSON object"):
+            Challenge(id="a", realm="r", method="tempo", intent="charge", request=encode_b64_json([1]))
