@@ -4,11 +4,18 @@ Scenarios:
 
 1. paid requests: ``mpp-claude serve`` (memory store, offline local upstream) and a pympp 0.16
    server doing the same paid work (``bench/_pympp_server.py``), each in its own process,
-   driven by the same minimal client (402 -> build + sign a Tempo charge -> paid retry):
-   median latency of sequential requests, and requests/s with 8 concurrent clients; the two
-   servers run side by side and are measured in alternating rounds.
+   driven by the same minimal client (402 -> build + sign a Tempo charge -> paid retry); the
+   two servers run side by side and are measured in alternating rounds.
+   a. latency: sequential paid requests on an automine devnet (a block per payment, the
+      quickest confirmation there is).
+   b. throughput: 32 concurrent payers on a devnet that mines a block every 20 ms with many
+      payments in it, as a chain does.  On automine every payment costs anvil a fresh block
+      (~2.5 ms of CPU, ~5 ms under load), which on a 2-CPU machine takes the CPU the servers
+      need and caps both at the chain's rate; with interval blocks anvil costs ~0.5 ms per
+      payment and the servers' own work decides.  The server's CPU per paid request (402 +
+      paid retry, from /proc) is printed too, with the shared costs (anvil, load generator).
    Goal: mpp_claude >= 3x pympp's requests/s.  Also each SDK as a pair (its own async paying
-   client against its own server), which is what a user of either stack gets.
+   client against its own server, automine), which is what a user of either stack gets.
 2. translation overhead: converting an OpenAI request to Anthropic and the answer back (JSON
    and SSE), compared with calling the local upstream directly with the Anthropic body, in
    process.  Goal: <= 1 ms.
@@ -54,8 +61,10 @@ HERE = Path(__file__).resolve().parent
 PATH_USD = "0x20c0000000000000000000000000000000000000"
 ROUNDS = 3
 SEQUENTIAL = 15
-CLIENTS = 8
-PER_CLIENT = 12
+CLIENTS = 32  # concurrent payers in the throughput phase
+PER_CLIENT = 8
+PAIR_CLIENTS = 8  # each SDK's own async clients
+BLOCK_TIME = 0.02  # seconds between blocks in the throughput phase
 BODY = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 64,
                    "messages": [{"role": "user", "content": "benchmark me"}]}).encode()
 HEADERS = {"content-type": "application/json"}
@@ -158,12 +167,12 @@ def sequential_ms(payer: Payer, url: str) -> list[float]:
     return samples
 
 
-def throughput(payers: list[Payer], url: str) -> float:
+def throughput(payers: list[Payer], url: str, per_client: int = PER_CLIENT) -> float:
     errors: list[BaseException] = []
 
     def run(p: Payer) -> None:
         try:
-            for _ in range(PER_CLIENT):
+            for _ in range(per_client):
                 p.paid_post(url)
         except BaseException as exc:
             errors.append(exc)
@@ -177,7 +186,7 @@ def throughput(payers: list[Payer], url: str) -> float:
     elapsed = time.perf_counter() - t0
     if errors:
         raise errors[0]
-    return len(payers) * PER_CLIENT / elapsed
+    return len(payers) * per_client / elapsed
 
 
 def _ours_client(account: Any, rpc_url: str, origin: str) -> Any:
@@ -207,7 +216,7 @@ async def pair_run(clients: list[Any], url: str) -> tuple[list[float], float]:
 
     for _ in range(3):
         await paid(clients[0])
-    samples = []
+    samples: list[float] = []
     for _ in range(SEQUENTIAL):
         t0 = time.perf_counter()
         await paid(clients[0])
@@ -278,67 +287,114 @@ async def _pair(name: str, accounts: list[Any], net: Devnet, url: str) -> tuple[
             await c.aclose()
 
 
-def main() -> int:
-    json_ms, sse_ms = translation_overhead()
+@contextmanager
+def servers(net: Devnet) -> Iterator[tuple[dict[str, str], dict[str, int]]]:
+    """Both servers on ``net``, each in its own process: ``(urls, pids)`` by name."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MPP_", "ANTHROPIC_"))}
+    env["MPP_SECRET_KEY"] = "bench-ours-secret-0123456789abcdefghijkl"
+    ports = {"mpp_claude": _free_port(), "pympp": _free_port()}
+    cmds = {
+        "mpp_claude": [sys.executable, "-m", "mpp_claude.cli", "serve", "--store", "memory://",
+                       "--recipient", Account.create().address, "--rpc-url", net.rpc_url,
+                       "--chain-id", str(net.chain_id), "--realm", "bench.ours", "--upstream", "local",
+                       "--log-level", "warning", "--port", str(ports["mpp_claude"])],
+        "pympp": [sys.executable, str(HERE / "_pympp_server.py"), str(ports["pympp"]), net.rpc_url,
+                  str(net.chain_id), Account.create().address],
+    }
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    with ExitStack() as stack:
+        pids = {name: stack.enter_context(process(cmd, urls[name], lambda r: r.status_code == 402, env))
+                for name, cmd in cmds.items()}
+        yield urls, pids
+
+
+def latency_phase() -> tuple[dict[str, list[float]], dict[str, tuple[list[float], float]]]:
+    """Automine devnet (a block per payment, the quickest confirmation): sequential latency of
+    both servers with the same payer, then each SDK's own client against its own server."""
+    latencies: dict[str, list[float]] = {"mpp_claude": [], "pympp": []}
     net = Devnet.start()
     try:
+        accounts = [net.new_funded_account(500 * 10**6) for _ in range(PAIR_CLIENTS)]
+        with servers(net) as (urls, _), ExitStack() as stack:
+            payer = Payer(accounts[0], net.rpc_url)
+            stack.callback(payer.close)
+            for _ in range(ROUNDS):  # alternate, so drifting machine load hits both alike
+                for name, url in urls.items():
+                    latencies[name] += sequential_ms(payer, url + "/v1/chat/completions")
+            pairs = {name: asyncio.run(_pair(name, accounts, net, urls[name])) for name in urls}
+    finally:
+        net.stop()
+    return latencies, pairs
+
+
+Rates = dict[str, list[float]]
+
+
+def throughput_phase() -> tuple[Rates, Rates, dict[str, list[tuple[float, float]]]]:
+    """A devnet mining a block every BLOCK_TIME s with many payments in each, like a chain
+    (automine spends ~2.5 ms of anvil CPU on a fresh block per payment, 5 ms under load, on the
+    CPUs the servers need): CLIENTS concurrent payers, alternating rounds.  Returns paid
+    requests/s, server CPU ms per paid request, and (anvil, load generator) CPU ms per request."""
+    rates: dict[str, list[float]] = {"mpp_claude": [], "pympp": []}
+    cpu: dict[str, list[float]] = {"mpp_claude": [], "pympp": []}
+    shared: dict[str, list[tuple[float, float]]] = {"mpp_claude": [], "pympp": []}
+    net = Devnet.start(extra_args=("--block-time", str(BLOCK_TIME)))
+    try:
         accounts = [net.new_funded_account(500 * 10**6) for _ in range(CLIENTS)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MPP_", "ANTHROPIC_"))}
-        env["MPP_SECRET_KEY"] = "bench-ours-secret-0123456789abcdefghijkl"
-        ports = {"mpp_claude": _free_port(), "pympp": _free_port()}
-        cmds = {
-            "mpp_claude": [sys.executable, "-m", "mpp_claude.cli", "serve", "--store", "memory://",
-                           "--recipient", Account.create().address, "--rpc-url", net.rpc_url,
-                           "--chain-id", str(net.chain_id), "--realm", "bench.ours", "--upstream", "local",
-                           "--log-level", "warning", "--port", str(ports["mpp_claude"])],
-            "pympp": [sys.executable, str(HERE / "_pympp_server.py"), str(ports["pympp"]), net.rpc_url,
-                      str(net.chain_id), Account.create().address],
-        }
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        latencies: dict[str, list[float]] = {name: [] for name in cmds}
-        rates: dict[str, list[float]] = {name: [] for name in cmds}
-        cpu: dict[str, list[float]] = {name: [] for name in cmds}
-        pids: dict[str, int] = {}
-        with ExitStack() as stack:
-            for name, cmd in cmds.items():
-                ready = process(cmd, urls[name], lambda r: r.status_code == 402, env)
-                pids[name] = stack.enter_context(ready)
+        with servers(net) as (urls, pids), ExitStack() as stack:
             payers = [Payer(a, net.rpc_url) for a in accounts]
             for p in payers:
                 stack.callback(p.close)
-            # Interleave the two servers round by round, so drifting machine load hits both alike.
+            for url in urls.values():  # warm up: connections, caches
+                throughput(payers, url + "/v1/chat/completions", per_client=2)
+            n = CLIENTS * PER_CLIENT
             for _ in range(ROUNDS):
                 for name, url in urls.items():
-                    latencies[name] += sequential_ms(payers[0], url + "/v1/chat/completions")
-                    before = cpu_seconds(pids[name])
+                    before = cpu_seconds(pids[name]), cpu_seconds(net.proc.pid), time.process_time()
                     rates[name].append(throughput(payers, url + "/v1/chat/completions"))
-                    cpu[name].append((cpu_seconds(pids[name]) - before) * 1e3 / (CLIENTS * PER_CLIENT))
-            pairs = {name: asyncio.run(_pair(name, accounts, net, urls[name])) for name in cmds}
+                    cpu[name].append((cpu_seconds(pids[name]) - before[0]) * 1e3 / n)
+                    shared[name].append(((cpu_seconds(net.proc.pid) - before[1]) * 1e3 / n,
+                                         (time.process_time() - before[2]) * 1e3 / n))
     finally:
         net.stop()
+    return rates, cpu, shared
+
+
+def main() -> int:
+    json_ms, sse_ms = translation_overhead()
+    latencies, pairs = latency_phase()
+    rates, cpu, shared = throughput_phase()
+    names = ("mpp_claude", "pympp")
     summary = {name: (statistics.median(latencies[name]), statistics.median(rates[name]),
-                      statistics.median(cpu[name])) for name in cmds}
+                      statistics.median(cpu[name])) for name in names}
     for name, (latency, rps, cpu_ms) in summary.items():
-        print(f"{name:10s} paid request median {latency:7.2f} ms (sequential, n={len(latencies[name])}); "
-              f"{rps:7.1f} paid requests/s ({CLIENTS} clients x {PER_CLIENT}, median of {ROUNDS} rounds); "
-              f"server CPU {cpu_ms:.2f} ms per paid request")
+        anvil_ms = statistics.median(a for a, _ in shared[name])
+        load_ms = statistics.median(b for _, b in shared[name])
+        print(f"{name:10s} paid request median {latency:7.2f} ms (sequential, automine, "
+              f"n={len(latencies[name])}); {rps:7.1f} paid requests/s ({CLIENTS} clients x {PER_CLIENT}, "
+              f"{BLOCK_TIME * 1e3:.0f} ms blocks, median of {ROUNDS} rounds); server CPU {cpu_ms:.2f} ms "
+              f"per paid request (shared: anvil {anvil_ms:.2f} ms, load generator {load_ms:.2f} ms; "
+              f"{os.cpu_count()} CPUs in all)")
     ours, peer = summary["mpp_claude"], summary["pympp"]
     print(f"throughput ratio mpp_claude / pympp: {ours[1] / peer[1]:.2f}x (goal >= 3x); "
           f"latency ratio pympp / mpp_claude: {peer[0] / ours[0]:.2f}x; "
-          f"server CPU ratio pympp / mpp_claude: {peer[2] / ours[2]:.2f}x")
+          f"server CPU ratio pympp / mpp_claude: {peer[2] / ours[2]:.2f}x "
+          f"(paid requests per CPU second: {1e3 / ours[2]:.0f} vs {1e3 / peer[2]:.0f})")
     print(f"translation overhead: JSON {json_ms:.3f} ms, SSE {sse_ms:.3f} ms per request (goal <= 1 ms)")
     for name, (samples, rps) in pairs.items():
         print(f"{name:10s} own client + server: paid request median {statistics.median(samples):7.2f} ms; "
-              f"{rps:7.1f} paid requests/s ({CLIENTS} async clients)")
+              f"{rps:7.1f} paid requests/s ({PAIR_CLIENTS} async clients, automine)")
     ours_pair, peer_pair = pairs["mpp_claude"], pairs["pympp"]
     print()
     print(f"| server paid requests/s, {CLIENTS} clients | {ours[1]:.1f}/s | pympp {peer[1]:.1f}/s | "
           f"{ours[1] / peer[1]:.2f} |")
+    print(f"| server paid requests per CPU second (1 / CPU per paid request) | {1e3 / ours[2]:.0f}/s | "
+          f"pympp {1e3 / peer[2]:.0f}/s | {peer[2] / ours[2]:.2f} |")
     print(f"| server paid request median latency | {ours[0]:.2f} ms | pympp {peer[0]:.2f} ms | "
           f"{ours[0] / peer[0]:.2f} |")
     print(f"| server CPU per paid request (402 + paid retry) | {ours[2]:.2f} ms | pympp {peer[2]:.2f} ms | "
           f"{ours[2] / peer[2]:.2f} |")
-    print(f"| client+server pair paid requests/s, {CLIENTS} async clients | {ours_pair[1]:.1f}/s | "
+    print(f"| client+server pair paid requests/s, {PAIR_CLIENTS} async clients | {ours_pair[1]:.1f}/s | "
           f"pympp pair {peer_pair[1]:.1f}/s | {ours_pair[1] / peer_pair[1]:.2f} |")
     print(f"| client+server pair paid request median latency | {statistics.median(ours_pair[0]):.2f} ms | "
           f"pympp pair {statistics.median(peer_pair[0]):.2f} ms | "
