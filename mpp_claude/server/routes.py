@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
 from ..convert.models import resolve_model
@@ -37,8 +37,9 @@ def scope_of(request: Request) -> str:
     Our routes take no query parameters, but binding the query too means a credential is
     only ever accepted for the exact resource it was issued for (flow ``query_replay``).
     """
-    query = request.url.query
-    return f"{request.method} {request.url.path}" + (f"?{query}" if query else "")
+    scope = request.scope  # the raw scope: building ``request.url`` costs ~10 us
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{scope['method']} {scope['path']}" + (f"?{query}" if query else "")
 
 
 def services(request: Request) -> Services:
@@ -53,24 +54,37 @@ def access_log(request: Request) -> RequestLog:
     return entry
 
 
+def _too_big(limit: int) -> BadRequest:
+    return BadRequest(f"request body is larger than {limit} bytes", status=413, code="request_too_large")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes (413) before reading it all.
 
     Raises:
         BadRequest: 413 when the declared or actual size exceeds ``limit``.
     """
-    declared = request.headers.get("content-length")
-    too_big = BadRequest(f"request body is larger than {limit} bytes", status=413, code="request_too_large")
+    declared = None
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            declared = value
+            break
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_big
+        raise _too_big(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    receive = request.receive
+    while True:  # the ASGI messages themselves (``request.stream()`` adds ~10 us of generator)
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_big
+            raise _too_big(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
