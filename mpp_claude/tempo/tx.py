@@ -258,12 +258,14 @@ def canonical_signature(tx: TempoTransaction) -> TempoTransaction:
     sig = tx.sender_signature
     try:
         if sig and len(sig) == 65:
-            return replace(tx, sender_signature=Signature.from_bytes65(sig).to_bytes65())
-        if sig and len(sig) == 86 and sig[0] == KEYCHAIN_V2:
-            return replace(tx, sender_signature=sig[:21] + Signature.from_bytes65(sig[21:]).to_bytes65())
+            canonical = Signature.from_bytes65(sig).to_bytes65()
+        elif sig and len(sig) == 86 and sig[0] == KEYCHAIN_V2:
+            canonical = sig[:21] + Signature.from_bytes65(sig[21:]).to_bytes65()
+        else:
+            return tx
+        return tx if canonical == sig else replace(tx, sender_signature=canonical)
     except SignatureError as exc:
         raise MalformedTransaction(f"sender signature is invalid: {exc}") from None
-    return tx
 
 
 def recover_fee_payer(tx: TempoTransaction, sender: str) -> str:
