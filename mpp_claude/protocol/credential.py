@@ -63,8 +63,12 @@ class Credential:
         if self.source is not None and not isinstance(self.source, (str, Mapping)):
             raise MalformedCredential(f"credential 'source' must be a string or object, "
                                       f"got {type(self.source).__name__}")
-        # Own private copies, so a caller mutating its dict cannot change a frozen credential.
-        object.__setattr__(self, "payload", copy.deepcopy(dict(self.payload)))
+        # Own private copies, so a caller mutating its dict cannot change a frozen credential
+        # (a payload of strings, every Tempo payload, is copied whole by a shallow copy).
+        payload = dict(self.payload)
+        if not all(type(v) is str for v in payload.values()):
+            payload = copy.deepcopy(payload)
+        object.__setattr__(self, "payload", payload)
         if isinstance(self.source, Mapping):
             object.__setattr__(self, "source", copy.deepcopy(dict(self.source)))
 

@@ -99,6 +99,10 @@ def test_payload_is_copied() -> None:
     cred = Credential(challenge=Challenge.from_dict(ECHO), payload=payload, source="did:x")
     payload["hash"] = "0x2"
     assert cred.payload["hash"] == "0x1"
+    nested: dict[str, Any] = {"type": "x", "proof": {"parts": ["a"]}}  # copied deeply
+    cred = Credential(challenge=Challenge.from_dict(ECHO), payload=nested)
+    nested["proof"]["parts"].append("b")
+    assert cred.payload["proof"] == {"parts": ["a"]}
 
 
 def test_format_error_on_unencodable_payload() -> None:
