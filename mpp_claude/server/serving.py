@@ -105,6 +105,13 @@ async def _credit(svc: Services, paid: Paid, entry: RequestLog, model: str, amou
     log.warning("paid request %s failed upstream (%s): credit %d recorded", paid.reference, reason, amount)
 
 
+async def _keep(svc: Services, paid: Paid, headers: Mapping[str, str], raw: bytes) -> None:
+    """Store a JSON answer for ``Idempotency-Key`` replays (nothing to do without a key)."""
+    if paid.idempotency_key is not None:
+        with anyio.CancelScope(shield=True):
+            await svc.gate.finish(paid, StoredResponse(200, tuple(headers.items()), raw))
+
+
 async def failed_after_payment(svc: Services, paid: Paid, entry: RequestLog, model: str,
                                err: ConversionError, *, anthropic: bool) -> Response:
     """Answer an upstream failure that follows a settled payment (see the credit policy)."""
@@ -197,8 +204,7 @@ async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: Re
     resp_headers = paid_headers(paid, {**mreq.response_headers(), "content-type": "application/json"})
     entry.outcome = "paid"
     await _usage_row(svc, paid, entry, model, Usage.from_anthropic((up.json or {}).get("usage")))
-    with anyio.CancelScope(shield=True):
-        await svc.gate.finish(paid, StoredResponse(200, tuple(resp_headers.items()), raw))
+    await _keep(svc, paid, resp_headers, raw)
     return Response(raw, status_code=200, headers=resp_headers)
 
 
@@ -302,8 +308,7 @@ async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream
     resp_headers = paid_headers(paid, {"content-type": "application/json"})
     entry.outcome = "paid"
     await _usage_row(svc, paid, entry, model, Usage.from_anthropic((up.json or {}).get("usage")))
-    with anyio.CancelScope(shield=True):
-        await svc.gate.finish(paid, StoredResponse(200, tuple(resp_headers.items()), raw))
+    await _keep(svc, paid, resp_headers, raw)
     return Response(raw, status_code=200, headers=resp_headers)
 
 
