@@ -59,7 +59,8 @@ from mpp_claude.tempo.signer import LocalSigner
 
 HERE = Path(__file__).resolve().parent
 PATH_USD = "0x20c0000000000000000000000000000000000000"
-ROUNDS = 3
+ROUNDS = 3  # latency rounds
+THROUGHPUT_ROUNDS = 5
 SEQUENTIAL = 15
 CLIENTS = 32  # concurrent payers in the throughput phase
 PER_CLIENT = 8
@@ -355,7 +356,7 @@ def throughput_phase() -> tuple[Rates, Rates, dict[str, list[tuple[float, float]
             for url in urls.values():  # warm up: connections, caches
                 throughput(payers, url + "/v1/chat/completions", per_client=2)
             n = CLIENTS * PER_CLIENT
-            for _ in range(ROUNDS):
+            for _ in range(THROUGHPUT_ROUNDS):
                 for name, url in urls.items():
                     before = cpu_seconds(pids[name]), cpu_seconds(net.proc.pid), time.process_time()
                     rates[name].append(throughput(payers, url + "/v1/chat/completions"))
@@ -379,9 +380,9 @@ def main() -> int:
         load_ms = statistics.median(b for _, b in shared[name])
         print(f"{name:10s} paid request median {latency:7.2f} ms (sequential, automine, "
               f"n={len(latencies[name])}); {rps:7.1f} paid requests/s ({CLIENTS} clients x {PER_CLIENT}, "
-              f"{BLOCK_TIME * 1e3:.0f} ms blocks, median of {ROUNDS} rounds); server CPU {cpu_ms:.2f} ms "
-              f"per paid request (shared: anvil {anvil_ms:.2f} ms, load generator {load_ms:.2f} ms; "
-              f"{os.cpu_count()} CPUs in all)")
+              f"{BLOCK_TIME * 1e3:.0f} ms blocks, median of {THROUGHPUT_ROUNDS} rounds); "
+              f"server CPU {cpu_ms:.2f} ms per paid request (shared: anvil {anvil_ms:.2f} ms, "
+              f"load generator {load_ms:.2f} ms; {os.cpu_count()} CPUs in all)")
     ours, peer = summary["mpp_claude"], summary["pympp"]
     print(f"throughput ratio mpp_claude / pympp: {ours[1] / peer[1]:.2f}x (goal >= 3x); "
           f"latency ratio pympp / mpp_claude: {peer[0] / ours[0]:.2f}x; "
