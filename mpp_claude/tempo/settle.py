@@ -170,7 +170,10 @@ def _settled(ctx: ChargeContext, payer: str, tx_hash: str, block: int | None,
 
 
 def _chain_sender(receipt: Mapping[str, Any], prep: PreparedPull) -> str:
-    """The sender the chain recovered (the receipt's ``from``), else the one ``prep`` recovers."""
+    """The sender: recovered already (sponsored), else the one the chain recovered (the receipt's
+    ``from``), else the one ``prep`` recovers now."""
+    if prep.known_sender is not None:
+        return prep.known_sender
     sender = receipt.get("from")
     if isinstance(sender, str) and len(sender) == 42:
         return sender.lower()
