@@ -13,13 +13,17 @@ Scenarios:
 
 There is no peer implementation to run here (LiteLLM is not a dependency), so the ratio printed is
 against the goal: below 1.0 means under the goal.  After a warm-up, the lowest of ROUNDS medians
-(each of N / ROUNDS runs): see ``median_us``.
+(each of N / ROUNDS runs): see ``median_us``.  The measurement runs in PROCESSES fresh processes
+and each row keeps the lowest: on the shared virtual machines we run on, a whole process now and
+then runs every row ~2x slower (same code, seconds apart), which rounds inside it cannot undo.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +38,7 @@ from mpp_claude.convert import (
 
 N = 3000
 ROUNDS = 5
+PROCESSES = 3
 REQUEST_GOAL_US = 100.0
 EVENT_GOAL_US = 10.0
 
@@ -201,19 +206,13 @@ def median_us(fn: Callable[[], object], n: int = N, rounds: int = ROUNDS) -> flo
     return min(medians)
 
 
-def main() -> int:
+def measure() -> dict[str, float]:
+    """The three costs, in this process: request+response, request alone, per event (two ways)."""
     def roundtrip() -> object:
         mapped = chat_request_to_messages(CHAT)
         return message_to_chat_completion(
             ANSWER, model="claude-sonnet-4-6", created=1_700_000_000, request=mapped
         )
-
-    req_us = median_us(roundtrip)
-    req_only = median_us(lambda: chat_request_to_messages(CHAT))
-    print(
-        f"request+response translation  median {req_us:7.1f} µs  (request alone {req_only:.1f} µs; "
-        f"goal <= {REQUEST_GOAL_US:.0f} µs; ratio {req_us / REQUEST_GOAL_US:.2f})"
-    )
 
     events = _stream_events()
     raw = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
@@ -228,16 +227,43 @@ def main() -> int:
         t = StreamTranslator(model="claude-sonnet-4-6", created=1, include_usage=True)
         return [t.feed(ev) for chunk in chunks for ev in parser.feed(chunk)]
 
-    per_event = median_us(translate_only, n=N // 10) / len(events)
-    per_event_full = median_us(full_pipeline, n=N // 10) / len(events)
+    return {
+        "request_response": median_us(roundtrip),
+        "request": median_us(lambda: chat_request_to_messages(CHAT)),
+        "event": median_us(translate_only, n=N // 10) / len(events),
+        "event_full": median_us(full_pipeline, n=N // 10) / len(events),
+        "events": float(len(events)),
+    }
+
+
+def main() -> int:
+    if os.environ.get("CONVERT_BENCH_CHILD"):
+        print(json.dumps(measure()))
+        return 0
+    runs = []
+    for _ in range(PROCESSES):
+        out = subprocess.run([sys.executable, __file__], env={**os.environ, "CONVERT_BENCH_CHILD": "1"},
+                             capture_output=True, text=True, check=True).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    best = {key: min(run[key] for run in runs) for key in runs[0]}
+    for i, run in enumerate(runs, 1):
+        print(f"process {i}: request+response {run['request_response']:.1f} µs, per event "
+              f"{run['event']:.2f} / {run['event_full']:.2f} µs")
+    req_us, req_only = best["request_response"], best["request"]
+    per_event, per_event_full = best["event"], best["event_full"]
     print(
-        f"stream, translator only       median {per_event:7.2f} µs/event over {len(events)} events  "
+        f"request+response translation  median {req_us:7.1f} µs  (request alone {req_only:.1f} µs; "
+        f"goal <= {REQUEST_GOAL_US:.0f} µs; ratio {req_us / REQUEST_GOAL_US:.2f})"
+    )
+    print(
+        f"stream, translator only       median {per_event:7.2f} µs/event over {best['events']:.0f} events  "
         f"(goal <= {EVENT_GOAL_US:.0f} µs; ratio {per_event / EVENT_GOAL_US:.2f})"
     )
     print(
         f"stream, bytes->SSE->frames    median {per_event_full:7.2f} µs/event  "
         f"(goal <= {EVENT_GOAL_US:.0f} µs; ratio {per_event_full / EVENT_GOAL_US:.2f})"
     )
+    print(f"(each row: the lowest of {PROCESSES} processes)")
     print()
     print("| scenario | mpp_claude | goal | ratio to goal |")
     print("|---|---|---|---|")
