@@ -19,6 +19,7 @@ from ._session_reclaim import ReclaimStatus
 from ._session_shell import attach_session
 from ._setup import LedgerArg, PaymentsMixin, first_origin, make_engine, reconcile_async, reconcile_sync
 from ._shell import handle_async, handle_sync
+from ._wire import default_transport
 from .payer import AsyncPayer, Payer
 from .policy import Policy
 from .session import SessionPolicy, SessionReceipt
@@ -50,7 +51,7 @@ class MppTransport(httpx2.BaseTransport):
 
     Args:
         wallet: the paying wallet (or pass a prepared ``engine``).
-        inner: the transport that does the I/O (default ``httpx2.HTTPTransport()``).
+        inner: the transport that does the I/O (default: the lean HTTP/1.1 ``WireTransport``).
         **options: ``rpc_url``, ``rpc``, ``policy``, ``allowed_origins``, ``ledger``, ``approve``,
             ``approve_above``, ``hooks``, ``dry_run`` (see :class:`MppClient`).
 
@@ -61,7 +62,7 @@ class MppTransport(httpx2.BaseTransport):
     def __init__(self, wallet: Wallet | None = None, *, inner: httpx2.BaseTransport | None = None,
                  engine: SyncEngine | None = None, **options: Any) -> None:
         self.engine = _sync_engine(wallet, engine, options)
-        self.inner = inner if inner is not None else httpx2.HTTPTransport()
+        self.inner = inner if inner is not None else default_transport()
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         response: httpx2.Response = handle_sync(self.engine, self.inner, request, httpx2)
@@ -113,7 +114,8 @@ class MppClient(PaymentsMixin, httpx2.Client):
         hooks: :class:`Hooks` observers (challenge, payment, receipt).
         dry_run: never pay; a 402 raises ``PaymentQuoted`` carrying the quote.
         session: a ``SessionPolicy`` to pay with payment channels where offered (off by default).
-        transport: the inner transport doing the I/O.
+        transport: the inner transport doing the I/O (default: the lean HTTP/1.1 ``WireTransport``,
+            or ``httpx2.HTTPTransport`` when ``http2=True`` or an option it lacks is given).
         **kwargs: everything ``httpx2.Client`` takes (defaults as the openai SDK's client).
     Raises:
         ConfigError: missing RPC endpoint, invalid policy values.
@@ -131,7 +133,7 @@ class MppClient(PaymentsMixin, httpx2.Client):
                    "dry_run": dry_run, "payer": payer}
         self._engine = engine = _sync_engine(wallet, None, options)
         tkw = _split(kwargs)
-        inner = transport if transport is not None else httpx2.HTTPTransport(**tkw)
+        inner = transport if transport is not None else default_transport(**tkw)
         super().__init__(transport=MppTransport(engine=engine, inner=inner), **kwargs)
         self._mounts = {p: (None if t is None else MppTransport(engine=engine, inner=t))
                         for p, t in self._mounts.items()}

@@ -20,6 +20,7 @@ from server_harness import running, server_config
 
 import mpp_claude.httpx as legacy
 from mpp_claude.client import AsyncMppClient, MppClient, Policy, Wallet, openai_client, receipt_of
+from mpp_claude.client._wire import WireTransport
 from mpp_claude.client.ledger import Ledger
 from mpp_claude.devnet import Devnet
 from mpp_claude.errors import InsufficientFunds, PaymentOutcomeUnknown, PolicyDenied
@@ -105,6 +106,7 @@ class TestOpenAI:
         raw = oai.chat.completions.with_raw_response.create(model=MODEL, messages=MSG)
         assert raw.parse().choices[0].message.content
         assert receipt_of(raw) == client.last_receipt and receipt_of(raw) is not None
+        assert lib == "httpx" or isinstance(client._transport.inner, WireTransport)
         _paid_once(devnet, proxy, before, client)
         client.close()
 
@@ -189,8 +191,8 @@ def test_500_after_payment_with_sdk_retries_pays_once(devnet: Devnet, proxy: Pro
 class DropAfterPaid(httpx2.BaseTransport):
     """Forwards to the real server, then loses the answer to the first paid request."""
 
-    def __init__(self, drops: int) -> None:
-        self.inner = httpx2.HTTPTransport()
+    def __init__(self, drops: int, inner: httpx2.BaseTransport | None = None) -> None:
+        self.inner = inner or httpx2.HTTPTransport()
         self.drops = drops
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -202,10 +204,11 @@ class DropAfterPaid(httpx2.BaseTransport):
         return response
 
 
+@pytest.mark.parametrize("inner", [httpx2.HTTPTransport, WireTransport])
 def test_dropped_connection_after_broadcast_no_second_payment(devnet: Devnet, proxy: Proxy, wallet: Wallet,
-                                                               tmp_path: Any) -> None:
+                                                               tmp_path: Any, inner: Any) -> None:
     client = MppClient(wallet, rpc_url=devnet.rpc_url, allowed_origins=[proxy.url],
-                       ledger=Ledger(tmp_path / "l.db"), transport=DropAfterPaid(1))
+                       ledger=Ledger(tmp_path / "l.db"), transport=DropAfterPaid(1, inner()))
     before = devnet.balance(proxy.recipient)
     r = client.post(proxy.url + "/v1/chat/completions", json={"model": MODEL, "messages": MSG})
     assert r.status_code == 200 and r.headers["idempotent-replayed"] == "true"

@@ -1,0 +1,451 @@
+"""The sync client's lean HTTP/1.1 transport over real loopback sockets, against scripted servers.
+
+Each failure is also sent through ``httpx2.HTTPTransport`` (httpcore2): both must raise the same
+``httpx2`` exception class, since the openai SDK's retries and the paying engine key on it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import h11
+import httpx2
+import pytest
+
+from mpp_claude.client._wire import WireTransport, default_transport
+
+Answer = Callable[["Server", socket.socket, bytes], bool]  # returns False to close the connection
+
+
+def read_request(conn: socket.socket, buf: bytearray) -> bytes | None:
+    """One whole request (head + Content-Length or chunked body) from ``conn``; None at EOF."""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            head = bytes(buf[:end + 4])
+            lower = head.lower()
+            if b"transfer-encoding: chunked" in lower:
+                stop = buf.find(b"0\r\n\r\n", end + 4)
+                if stop >= 0:
+                    request = bytes(buf[:stop + 5])
+                    del buf[:stop + 5]
+                    return request
+            else:
+                length = 0
+                if b"content-length:" in lower:
+                    length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(buf) >= end + 4 + length:
+                    request = bytes(buf[:end + 4 + length])
+                    del buf[:end + 4 + length]
+                    return request
+        data = conn.recv(65536)
+        if not data:
+            return None
+        buf += data
+
+
+def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> Answer:
+    def answer(server: Server, conn: socket.socket, request: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+                     % (len(body), extra, body))
+        return True
+    return answer
+
+
+class Server:
+    """A loopback HTTP server whose answers the test scripts; counts connections, requests and
+    the ``recv`` calls the first request of each connection took."""
+
+    def __init__(self, answer: Answer, tls: ssl.SSLContext | None = None) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.closed = 0  # connections the client ended (EOF seen)
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        port = self._sock.getsockname()[1]
+        if tls is not None:
+            self._sock = tls.wrap_socket(self._sock, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        self._open: list[socket.socket] = []
+        self.gate = threading.Event()
+
+    def start(self) -> Server:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except ssl.SSLError:
+                continue  # a client that refused our certificate
+            except OSError:
+                return
+            self.connections += 1
+            self._open.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = bytearray()
+        try:
+            while True:
+                request = read_request(conn, buf)
+                if request is None:
+                    self.closed += 1
+                    return
+                self.requests.append(request)
+                if not self.answer(self, conn, request):
+                    return
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def drop_idle(self) -> None:
+        for conn in self._open:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._open.clear()
+
+    def close(self) -> None:
+        self._sock.close()
+        self.drop_idle()
+
+
+@contextmanager
+def serving(answer: Answer, tls: ssl.SSLContext | None = None) -> Iterator[Server]:
+    server = Server(answer, tls).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def wait_for(predicate: Callable[[], bool]) -> bool:
+    event = threading.Event()
+    for _ in range(200):
+        if predicate():
+            return True
+        event.wait(0.01)
+    return predicate()
+
+
+def test_post_reuses_one_connection_and_writes_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[bytes] = []
+
+    class Counting(socket.socket):
+        def sendall(self, data: Any, flags: int = 0) -> None:
+            writes.append(bytes(data))
+            super().sendall(data, flags)
+
+    def connect(address: tuple[str, int], timeout: float | None = None) -> socket.socket:
+        sock = Counting(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(address)
+        return sock
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    with serving(ok()) as s, httpx2.Client(transport=WireTransport()) as client:
+        for i in range(10):
+            r = client.post(s.url + "/v1/x?q=1", json={"i": i}, headers={"X-Trace": "a"})
+            assert r.status_code == 200 and r.json() == {"ok": True} and r.reason_phrase == "OK"
+            assert r.http_version == "HTTP/1.1"
+        assert s.connections == 1 and len(s.requests) == 10
+    assert len(writes) == 10  # head and body of each request in one write
+    head, body = writes[3].split(b"\r\n\r\n")
+    assert head.startswith(b"POST /v1/x?q=1 HTTP/1.1\r\n") and b"\r\nX-Trace: a" in head
+    assert body == b'{"i":3}' and s.requests[3] == writes[3]
+
+
+def test_content_encoding_is_decoded_by_httpx2() -> None:
+    body = gzip.compress(b'{"hello": "world"}' * 50)
+    with serving(ok(body, b"Content-Encoding: gzip\r\n")) as s, httpx2.Client(transport=WireTransport()) as c:
+        r = c.get(s.url)
+        assert r.headers["content-encoding"] == "gzip" and r.text == '{"hello": "world"}' * 50
+
+
+@pytest.mark.parametrize(("method", "head"), [
+    ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n"),
+    ("GET", b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ("GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n"),
+])
+def test_answers_without_a_body_keep_the_connection(method: str, head: bytes) -> None:
+    def answer(server: Server, conn: socket.socket, request: bytes) -> bool:
+        if request.startswith(b"GET /next"):
+            return ok()(server, conn, request)
+        conn.sendall(head)
+        return True
+
+    with serving(answer) as s, httpx2.Client(transport=WireTransport()) as c:
+        r = c.request(method, s.url + "/first")
+        assert r.content == b""
+        assert c.get(s.url + "/next").json() == {"ok": True}
+        assert s.connections == 1
+
+
+def test_event_stream_arrives_piece_by_piece() -> None:
+    """The second event is only sent once the client has read the first: a transport that waited
+    for the whole body would never see it (the server gives up and the test fails)."""
+    released = threading.Event()
+
+    def answer(server: Server, conn: socket.socket, request: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\nd\r\ndata: first\n\n\r\n")
+        if server.gate.wait(10):
+            released.set()
+            conn.sendall(b"e\r\ndata: second\n\n\r\n0\r\n\r\n")
+        return True
+
+    with serving(answer) as s, httpx2.Client(transport=WireTransport()) as c:
+        lines = []
+        with c.stream("POST", s.url + "/sse", content=b"{}") as r:
+            for line in r.iter_lines():
+                lines.append(line)
+                s.gate.set()
+        assert [x for x in lines if x] == ["data: first", "data: second"] and released.is_set()
+        assert c.get(s.url + "/again").status_code == 200 and s.connections == 1  # read to the end: reused
+
+
+def slow_ok(server: Server, conn: socket.socket, request: bytes) -> bool:
+    """The head at once, the body when the test opens ``server.gate``."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+    server.gate.wait(10)
+    conn.sendall(b"ok")
+    return True
+
+
+def test_response_closed_early_closes_its_socket() -> None:
+    def answer(server: Server, conn: socket.socket, request: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        return True  # the server then reads EOF: counted in ``closed``
+
+    with serving(answer) as s, httpx2.Client(transport=WireTransport()) as c:
+        with c.stream("GET", s.url) as r:
+            assert next(r.iter_raw()) == b"x" * 10
+        assert wait_for(lambda: s.closed == 1)  # the client closed it
+        s.answer = ok()
+        assert c.get(s.url).status_code == 200 and s.connections == 2
+
+
+def test_connection_close_and_idle_drops_are_not_reused() -> None:
+    def answer(server: Server, conn: socket.socket, request: bytes) -> bool:
+        if b"/close" in request.split(b"\r\n")[0]:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+            return False
+        return ok()(server, conn, request)
+
+    with serving(answer) as s, httpx2.Client(transport=WireTransport()) as c:
+        assert c.get(s.url + "/close").text == "ok"
+        assert c.get(s.url + "/a").status_code == 200 and s.connections == 2
+        s.drop_idle()
+        assert wait_for(lambda: s.closed >= 1)
+        assert c.get(s.url + "/b").status_code == 200
+        assert s.connections == 3 and len(s.requests) == 3  # the stale socket was never written to
+
+
+def test_threads_share_the_pool() -> None:
+    with serving(ok()) as s, httpx2.Client(transport=WireTransport()) as c:
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                for _ in range(25):
+                    assert c.post(s.url, content=b"x").json() == {"ok": True}
+            except BaseException as exc:  # handed to the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and len(s.requests) == 200 and s.connections <= 8
+
+
+def test_close_closes_pooled_connections() -> None:
+    with serving(slow_ok) as s:
+        with httpx2.Client(transport=WireTransport()) as c:
+            with c.stream("GET", s.url) as first, c.stream("GET", s.url) as second:
+                s.gate.set()
+                assert first.read() == second.read() == b"ok"
+            assert s.connections == 2 and s.closed == 0
+        assert wait_for(lambda: s.closed == 2)
+
+
+def test_pool_limit_waits_then_times_out() -> None:
+    limits = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
+    with serving(slow_ok) as s, httpx2.Client(transport=WireTransport(limits=limits),
+                                              timeout=httpx2.Timeout(5, pool=0.2)) as c:
+        with c.stream("GET", s.url) as r:
+            with pytest.raises(httpx2.PoolTimeout):
+                c.get(s.url)
+            s.gate.set()
+            assert r.read() == b"ok"
+        assert c.get(s.url).status_code == 200 and s.connections == 1
+
+
+# -- failures map to httpx2's exceptions, as httpcore2 maps them -----------------------------------
+
+def _silent(server: Server, conn: socket.socket, request: bytes) -> bool:
+    server.gate.wait(10)
+    return False
+
+
+def _hang_up(server: Server, conn: socket.socket, request: bytes) -> bool:
+    return False
+
+
+def _garbage(server: Server, conn: socket.socket, request: bytes) -> bool:
+    conn.sendall(b"SMTP ready\r\n\r\n")
+    return False
+
+
+def _cut_short(server: Server, conn: socket.socket, request: bytes) -> bool:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+    return False
+
+
+def _reset_mid_body(server: Server, conn: socket.socket, request: bytes) -> bool:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+    server.gate.wait(0.1)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    return False
+
+
+TRANSPORTS: dict[str, Callable[[], httpx2.BaseTransport]] = {
+    "wire": WireTransport, "httpcore2": httpx2.HTTPTransport}
+
+
+@pytest.mark.parametrize("kind", list(TRANSPORTS))
+@pytest.mark.parametrize(("answer", "expected"), [
+    (_silent, httpx2.ReadTimeout), (_hang_up, httpx2.RemoteProtocolError),
+    (_garbage, httpx2.RemoteProtocolError), (_cut_short, httpx2.RemoteProtocolError),
+    (_reset_mid_body, httpx2.ReadError)])
+def test_failures_raise_what_httpx2_raises(kind: str, answer: Answer, expected: type[Exception]) -> None:
+    with serving(answer) as s, httpx2.Client(transport=TRANSPORTS[kind](), timeout=0.5) as c:
+        with pytest.raises(expected):
+            c.post(s.url, content=b'{"pay": 1}')
+        s.gate.set()
+        assert len(s.requests) == 1  # never sent again
+
+
+@pytest.mark.parametrize("kind", list(TRANSPORTS))
+def test_connect_refused_is_connect_error(kind: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    with httpx2.Client(transport=TRANSPORTS[kind]()) as c, pytest.raises(httpx2.ConnectError):
+        c.get(f"http://127.0.0.1:{port}/")
+
+
+@pytest.mark.parametrize("kind", list(TRANSPORTS))
+def test_write_timeout(kind: str) -> None:
+    """A server that accepts (the kernel does) but never reads: the send buffers fill up."""
+    with socket.create_server(("127.0.0.1", 0)) as deaf, httpx2.Client(
+            transport=TRANSPORTS[kind](), timeout=httpx2.Timeout(5, write=0.3)) as c, \
+            pytest.raises(httpx2.WriteTimeout):
+        c.post(f"http://127.0.0.1:{deaf.getsockname()[1]}/", content=b"x" * (64 * 1024 * 1024))
+
+
+@pytest.mark.parametrize("kind", list(TRANSPORTS))
+def test_invalid_header_value_is_refused_before_sending(kind: str) -> None:
+    with serving(ok()) as s, httpx2.Client(transport=TRANSPORTS[kind]()) as c:
+        with pytest.raises(httpx2.LocalProtocolError):
+            c.get(s.url, headers={"X-Bad": "a\x00b"})
+        assert s.requests == []
+
+
+# -- what goes to httpx2's own transport ---------------------------------------------------------
+
+def test_streamed_request_body_goes_through_httpcore2() -> None:
+    with serving(ok()) as s, httpx2.Client(transport=WireTransport()) as c:
+        r = c.post(s.url, content=iter([b"ab", b"cd"]))
+        assert r.status_code == 200 and s.requests[0].endswith(b"2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n")
+
+
+def test_default_transport_only_for_what_it_implements() -> None:
+    assert isinstance(default_transport(limits=httpx2.Limits(max_connections=5)), WireTransport)
+    assert isinstance(default_transport(verify=False, trust_env=False), WireTransport)
+    assert type(default_transport(http2=True)) is httpx2.HTTPTransport
+    assert type(default_transport(http1=False, http2=True)) is httpx2.HTTPTransport
+    assert type(default_transport(retries=2)) is httpx2.HTTPTransport
+    assert type(default_transport(uds="/tmp/x.sock")) is httpx2.HTTPTransport
+    with pytest.raises(ValueError, match=r"HTTP/1\.1 only"):
+        WireTransport(http2=True)
+
+
+# -- TLS, through httpx2.create_ssl_context ------------------------------------------------------
+
+@pytest.fixture
+def tls(tmp_path: Any) -> tuple[ssl.SSLContext, str]:
+    """A server context with a throw-away self-signed certificate for 127.0.0.1, and its path."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx, str(cert)
+
+
+def test_tls_with_a_trusted_certificate(tls: tuple[ssl.SSLContext, str]) -> None:
+    ctx, cert = tls
+    verify = ssl.create_default_context(cafile=cert)
+    with serving(ok(), ctx) as s, httpx2.Client(transport=WireTransport(verify=verify)) as c:
+        assert [c.post(s.url, content=b"{}").json() for _ in range(3)] == [{"ok": True}] * 3
+        assert s.connections == 1
+
+
+@pytest.mark.parametrize("kind", list(TRANSPORTS))
+def test_tls_refuses_an_untrusted_certificate(tls: tuple[ssl.SSLContext, str], kind: str) -> None:
+    with serving(ok(), tls[0]) as s, httpx2.Client(transport=TRANSPORTS[kind]()) as c:
+        with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            c.get(s.url)
+        assert s.requests == []
+
+
+def test_tls_verify_false(tls: tuple[ssl.SSLContext, str]) -> None:
+    with serving(ok(), tls[0]) as s, httpx2.Client(transport=WireTransport(verify=False)) as c:
+        assert c.get(s.url).json() == {"ok": True}
+
+
+def test_mpp_client_takes_it_only_for_what_it_implements() -> None:
+    from mpp_claude.client import MppClient, Wallet
+
+    wallet = Wallet.from_private_key("0x" + "42" * 32)
+    with MppClient(wallet, rpc_url="http://127.0.0.1:1", ledger=None) as client:
+        assert isinstance(client._transport.inner, WireTransport)
+    with MppClient(wallet, rpc_url="http://127.0.0.1:1", ledger=None, http2=True) as client:
+        assert type(client._transport.inner) is httpx2.HTTPTransport
+
+
+def test_a_read_streamed_body_keeps_its_chunked_framing() -> None:
+    """MppTransport reads every body before sending; a streamed one keeps Transfer-Encoding: chunked."""
+    with serving(ok()) as s, httpx2.Client(transport=WireTransport()) as c:
+        request = c.build_request("POST", s.url, content=iter([b"ab", b"cd"]))
+        request.read()
+        assert c.send(request).status_code == 200
+        assert s.requests[0].endswith(b"\r\n\r\n4\r\nabcd\r\n0\r\n\r\n")
+        request = c.build_request("POST", s.url, content=iter([]))
+        request.read()
+        assert c.send(request).status_code == 200 and s.requests[1].endswith(b"\r\n\r\n0\r\n\r\n")
+        assert s.connections == 1
+
+
+@pytest.mark.parametrize("kind", list(TRANSPORTS))
+def test_a_wrong_content_length_is_refused_as_httpx2_does(kind: str) -> None:
+    with serving(ok()) as s, httpx2.Client(transport=TRANSPORTS[kind]()) as c:
+        with pytest.raises(h11.LocalProtocolError, match="Too little data"):  # httpcore2 lets h11's through
+            c.post(s.url, content=b"abc", headers={"Content-Length": "5"})
+        assert c.post(s.url, content=b"abc").status_code == 200
