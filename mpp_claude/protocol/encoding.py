@@ -197,11 +197,19 @@ def _plain(value: Any, depth: int) -> bool:
     if depth >= MAX_JSON_DEPTH:
         return False
     if kind is dict:
-        return (all(type(k) is str and k.isascii() for k in value)
-                and all(_plain(v, depth + 1) for v in value.values()))
-    if kind is list or kind is tuple:
-        return all(_plain(v, depth + 1) for v in value)
-    return False
+        for key in value:
+            if type(key) is not str or not key.isascii():
+                return False
+        items = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return False
+    for item in items:  # leaves inline: a recursive call per string costs more than the check
+        leaf = type(item)
+        if not (leaf is str or leaf is int or leaf is bool or item is None or _plain(item, depth + 1)):
+            return False
+    return True
 
 
 def canonical_json(value: Any) -> bytes:
