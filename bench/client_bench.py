@@ -41,6 +41,7 @@ import httpx2
 from eth_account import Account
 
 from mpp_claude.client import AsyncMppClient, MppClient, Policy, Wallet
+from mpp_claude.client._wire import default_transport
 from mpp_claude.client.ledger import Ledger
 from mpp_claude.devnet import Devnet
 from mpp_claude.tempo import tip20
@@ -109,11 +110,11 @@ def unpaid_overhead() -> tuple[float, float]:
 
 
 class TimedTransport(httpx2.BaseTransport):
-    """Adds up the time (wall and thread CPU) spent in the network transport, to separate the
-    client's own work."""
+    """Adds up the time (wall and thread CPU) spent in the network transport (``inner``, default
+    httpx2's own), to separate the client's own work."""
 
-    def __init__(self) -> None:
-        self.inner = httpx2.HTTPTransport()
+    def __init__(self, inner: httpx2.BaseTransport | None = None) -> None:
+        self.inner = inner or httpx2.HTTPTransport()
         self.spent = 0.0
         self.cpu = 0.0
 
@@ -213,11 +214,13 @@ async def _ainterleaved(fns: list[Callable[[], Awaitable[Any]]], n: int, warm: i
     return [statistics.median(x) for x in samples]
 
 
-def sync_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, ledger: Path
-              ) -> tuple[float, float, dict[str, float]]:
-    """(MppClient median, bare payer median, own-work figures), interleaved with a plain httpx2
-    client sending the unpaid request (the HTTP client's own share).
+def sync_pair(url: str, keys: tuple[bytes, bytes, bytes], rpc_url: str, ledger: Path
+              ) -> tuple[float, float, float, dict[str, float]]:
+    """(MppClient median, MppClient-on-httpcore2 median, bare payer median, own-work figures),
+    interleaved with a plain httpx2 client sending the unpaid request (the HTTP client's own share).
 
+    ``MppClient`` runs on its default inner transport (``WireTransport``); the second one on
+    ``httpx2.HTTPTransport`` (httpcore2), as before the lean transport, for comparison.
     The bare payer is the floor: 402 -> build + sign -> retry, no policy, budgets or ledger.
     Own work = MppClient's total time minus the time spent inside the network transport.
     """
@@ -228,7 +231,7 @@ def sync_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, ledger: Path
     from mpp_claude.tempo.rpc import RpcClient
     from mpp_claude.tempo.signer import LocalSigner
 
-    timed = TimedTransport()
+    timed = TimedTransport(default_transport())
     client = MppClient(Wallet.from_private_key(keys[0]), rpc_url=rpc_url, allowed_origins=[url],
                        policy=_policy(), ledger=Ledger(ledger), transport=timed)
     own = OwnWork(timed)
@@ -237,6 +240,14 @@ def sync_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, ledger: Path
         with own.measure():
             r = client.post(url + "/v1/chat/completions", content=BODY, headers=HEADERS)
         assert r.status_code == 200 and client.last_receipt is not None, r.text
+
+    on_httpcore = MppClient(Wallet.from_private_key(keys[2]), rpc_url=rpc_url, allowed_origins=[url],
+                            policy=_policy(), ledger=Ledger(ledger.with_suffix(".h.db")),
+                            transport=httpx2.HTTPTransport())
+
+    def ours_httpcore() -> None:
+        r = on_httpcore.post(url + "/v1/chat/completions", content=BODY, headers=HEADERS)
+        assert r.status_code == 200 and on_httpcore.last_receipt is not None, r.text
 
     plain_timed = TimedTransport()
     plain = httpx2.Client(transport=plain_timed, timeout=60)
@@ -261,12 +272,14 @@ def sync_pair(url: str, keys: tuple[bytes, bytes], rpc_url: str, ledger: Path
         assert r.status_code == 200, r.text
 
     try:
-        ours_ms, bare_ms, _ = _interleaved([ours, bare, unpaid], N_PAID, WARM)
+        ours_ms, httpcore_ms, bare_ms, _ = _interleaved([ours, ours_httpcore, bare, unpaid], N_PAID, WARM)
         wall, cpu = own.medians(WARM)
         floor_wall, floor_cpu = floor.medians(WARM)
-        return ours_ms, bare_ms, {"wall": wall, "cpu": cpu, "floor_wall": floor_wall, "floor_cpu": floor_cpu}
+        return ours_ms, httpcore_ms, bare_ms, {"wall": wall, "cpu": cpu, "floor_wall": floor_wall,
+                                               "floor_cpu": floor_cpu}
     finally:
         client.close()
+        on_httpcore.close()
         plain.close()
         http.close()
         rpc.close()
@@ -280,7 +293,7 @@ STEPS = (("402 + policy, 200's receipt parse", "on_response"), ("budgets + ledge
 def breakdown(url: str, key: bytes, rpc_url: str, ledger: Path) -> tuple[dict[str, float], float]:
     """Median ms per paid request of each step in ``STEPS`` (wrapped on one client's engine), and
     that client's own-work median (wall) with the wrappers in place."""
-    timed = TimedTransport()
+    timed = TimedTransport(default_transport())
     client = MppClient(Wallet.from_private_key(key), rpc_url=rpc_url, allowed_origins=[url],
                        policy=_policy(), ledger=Ledger(ledger), transport=timed)
     engine = client._engine  # bench only: time the engine's steps without touching its code
@@ -358,9 +371,10 @@ def main() -> int:
           f"overhead {overhead:.4f} ms (goal <= 0.1 ms)")
     net = Devnet.start()
     try:
-        keys = [bytes(net.new_funded_account(500 * 10**6).key) for _ in range(5)]
+        keys = [bytes(net.new_funded_account(500 * 10**6).key) for _ in range(6)]
         with server(net) as url, tempfile.TemporaryDirectory() as tmp:
-            sync_ms, bare_ms, own = sync_pair(url, (keys[0], keys[1]), net.rpc_url, Path(tmp) / "a.db")
+            sync_ms, httpcore_ms, bare_ms, own = sync_pair(url, (keys[0], keys[1], keys[5]), net.rpc_url,
+                                                           Path(tmp) / "a.db")
             steps, wrapped_own = breakdown(url, keys[4], net.rpc_url, Path(tmp) / "c.db")
             async_ms, peer_ms = async_pair(url, (keys[2], keys[3]), net.rpc_url, net.chain_id,
                                            Path(tmp) / "b.db")
@@ -369,7 +383,7 @@ def main() -> int:
     payment = own["wall"] - own["floor_wall"]
     print(f"paid request median, n={N_PAID} each, same server, clients taking turns:")
     print(f"  MppClient {sync_ms:.2f} ms vs a bare payer (no policy, budgets or ledger) {bare_ms:.2f} ms "
-          f"(ratio {sync_ms / bare_ms:.2f})")
+          f"(ratio {sync_ms / bare_ms:.2f}); MppClient on httpx2.HTTPTransport {httpcore_ms:.2f} ms")
     print(f"  AsyncMppClient {async_ms:.2f} ms vs the pympp client {peer_ms:.2f} ms: "
           f"{peer_ms / async_ms:.2f}x faster (goal >= 5x)")
     print("own work per paid request (total minus time inside the network transport), median:")
@@ -389,6 +403,8 @@ def main() -> int:
           f"{peer_ms / async_ms:.2f}x faster (goal 5x) |")
     print(f"| client paid median (sync) vs bare payer | {sync_ms:.2f} ms | bare {bare_ms:.2f} ms, "
           f"goal 8 ms | {sync_ms / bare_ms:.2f} |")
+    print(f"| client paid median (sync): WireTransport vs httpx2.HTTPTransport inside | {sync_ms:.2f} ms | "
+          f"httpcore2 {httpcore_ms:.2f} ms | {httpcore_ms / sync_ms:.2f}x faster |")
     for kind in ("wall", "cpu"):
         value = own[kind]
         print(f"| client own work per paid request ({kind}) | {value:.2f} ms | goal 1 ms | {value:.2f} |")
