@@ -9,8 +9,9 @@ module does only what JSON-RPC needs: ``POST`` a JSON body over a kept-alive con
 (plain or TLS) and read one response framed by ``Content-Length``, chunked encoding or the
 connection's end.
 
-Layout: ``ResponseParser`` is sans-I/O (bytes in, one response out); ``SyncPool`` and
-``AsyncPool`` only move bytes.  ``tempo.rpc`` chooses this path or ``httpx2`` (``use_wire``):
+Layout: ``ResponseParser`` is sans-I/O (bytes in, one response out, whole or piece by piece;
+the sync paying client's ``client._wire.WireTransport`` streams answers through it too);
+``SyncPool`` and ``AsyncPool`` only move bytes.  ``tempo.rpc`` chooses this path or ``httpx2`` (``use_wire``):
 proxies from the environment and event loops other than asyncio keep ``httpx2``.
 
 Sharp edges, labelled:
