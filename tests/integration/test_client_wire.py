@@ -294,6 +294,27 @@ def test_pool_limit_waits_then_times_out() -> None:
         assert c.get(s.url).status_code == 200 and s.connections == 1
 
 
+@pytest.mark.parametrize("limits", [httpx2.Limits(keepalive_expiry=0),
+                                    httpx2.Limits(max_keepalive_connections=0)])
+def test_expired_or_unpooled_connections_are_not_reused(limits: httpx2.Limits) -> None:
+    with serving(ok()) as s, httpx2.Client(transport=WireTransport(limits=limits)) as c:
+        assert c.get(s.url).status_code == c.get(s.url).status_code == 200
+        assert s.connections == 2
+        assert wait_for(lambda: s.closed >= 1)  # the first one was closed, not left open
+
+
+def test_answer_delimited_by_close() -> None:
+    def answer(server: Server, conn: socket.socket, request: bytes) -> bool:
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ")
+        conn.sendall(b"the end")
+        return False
+
+    with serving(answer) as s, httpx2.Client(transport=WireTransport()) as c:
+        r = c.get(s.url)
+        assert r.text == "until the end" and r.http_version == "HTTP/1.0"
+        assert c.get(s.url).text == "until the end" and s.connections == 2
+
+
 # -- failures map to httpx2's exceptions, as httpcore2 maps them -----------------------------------
 
 def _silent(server: Server, conn: socket.socket, request: bytes) -> bool:
