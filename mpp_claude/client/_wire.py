@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx2
 
-from ..tempo._http1 import ResponseParser, WireError
+from ..tempo._httpparse import ResponseParser, WireError
 
 _SUPPORTED = frozenset(("verify", "cert", "trust_env", "http1", "http2", "limits"))
 _PORTS = {"http": 80, "https": 443}
