@@ -7,49 +7,18 @@ Each failure is also sent through ``httpx2.HTTPTransport`` (httpcore2): both mus
 from __future__ import annotations
 
 import gzip
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import h11
 import httpx2
 import pytest
+from scripted_http import Answer, Server, self_signed_certificate, server_tls, serving
 
 from mpp_claude.client._wire import WireTransport, default_transport
-
-Answer = Callable[["Server", socket.socket, bytes], bool]  # returns False to close the connection
-
-
-def read_request(conn: socket.socket, buf: bytearray) -> bytes | None:
-    """One whole request (head + Content-Length or chunked body) from ``conn``; None at EOF."""
-    while True:
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            head = bytes(buf[:end + 4])
-            lower = head.lower()
-            if b"transfer-encoding: chunked" in lower:
-                stop = buf.find(b"0\r\n\r\n", end + 4)
-                if stop >= 0:
-                    request = bytes(buf[:stop + 5])
-                    del buf[:stop + 5]
-                    return request
-            else:
-                length = 0
-                if b"content-length:" in lower:
-                    length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
-                if len(buf) >= end + 4 + length:
-                    request = bytes(buf[:end + 4 + length])
-                    del buf[:end + 4 + length]
-                    return request
-        data = conn.recv(65536)
-        if not data:
-            return None
-        buf += data
 
 
 def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> Answer:
@@ -58,77 +27,6 @@ def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> Answer:
                      % (len(body), extra, body))
         return True
     return answer
-
-
-class Server:
-    """A loopback HTTP server whose answers the test scripts; counts connections, requests and
-    the ``recv`` calls the first request of each connection took."""
-
-    def __init__(self, answer: Answer, tls: ssl.SSLContext | None = None) -> None:
-        self.answer = answer
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.closed = 0  # connections the client ended (EOF seen)
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        port = self._sock.getsockname()[1]
-        if tls is not None:
-            self._sock = tls.wrap_socket(self._sock, server_side=True)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        self._open: list[socket.socket] = []
-        self.gate = threading.Event()
-
-    def start(self) -> Server:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except ssl.SSLError:
-                continue  # a client that refused our certificate
-            except OSError:
-                return
-            self.connections += 1
-            self._open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = bytearray()
-        try:
-            while True:
-                request = read_request(conn, buf)
-                if request is None:
-                    self.closed += 1
-                    return
-                self.requests.append(request)
-                if not self.answer(self, conn, request):
-                    return
-        except OSError:
-            return
-        finally:
-            conn.close()
-
-    def drop_idle(self) -> None:
-        for conn in self._open:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._open.clear()
-
-    def close(self) -> None:
-        self._sock.close()
-        self.drop_idle()
-
-
-@contextmanager
-def serving(answer: Answer, tls: ssl.SSLContext | None = None) -> Iterator[Server]:
-    server = Server(answer, tls).start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def wait_for(predicate: Callable[[], bool]) -> bool:
@@ -409,15 +307,8 @@ def test_default_transport_only_for_what_it_implements() -> None:
 @pytest.fixture
 def tls(tmp_path: Any) -> tuple[ssl.SSLContext, str]:
     """A server context with a throw-away self-signed certificate for 127.0.0.1, and its path."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    return ctx, str(cert)
+    cert, key = self_signed_certificate(tmp_path)
+    return server_tls(cert, key), str(cert)
 
 
 def test_tls_with_a_trusted_certificate(tls: tuple[ssl.SSLContext, str]) -> None:

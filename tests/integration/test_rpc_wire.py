@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from scripted_http import Server, self_signed_certificate, server_tls
 
 from mpp_claude.errors import RpcUnavailable
 from mpp_claude.tempo import _http1
@@ -31,66 +30,16 @@ def _ok(conn: socket.socket, request: bytes) -> bool:
     return True
 
 
-class Node:
+class Node(Server):
     """A loopback JSON-RPC node whose answers the test scripts; counts connections and calls."""
 
-    def __init__(self, answer: Answer = _ok) -> None:
-        self.answer = answer
-        self.connections = 0
-        self.calls = 0
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/"
-        self._open: list[socket.socket] = []
+    def __init__(self, answer: Answer = _ok, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(lambda server, conn, request: answer(conn, request), tls)
+        self.url += "/"
 
-    def start(self) -> Node:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self._open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        try:
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-                head, sep, rest = buf.partition(b"\r\n\r\n")
-                if not sep:
-                    continue
-                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                if len(rest) < length:
-                    continue
-                request, buf = head + sep + rest[:length], rest[length:]
-                self.calls += 1
-                if not self.answer(conn, request):
-                    return
-        except OSError:
-            return
-        finally:
-            conn.close()
-
-    def drop_idle(self) -> None:
-        """Close every connection from the node's side (as a node's idle timeout would)."""
-        for conn in self._open:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._open.clear()
-
-    def close(self) -> None:
-        self._sock.close()
-        self.drop_idle()
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
 
 
 @contextmanager
@@ -225,19 +174,10 @@ def test_async_client_used_from_two_event_loops() -> None:
 def tls_node(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
     """A node behind TLS with a throw-away CA-less self-signed certificate for 127.0.0.1, trusted
     through ``SSL_CERT_FILE`` (as a user pointing at a private CA would)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True)
+    cert, key = self_signed_certificate(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     monkeypatch.setattr(_http1, "_tls_context", None)  # built again from the environment
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    n = Node()
-    n._sock = server_ctx.wrap_socket(n._sock, server_side=True)
-    n.url = n.url.replace("http://", "https://")
+    n = Node(tls=server_tls(cert, key))
     n.start()
     try:
         yield n

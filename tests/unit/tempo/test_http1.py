@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from mpp_claude.tempo._http1 import MAX_BODY, Endpoint, ResponseParser, WireError, use_wire
 
+from ._framing import framed
+
 
 def parse(*pieces: bytes) -> ResponseParser:
     parser = ResponseParser()
@@ -122,12 +124,7 @@ def test_bytes_after_done_are_ignored() -> None:
 @given(body=st.binary(max_size=300), chunk=st.integers(1, 7), split=st.integers(1, 40), chunked=st.booleans())
 def test_any_split_gives_the_same_answer(body: bytes, chunk: int, split: int, chunked: bool) -> None:
     """Framing does not depend on how the bytes arrive."""
-    if chunked:
-        pieces = [body[i:i + chunk] for i in range(0, len(body), chunk)]
-        payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-        raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + payload
-    else:
-        raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    raw = framed(body, chunk=chunk, chunked=chunked)
     parser = ResponseParser()
     done = False
     for i in range(0, len(raw), split):

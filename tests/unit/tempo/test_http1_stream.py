@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from mpp_claude.tempo._http1 import MAX_BODY, ResponseParser, WireError
 
+from ._framing import framed
+
 
 def test_head_fields_are_exposed_raw() -> None:
     p = ResponseParser()
@@ -101,12 +103,7 @@ def test_whole_answer_bounded_while_chunks_arrive() -> None:
 @given(body=st.binary(max_size=300), chunk=st.integers(1, 7), split=st.integers(1, 40), chunked=st.booleans())
 def test_streamed_pieces_join_to_the_body(body: bytes, chunk: int, split: int, chunked: bool) -> None:
     """However the bytes arrive, the pieces ``take`` returns join to the body."""
-    if chunked:
-        pieces = [body[i:i + chunk] for i in range(0, len(body), chunk)]
-        payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-        raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + payload
-    else:
-        raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    raw = framed(body, chunk=chunk, chunked=chunked)
     parser = ResponseParser(max_body=None)
     got = b"".join(parser.take(raw[i:i + split]) for i in range(0, len(raw), split))
     assert parser.done and parser.keep_alive and got == body
