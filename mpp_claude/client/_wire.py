@@ -24,7 +24,6 @@ Sharp edges, labelled:
 from __future__ import annotations
 
 import re
-import select
 import socket
 import ssl
 import threading
@@ -35,16 +34,16 @@ from typing import Any
 
 import httpx2
 
-from ..tempo._httpparse import ResponseParser, WireError
+from ..tempo._http1 import idle_closed
+from ..tempo._httpparse import TOKEN, ResponseParser, WireError
 
 _SUPPORTED = frozenset(("verify", "cert", "trust_env", "http1", "http2", "limits"))
 _PORTS = {"http": 80, "https": 443}
 _RECV = 65536
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VCHAR = rb"[\x21-\x7e\x80-\xff]"
 #: what h11 accepts: a token method, a visible target, token names, values without CR/LF/NUL
-_START = re.compile(_TOKEN + rb" [\x21-\x7e]+ HTTP/1\.1\r\n")
-_HEADERS = re.compile(rb"(?:" + _TOKEN + rb": (?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?\r\n)*")
+_START = re.compile(TOKEN + rb" [\x21-\x7e]+ HTTP/1\.1\r\n")
+_HEADERS = re.compile(rb"(?:" + TOKEN + rb": (?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?\r\n)*")
 
 Key = tuple[str, str, int]
 HTTPX2_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20)  # httpx2's defaults
@@ -235,7 +234,7 @@ class WireTransport(httpx2.BaseTransport):
                     conn = idle.pop()
                     self._n_idle -= 1
                     fresh = self._expiry is None or now - conn.idle_since <= self._expiry
-                    if fresh and not _readable(conn.sock):
+                    if fresh and not idle_closed(conn.sock):
                         self._n_busy += 1
                         return conn
                     conn.sock.close()
@@ -359,18 +358,6 @@ class _Streamed(httpx2.SyncByteStream):
 
     def close(self) -> None:
         self._end(False)  # closed before the end: the socket goes too
-
-
-def _readable(sock: socket.socket) -> bool:
-    """An idle connection with something to read was closed by the server (or is broken)."""
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
-    try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return True
 
 
 def _mapped(exc: BaseException) -> BaseException:

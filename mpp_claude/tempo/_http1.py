@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from ._httpparse import MAX_BODY, MAX_HEAD, ResponseParser, WireError
 
 __all__ = ["MAX_BODY", "MAX_HEAD", "AsyncPool", "Endpoint", "ResponseParser", "SyncPool", "WireError",
-           "tls_context", "use_wire"]
+           "idle_closed", "tls_context", "use_wire"]
 
 IDLE_EXPIRY = 10.0  # seconds an idle connection is kept; nodes and proxies drop them after a while
 MAX_IDLE = 32
@@ -157,7 +157,7 @@ class SyncPool:
                 raise WireError("client closed")
             while self._idle:
                 conn = self._idle.pop()
-                if now - conn.idle_since < IDLE_EXPIRY and not _readable(conn.sock):
+                if now - conn.idle_since < IDLE_EXPIRY and not idle_closed(conn.sock):
                     return conn.sock
                 conn.sock.close()
         return self._open()
@@ -190,15 +190,17 @@ class SyncPool:
             conn.sock.close()
 
 
-def _readable(sock: socket.socket) -> bool:
-    """An idle connection with something to read is closed or broken: never reuse it."""
+def idle_closed(sock: socket.socket) -> bool:
+    """Whether an idle kept-alive connection was closed by the peer or broke: something to read
+    on a connection with no request in flight means EOF, a reset or stray bytes; never reuse it."""
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
     try:
-        ready, _, _ = select.select([sock], [], [], 0)
+        poller = select.poll()  # poll, not select: any descriptor number
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(ready)
 
 
 def _wire_error(exc: BaseException, stage: str = "request") -> WireError:

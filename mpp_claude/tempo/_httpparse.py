@@ -13,7 +13,8 @@ import re
 MAX_BODY = 32 * 1024 * 1024
 MAX_HEAD = 64 * 1024
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name
+TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  #: RFC 9110 token: a method or a header name
+_TOKEN = re.compile(TOKEN)
 
 
 class WireError(Exception):
