@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from eth_hash.auto import keccak
+from ._keccak import keccak
 
 MEMO_TAG = keccak(b"mpp")[:4]
 MEMO_VERSION = 1

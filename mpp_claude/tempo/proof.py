@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eth_hash.auto import keccak
-
 from ..errors import VerificationFailed
+from ._keccak import keccak
 from .signer import Signature, SignatureError, Signer, recover_address
 from .verify import ChargeContext, source_address
 

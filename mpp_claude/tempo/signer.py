@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from eth_hash.auto import keccak
+from ._keccak import keccak
 
 try:  # libsecp256k1 bindings: ~100x faster than the pure-Python fallback
     import coincurve as _cc

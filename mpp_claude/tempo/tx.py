@@ -31,10 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from eth_hash.auto import keccak
-
 from ..errors import MalformedTransaction
 from . import _rlp
+from ._keccak import keccak
 from ._rlp import Item, RlpError, uint_to_bytes
 from ._txfields import (
     U64,

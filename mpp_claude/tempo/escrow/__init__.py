@@ -16,8 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eth_hash.auto import keccak
-
+from .._keccak import keccak
 from .addresses import CANONICAL_ESCROWS, KNOWN_V1_ESCROWS, V2_CHANNEL_RESERVE, resolve_escrow
 
 ARTIFACT_PATH = Path(__file__).resolve().parent / "Escrow.json"

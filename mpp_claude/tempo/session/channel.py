@@ -22,8 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eth_hash.auto import keccak
-
+from .._keccak import keccak
 from ._abi import address_word, channel_id_bytes, normalize_address, uint_word
 
 ZERO_ADDRESS = "0x" + "00" * 20

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_hash.auto import keccak
-
 from ...errors import ChainError, RpcError
+from .._keccak import keccak
 from ..escrow import decode_revert
 from ..rpc import AsyncRpcClient, RpcClient, hex_int
 from ..signer import Signer

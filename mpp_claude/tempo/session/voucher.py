@@ -27,9 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from eth_hash.auto import keccak
-
 from ...errors import InvalidVoucherSignature
+from .._keccak import keccak
 from ..signer import SECP256K1_HALF_N, SECP256K1_N, Signature, SignatureError, Signer, recover_address
 from ._abi import address_word, channel_id_bytes
 
