@@ -57,6 +57,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_app_from_env() -> Any:
     """uvicorn factory for worker processes: the config from ``MPP_CLAUDE_SERVE_FLAGS`` + environment."""
+    from ._uvicorn import CoalescingProtocol
     from .app import create_app
     from .config import load_config
 
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         sys.stderr.write("mpp-claude serve needs the server extra: pip install 'mpp-claude[server]'\n")
         return 1
+    from ._uvicorn import CoalescingProtocol
     from .app import create_app
     from .config import load_config
 
@@ -111,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
     if config.workers > 1:
         os.environ[FLAGS_ENV] = json.dumps({**flags, "__config__": str(args.config) if args.config else None})
         uvicorn.run("mpp_claude.server.cli:build_app_from_env", factory=True, host=config.host,
-                    port=config.port, workers=config.workers, log_level=args.log_level, access_log=False)
+                    port=config.port, workers=config.workers, log_level=args.log_level, access_log=False,
+                    http=CoalescingProtocol)
     else:
         uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=args.log_level,
-                    access_log=False)
+                    access_log=False, http=CoalescingProtocol)
     return 0
