@@ -57,7 +57,6 @@ from ..protocol.credential import Credential, parse_credential
 from ..protocol.receipt import Receipt, format_receipt
 from ..tempo import tx as txmod
 from ..tempo.settle import AsyncChargeVerifier, SettledPayment, decode_hex_payload
-from ..tempo.tx import TempoTransaction
 from ..tempo.verify import ChargeContext, source_address
 from .binding import RouteTerms, body_digest, charge_request, check_echo, make_offers
 from .config import ServerConfig
@@ -195,8 +194,10 @@ class PaymentGate:
         ctx = ChargeContext.from_values(bound.challenge_id, terms.realm, bound.request, int(bound.expires_at))
 
         scoped_key = None
+        decoded, sender = None, None
         if idempotency_key is not None:
-            payer = self._payer(credential, ctx)
+            payer, decoded = self._payer(credential, ctx)
+            sender = payer if decoded is not None else None
             scoped_key = f"{payer}:{idempotency_key}"
             found = await self._store.idem_begin(scoped_key, request_fingerprint(terms.route, body),
                                                  ttl_s=float(self._config.idempotency_ttl))
@@ -212,7 +213,7 @@ class PaymentGate:
                 await self._store.idem_abort(scoped_key)
                 raise expired
         try:
-            settled = await self._settle(credential, ctx, now)
+            settled = await self._settle(credential, ctx, now, decoded, sender)
         except BaseException:
             if scoped_key is not None:
                 with anyio.CancelScope(shield=True):
@@ -226,18 +227,21 @@ class PaymentGate:
                     idempotency_key=scoped_key)
 
     @staticmethod
-    def _decode(credential: Credential) -> TempoTransaction:
-        """The transaction of a ``transaction`` credential (``MalformedTransaction`` otherwise)."""
-        return txmod.decode(decode_hex_payload(credential.payload.get("signature"), "signature")).tx
+    def _decode(credential: Credential) -> txmod.Decoded:
+        """The decoded envelope of a ``transaction`` credential (``MalformedTransaction`` otherwise)."""
+        return txmod.decode(decode_hex_payload(credential.payload.get("signature"), "signature"))
 
-    def _payer(self, credential: Credential, ctx: ChargeContext) -> str:
+    def _payer(self, credential: Credential, ctx: ChargeContext) -> tuple[str, txmod.Decoded | None]:
         """Who pays, without I/O or clock: the signature-recovered sender of a transaction (still
-        known after its validity window closed), or the ``source`` DID of a hash credential."""
+        known after its validity window closed), or the ``source`` DID of a hash credential.
+        Also the decoded transaction (``None`` for a hash credential), for settlement to reuse."""
         if credential.payload.get("type") == "transaction":
-            return txmod.recover_sender(self._decode(credential)).lower()
-        return source_address(credential.source, ctx.request.chain_id)
+            decoded = self._decode(credential)
+            return txmod.recover_sender(decoded.tx).lower(), decoded
+        return source_address(credential.source, ctx.request.chain_id), None
 
-    async def _draw_sponsor_gas(self, credential: Credential, now: datetime) -> None:
+    async def _draw_sponsor_gas(self, credential: Credential, now: datetime,
+                                decoded: txmod.Decoded | None) -> None:
         """Take the transaction's gas limit from today's shared sponsor budget (never returned:
         the budget errs on the sponsor's side).
 
@@ -247,7 +251,7 @@ class PaymentGate:
         budget = self._config.sponsor_budget
         if budget <= 0:
             return
-        gas = self._decode(credential).gas_limit
+        gas = (decoded or self._decode(credential)).tx.gas_limit
         day = now.strftime("%Y-%m-%d")
         sponsor = self._verifier.fee_payer.address.lower() if self._verifier.fee_payer else "none"
         total = await self._store.draw(f"sponsor-gas:{sponsor}:{day}", gas, budget, SPONSOR_COUNTER_TTL)
@@ -257,7 +261,8 @@ class PaymentGate:
                                      f"needs {gas} gas); new challenges do not sponsor fees")
         self._sponsor_left = (day, budget - total)
 
-    async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime) -> SettledPayment:
+    async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime,
+                      decoded: txmod.Decoded | None, sender: str | None) -> SettledPayment:
         ttl = max(1.0, (ctx.expires or 0) - now.timestamp()) + CLAIM_MARGIN
         claimed: list[str] = []
 
@@ -269,11 +274,12 @@ class PaymentGate:
             if not await self._store.claim(f"tx:{tx_hash.lower()}", max(ttl, TX_CLAIM_TTL)):
                 raise CredentialReplayed(f"transaction {tx_hash} was already used to pay")
             if ctx.request.fee_payer and credential.payload.get("type") == "transaction":
-                await self._draw_sponsor_gas(credential, now)
+                await self._draw_sponsor_gas(credential, now, decoded)
             return True
 
         try:
-            return await self._verifier.verify(credential.payload, ctx, claim=claim, source=credential.source)
+            return await self._verifier.verify(credential.payload, ctx, claim=claim, source=credential.source,
+                                               decoded=decoded, sender=sender)
         except ChainError as exc:
             if not claimed:
                 raise VerificationFailed("the chain could not be reached to verify the payment; "

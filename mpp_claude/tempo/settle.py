@@ -112,12 +112,16 @@ def decode_hex_payload(value: Any, name: str, *, limit: int = MAX_TX_BYTES) -> b
 
 def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer: Signer | None = None,
                  fee_token: str = PATH_USD, policy: SponsorPolicy = SponsorPolicy(),
-                 expiring_window: int = CHAIN_EXPIRING_WINDOW) -> PreparedPull:
+                 expiring_window: int = CHAIN_EXPIRING_WINDOW, decoded: txmod.Decoded | None = None,
+                 sender: str | None = None) -> PreparedPull:
     """All pure checks of a ``transaction`` credential, and the sponsor's co-signature (pure).
 
     Returns the exact bytes to broadcast and their hash (to claim *before* broadcasting).
     ``expiring_window`` is how far ahead the chain accepts an expiring nonce's
-    ``valid_before`` (30 s up to T10, 300 s from T11).
+    ``valid_before`` (30 s up to T10, 300 s from T11).  A caller that already decoded
+    ``signature_hex`` (``decoded``: ``tx.decode`` of its bytes) and recovered its sender
+    (``sender``: ``tx.recover_sender`` of ``decoded.tx``) passes them, so neither is done twice;
+    the checks below run on ``decoded`` all the same, and only it is broadcast.
 
     Raises:
         MalformedTransaction, VerificationFailed, PaymentInsufficient, PaymentExpired: a
@@ -126,14 +130,14 @@ def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer:
     """
     if not ctx.request.allows("pull"):
         raise VerificationFailed("this charge does not accept transaction (pull) credentials")
-    decoded = txmod.decode(decode_hex_payload(signature_hex, "signature"))
+    if decoded is None:
+        decoded = txmod.decode(decode_hex_payload(signature_hex, "signature"))
     tx = txmod.canonical_signature(decoded.tx)
-    sender = None
-    if decoded.declared_sender is not None or ctx.request.fee_payer:
+    if sender is None and (decoded.declared_sender is not None or ctx.request.fee_payer):
         sender = txmod.recover_sender(tx)
-        if decoded.declared_sender is not None and decoded.declared_sender != sender:
-            raise VerificationFailed(f"fee-payer envelope names sender {decoded.declared_sender}, "
-                                     f"the signature recovers {sender}")
+    if decoded.declared_sender is not None and decoded.declared_sender != sender:
+        raise VerificationFailed(f"fee-payer envelope names sender {decoded.declared_sender}, "
+                                 f"the signature recovers {sender}")
     if ctx.request.fee_payer:
         assert sender is not None
         check_sponsor_policy(tx, policy, now=now)
@@ -245,8 +249,12 @@ class ChargeVerifier(_Base):
         self.rpc = rpc
 
     def verify(self, payload: Mapping[str, Any], ctx: ChargeContext, *, claim: Claim,
-               source: Any = None) -> SettledPayment:
+               source: Any = None, decoded: txmod.Decoded | None = None,
+               sender: str | None = None) -> SettledPayment:
         """Verify (and for pull, settle) one credential ``payload`` against ``ctx``.
+
+        ``decoded`` and ``sender``: a ``transaction`` payload the caller already decoded (and
+        whose sender it recovered), passed on to ``prepare_pull`` so it is not done twice.
 
         Raises:
             VerificationError subclasses: refused, no money moved by us; ``CredentialReplayed``
@@ -260,13 +268,15 @@ class ChargeVerifier(_Base):
             raise ConfigError(f"the RPC serves chain {self.rpc.chain_id()}, the charge is on "
                               f"{ctx.request.chain_id}")
         if kind == "transaction":
-            return self.verify_transaction(payload.get("signature"), ctx, claim=claim)
+            return self.verify_transaction(payload.get("signature"), ctx, claim=claim, decoded=decoded,
+                                           sender=sender)
         return self.verify_hash(payload, ctx, claim=claim, source=source)
 
-    def verify_transaction(self, signature_hex: Any, ctx: ChargeContext, *, claim: Claim) -> SettledPayment:
+    def verify_transaction(self, signature_hex: Any, ctx: ChargeContext, *, claim: Claim,
+                           decoded: txmod.Decoded | None = None, sender: str | None = None) -> SettledPayment:
         """Pull mode: check, claim, (co-sign,) broadcast, wait, check the logs."""
         prep = prepare_pull(signature_hex, ctx, now=self._now(), fee_payer=self.fee_payer,
-                            fee_token=self.fee_token, policy=self.policy)
+                            fee_token=self.fee_token, policy=self.policy, decoded=decoded, sender=sender)
         if not claim(prep.tx_hash):
             raise CredentialReplayed(f"transaction {prep.tx_hash} was already used")
         try:
@@ -316,7 +326,8 @@ class AsyncChargeVerifier(_Base):
         self.rpc = rpc
 
     async def verify(self, payload: Mapping[str, Any], ctx: ChargeContext, *, claim: AsyncClaim,
-                     source: Any = None) -> SettledPayment:
+                     source: Any = None, decoded: txmod.Decoded | None = None,
+                     sender: str | None = None) -> SettledPayment:
         """See ``ChargeVerifier.verify``."""
         kind = _payload_type(payload)
         if kind == "proof":
@@ -325,13 +336,15 @@ class AsyncChargeVerifier(_Base):
         if chain_id != ctx.request.chain_id:
             raise ConfigError(f"the RPC serves chain {chain_id}, the charge is on {ctx.request.chain_id}")
         if kind == "transaction":
-            return await self.verify_transaction(payload.get("signature"), ctx, claim=claim)
+            return await self.verify_transaction(payload.get("signature"), ctx, claim=claim, decoded=decoded,
+                                                 sender=sender)
         return await self.verify_hash(payload, ctx, claim=claim, source=source)
 
-    async def verify_transaction(self, signature_hex: Any, ctx: ChargeContext, *, claim: AsyncClaim
+    async def verify_transaction(self, signature_hex: Any, ctx: ChargeContext, *, claim: AsyncClaim,
+                                 decoded: txmod.Decoded | None = None, sender: str | None = None
                                  ) -> SettledPayment:
         prep = prepare_pull(signature_hex, ctx, now=self._now(), fee_payer=self.fee_payer,
-                            fee_token=self.fee_token, policy=self.policy)
+                            fee_token=self.fee_token, policy=self.policy, decoded=decoded, sender=sender)
         if not await _claimed(claim, prep.tx_hash):
             raise CredentialReplayed(f"transaction {prep.tx_hash} was already used")
         try:
