@@ -227,14 +227,18 @@ def canonical_json(value: Any) -> bytes:
     out: list[str] = []
     try:
         if _plain(value, 0):  # MPP objects (all strings): one C-encoder call, ~10x faster
-            text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-            return text.encode("utf-8")
+            return _jcs_plain(value).encode("utf-8")
         _write(value, out)
         return "".join(out).encode("utf-8")
     except RecursionError as exc:
         raise EncodingError("canonical JSON: nesting too deep") from exc
     except UnicodeEncodeError as exc:
         raise EncodingError("canonical JSON: string holds a lone surrogate") from exc
+
+
+#: ``json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))`` without building
+#: an encoder per call.
+_jcs_plain = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -293,6 +297,11 @@ def loads_bounded(text: str | bytes) -> Any:
     return json.loads(text)
 
 
+#: ``json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)``, one decoder
+#: for every call (``json.loads`` builds one per call when given options).
+_STRICT = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+
+
 def decode_json(raw: bytes | str) -> Any:
     """Parse JSON from a peer strictly.
 
@@ -307,7 +316,9 @@ def decode_json(raw: bytes | str) -> Any:
     try:
         text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
         _check_depth(text)
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        if text.startswith("\ufeff"):  # what json.loads refuses before decoding
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _STRICT.decode(text)
     except UnicodeDecodeError as exc:
         raise EncodingError(f"JSON: not valid UTF-8 ({exc.reason})") from exc
     except json.JSONDecodeError as exc:

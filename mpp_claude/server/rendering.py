@@ -31,8 +31,16 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 404: "not_found_error", 405: "
                     504: "timeout_error", 529: "overloaded_error"}
 
 
-def _json(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, not one per call
+
+
+def compact_json(data: Any) -> bytes:
+    """``json.dumps(data, separators=(",", ":"), ensure_ascii=False)`` as UTF-8 (one shared encoder).
+
+    Raises:
+        TypeError, ValueError: ``data`` holds a value JSON cannot carry.
+    """
+    return _compact(data).encode()
 
 
 def payment_problem(exc: VerificationError, challenges: Sequence[Challenge]) -> Response:
@@ -71,7 +79,7 @@ def json_response(body: Mapping[str, Any], status: int, headers: Mapping[str, st
                   ) -> Response:
     """A JSON response with ``Cache-Control: no-store`` unless ``headers`` say otherwise."""
     merged = {"cache-control": "no-store", **(headers or {})}
-    return Response(_json(body), status_code=status, media_type="application/json", headers=merged)
+    return Response(compact_json(body), status_code=status, media_type="application/json", headers=merged)
 
 
 def client_error(exc: ConversionError, *, anthropic: bool) -> Response:

@@ -42,7 +42,7 @@ from .config import ServerConfig
 from .observability import Metrics, RequestLog
 from .payments import Paid, PaymentGate
 from .pricing import PriceTable, Usage, usage_cost
-from .rendering import anthropic_error_body
+from .rendering import anthropic_error_body, compact_json
 from .stores.base import Store, StoredResponse
 from .upstreams.base import Upstream
 
@@ -124,7 +124,7 @@ async def failed_after_payment(svc: Services, paid: Paid, entry: RequestLog, mod
     else:
         body = err.to_openai()
         body["error"]["payment"] = payment
-    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = compact_json(body)
     headers = {**err.headers, "x-should-retry": "false", "cache-control": "no-store",
                "content-type": "application/json"}
     headers.pop("retry-after", None)
@@ -200,7 +200,7 @@ async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: Re
                                                 expose_reasoning=svc.convert_options.expose_reasoning)
     except ConversionError as err:
         return await failed_after_payment(svc, paid, entry, model, err, anthropic=False)
-    raw = json.dumps(completion, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = compact_json(completion)
     resp_headers = paid_headers(paid, {**mreq.response_headers(), "content-type": "application/json"})
     entry.outcome = "paid"
     await _usage_row(svc, paid, entry, model, Usage.from_anthropic((up.json or {}).get("usage")))
@@ -304,7 +304,7 @@ async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream
         resp_headers = paid_headers(paid, SSE_HEADERS)
         return StreamingResponse(_passthrough(svc, paid, entry, model, up.stream, up.aclose, resp_headers),
                                  headers=resp_headers)
-    raw = json.dumps(up.json, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = compact_json(up.json)
     resp_headers = paid_headers(paid, {"content-type": "application/json"})
     entry.outcome = "paid"
     await _usage_row(svc, paid, entry, model, Usage.from_anthropic((up.json or {}).get("usage")))

@@ -50,9 +50,11 @@ def _limits() -> httpx2.Limits:
     return httpx2.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for every call
+
+
 def _payload(ids: itertools.count[int], method: str, params: list[Any]) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "id": next(ids), "method": method, "params": params},
-                      separators=(",", ":")).encode()
+    return _compact({"jsonrpc": "2.0", "id": next(ids), "method": method, "params": params}).encode()
 
 
 def _result(method: str, status: int, body: bytes) -> Any:

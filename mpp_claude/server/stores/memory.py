@@ -24,6 +24,8 @@ from .base import (
     check_ttl,
 )
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(row, separators=…), one encoder
+
 
 @dataclass(slots=True)
 class _Idem:
@@ -122,7 +124,7 @@ class MemoryStore:
         check_key(kind, "kind")
         self._check_open()
         # serialise now: the row is frozen as it was, and non-JSON rows fail as in the real stores
-        self._records.setdefault(kind, []).append(json.dumps(row, separators=(",", ":")))
+        self._records.setdefault(kind, []).append(_compact(row))
 
     async def records(self, kind: str) -> Sequence[dict[str, Any]]:
         """See :meth:`~.base.Store.records`."""
