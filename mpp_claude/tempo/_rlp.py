@@ -53,6 +53,27 @@ _SHORT_STRING = [bytes((0x80 + n,)) for n in range(56)]
 _SHORT_LIST = [bytes((0xC0 + n,)) for n in range(56)]
 
 
+_EMPTY_STRING = b"\x80"
+_SMALL_UINTS = [_EMPTY_STRING] + [bytes((n,)) for n in range(1, 0x80)]  # RLP of 0..127
+
+
+def encode_uint(value: int) -> bytes:
+    """RLP of a non-negative int: ``encode(uint_to_bytes(value))`` in one step (the encoder's hot path)."""
+    if 0 <= value < 0x80:
+        return _SMALL_UINTS[value]
+    raw = uint_to_bytes(value)  # raises for a negative value
+    n = len(raw)
+    return (_SHORT_STRING[n] if n < 56 else _header(n, 0x80)) + raw
+
+
+def encode_bytes(data: bytes) -> bytes:
+    """RLP of a byte string (``encode`` without the type dispatch)."""
+    n = len(data)
+    if n == 1 and data[0] < 0x80:
+        return bytes(data)
+    return (_SHORT_STRING[n] if n < 56 else _header(n, 0x80)) + data
+
+
 def encode(item: Item) -> bytes:
     """RLP-encode ``item`` (bytes or nested lists of bytes)."""
     if isinstance(item, (bytes, bytearray)):

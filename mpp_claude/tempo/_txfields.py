@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._rlp import Item, RlpError, bytes_to_uint, uint_to_bytes
+from ._rlp import Item, RlpError, bytes_to_uint
 from .signer import Signature, SignatureError
 
 U64, U128, U256 = 64, 128, 256
@@ -32,31 +32,11 @@ class AccessListEntry:
     storage_keys: tuple[bytes, ...] = ()
 
 
-# --- field codecs: (to RLP item, from RLP item) ---------------------------------------------------
-
-
-def enc_uint(v: int) -> Item:
-    return uint_to_bytes(v)
-
-
-def enc_opt_uint(v: int | None) -> Item:
-    return uint_to_bytes(v) if v else b""  # 0 and None both encode as 0x80, as on the node
-
-
-def enc_opt_addr(v: bytes | None) -> Item:
-    return v or b""
-
-
-def enc_calls(calls: tuple[Call, ...]) -> Item:
-    return [[c.to, uint_to_bytes(c.value), c.data] for c in calls]
+# --- field codecs (decoding; ``tx._head`` encodes, with the access-list item built here) -------------
 
 
 def enc_access_list(entries: tuple[AccessListEntry, ...]) -> Item:
     return [[e.address, list(e.storage_keys)] for e in entries]
-
-
-def enc_raw_list(items: tuple[Item, ...]) -> Item:
-    return list(items)
 
 
 def as_bytes(item: Item, name: str) -> bytes:

@@ -13,7 +13,8 @@ Wire layout (shared/docs/tempo-chain.md §3; the Rust node is the reference)::
                  key_authorization?,    # present only when set
                  sender_signature])     # 65-byte secp256k1 r||s||v, or a typed envelope
 
-``LAYOUT`` below declares the same thing as data; encoding and decoding walk it.
+``LAYOUT`` below declares slots 0..10 as data for the decoder; ``_head`` encodes slots 0..9
+straight to RLP bytes (every preimage and envelope shares them).
 The two signing preimages are documented on ``signing_hash`` and
 ``fee_payer_signing_hash``.  The transaction hash is ``keccak(raw)``.
 
@@ -52,10 +53,6 @@ from ._txfields import (
     dec_opt_u64,
     dec_raw_list,
     enc_access_list,
-    enc_calls,
-    enc_opt_addr,
-    enc_opt_uint,
-    enc_uint,
     uint_decoder,
 )
 from .signer import Signature, SignatureError, Signer, recover_address
@@ -107,31 +104,45 @@ class TempoTransaction:
         return self.nonce_key == EXPIRING_NONCE_KEY
 
 
-LAYOUT: tuple[tuple[str, Callable[[Any], Item], Callable[[Item, str], Any]], ...] = (
-    ("chain_id", enc_uint, uint_decoder(U64)),
-    ("max_priority_fee_per_gas", enc_uint, uint_decoder(U128)),
-    ("max_fee_per_gas", enc_uint, uint_decoder(U128)),
-    ("gas_limit", enc_uint, uint_decoder(U64)),
-    ("calls", enc_calls, dec_calls),
-    ("access_list", enc_access_list, dec_access_list),
-    ("nonce_key", enc_uint, uint_decoder(U256)),
-    ("nonce", enc_uint, uint_decoder(U64)),
-    ("valid_before", enc_opt_uint, dec_opt_u64),
-    ("valid_after", enc_opt_uint, dec_opt_u64),
-    ("fee_token", enc_opt_addr, dec_opt_addr),
+LAYOUT: tuple[tuple[str, Callable[[Item, str], Any]], ...] = (
+    ("chain_id", uint_decoder(U64)),
+    ("max_priority_fee_per_gas", uint_decoder(U128)),
+    ("max_fee_per_gas", uint_decoder(U128)),
+    ("gas_limit", uint_decoder(U64)),
+    ("calls", dec_calls),
+    ("access_list", dec_access_list),
+    ("nonce_key", uint_decoder(U256)),
+    ("nonce", uint_decoder(U64)),
+    ("valid_before", dec_opt_u64),
+    ("valid_after", dec_opt_u64),
+    ("fee_token", dec_opt_addr),
 )
-_HEAD = LAYOUT[:10]  # slots 0..9: identical in every preimage
+_EMPTY = _rlp.encode(b"")  # 0x80: an absent optional field (0 and None alike, as on the node)
+_PLACEHOLDER = _rlp.encode(FEE_PAYER_PLACEHOLDER)
+_EMPTY_LIST = _rlp.encode([])
 
 
-def _head(tx: TempoTransaction) -> list[Item]:
-    return [enc(getattr(tx, name)) for name, enc, _ in _HEAD]
+def _head(tx: TempoTransaction) -> list[bytes]:
+    """Slots 0..9 as RLP bytes (identical in every preimage and envelope)."""
+    u, b, join = _rlp.encode_uint, _rlp.encode_bytes, _rlp.encode_list
+    return [u(tx.chain_id), u(tx.max_priority_fee_per_gas), u(tx.max_fee_per_gas), u(tx.gas_limit),
+            join([join([b(c.to), u(c.value), b(c.data)]) for c in tx.calls]),
+            _rlp.encode(enc_access_list(tx.access_list)) if tx.access_list else _EMPTY_LIST,
+            u(tx.nonce_key), u(tx.nonce),
+            u(tx.valid_before) if tx.valid_before else _EMPTY,
+            u(tx.valid_after) if tx.valid_after else _EMPTY]
 
 
-def _tail(tx: TempoTransaction) -> list[Item]:
-    tail: list[Item] = [list(tx.aa_authorization_list)]
-    if tx.key_authorization is not None:
-        tail.append(tx.key_authorization)
-    return tail
+def _tail(tx: TempoTransaction) -> list[bytes]:
+    """``aa_authorization_list`` and, when set, ``key_authorization``, as RLP bytes."""
+    first = _rlp.encode(list(tx.aa_authorization_list)) if tx.aa_authorization_list else _EMPTY_LIST
+    if tx.key_authorization is None:
+        return [first]
+    return [first, _rlp.encode(tx.key_authorization)]
+
+
+def _token(tx: TempoTransaction) -> bytes:
+    return _rlp.encode_bytes(tx.fee_token) if tx.fee_token else _EMPTY
 
 
 def _check_buildable(tx: TempoTransaction) -> None:
@@ -148,10 +159,10 @@ def signing_preimage(tx: TempoTransaction) -> bytes:
     """The bytes the sender signs (``signing_hash`` is their keccak); see ``signing_hash``."""
     _check_buildable(tx)
     if tx.sponsored:
-        fields = [*_head(tx), b"", FEE_PAYER_PLACEHOLDER, *_tail(tx)]
+        fields = [*_head(tx), _EMPTY, _PLACEHOLDER, *_tail(tx)]
     else:
-        fields = [*_head(tx), tx.fee_token or b"", b"", *_tail(tx)]
-    return bytes((TX_TYPE,)) + _rlp.encode(fields)
+        fields = [*_head(tx), _token(tx), _EMPTY, *_tail(tx)]
+    return bytes((TX_TYPE,)) + _rlp.encode_list(fields)
 
 
 def signing_hash(tx: TempoTransaction) -> bytes:
@@ -173,8 +184,8 @@ def fee_payer_signing_hash(tx: TempoTransaction, sender: str | bytes) -> bytes:
     aa_authorization_list, key_authorization?]))``.
     """
     _check_buildable(tx)
-    fields = [*_head(tx), tx.fee_token or b"", addr_bytes(sender), *_tail(tx)]
-    return keccak(bytes((FEE_PAYER_TYPE,)) + _rlp.encode(fields))
+    fields = [*_head(tx), _token(tx), _rlp.encode_bytes(addr_bytes(sender)), *_tail(tx)]
+    return keccak(bytes((FEE_PAYER_TYPE,)) + _rlp.encode_list(fields))
 
 
 # --- signing -------------------------------------------------------------------------------------------
@@ -190,18 +201,21 @@ def sign_encoded(tx: TempoTransaction, signer: Signer) -> tuple[TempoTransaction
     """``sign(tx, signer)`` and ``encode`` of the result in one pass: the fields both RLP lists
     share are encoded once (the payer's hot path; same bytes as the two calls)."""
     _check_buildable(tx)
-    head = [_rlp.encode(item) for item in _head(tx)]
-    tail = [_rlp.encode(item) for item in _tail(tx)]
-    token = _rlp.encode(tx.fee_token or b"")
-    if tx.sponsored:
-        slots = [_rlp.encode(b""), _rlp.encode(FEE_PAYER_PLACEHOLDER)]
-    else:
-        slots = [token, _rlp.encode(b"")]
+    head, tail, token = _head(tx), _tail(tx), _token(tx)
+    slots = [_EMPTY, _PLACEHOLDER] if tx.sponsored else [token, _EMPTY]
     digest = keccak(bytes((TX_TYPE,)) + _rlp.encode_list([*head, *slots, *tail]))
-    signed = replace(tx, sender_signature=signer.unsafe_sign_hash(digest).to_bytes65())
-    assert signed.sender_signature is not None
-    fields = [*head, token, _rlp.encode(_fee_payer_slot(signed)), *tail, _rlp.encode(signed.sender_signature)]
+    sig = signer.unsafe_sign_hash(digest).to_bytes65()
+    signed = _with_signature(tx, sig)
+    fields = [*head, token, _rlp.encode(_fee_payer_slot(signed)), *tail, _rlp.encode_bytes(sig)]
     return signed, bytes((TX_TYPE,)) + _rlp.encode_list(fields)
+
+
+def _with_signature(tx: TempoTransaction, sender_signature: bytes) -> TempoTransaction:
+    """``replace(tx, sender_signature=...)`` without ``dataclasses.replace``'s field walk."""
+    return TempoTransaction(tx.chain_id, tx.max_priority_fee_per_gas, tx.max_fee_per_gas, tx.gas_limit,
+                            tx.calls, tx.access_list, tx.nonce_key, tx.nonce, tx.valid_before, tx.valid_after,
+                            tx.fee_token, tx.sponsored, tx.fee_payer_signature, tx.aa_authorization_list,
+                            tx.key_authorization, sender_signature)
 
 
 def cosign(tx: TempoTransaction, fee_payer: Signer, *, fee_token: str | bytes, sender: str | bytes
@@ -301,8 +315,9 @@ def encode(tx: TempoTransaction) -> bytes:
     if not tx.sender_signature:
         raise ValueError("cannot encode an unsigned transaction; sign() it first")
     _check_buildable(tx)
-    fields = [*_head(tx), tx.fee_token or b"", _fee_payer_slot(tx), *_tail(tx), tx.sender_signature]
-    return bytes((TX_TYPE,)) + _rlp.encode(fields)
+    fields = [*_head(tx), _token(tx), _rlp.encode(_fee_payer_slot(tx)), *_tail(tx),
+              _rlp.encode_bytes(tx.sender_signature)]
+    return bytes((TX_TYPE,)) + _rlp.encode_list(fields)
 
 
 def encode_fee_payer_envelope(tx: TempoTransaction, sender: str | bytes) -> bytes:
@@ -313,8 +328,9 @@ def encode_fee_payer_envelope(tx: TempoTransaction, sender: str | bytes) -> byte
     if not tx.sender_signature:
         raise ValueError("cannot encode an unsigned transaction; sign() it first")
     _check_buildable(tx)
-    fields = [*_head(tx), tx.fee_token or b"", addr_bytes(sender), *_tail(tx), tx.sender_signature]
-    return bytes((FEE_PAYER_TYPE,)) + _rlp.encode(fields)
+    fields = [*_head(tx), _token(tx), _rlp.encode_bytes(addr_bytes(sender)), *_tail(tx),
+              _rlp.encode_bytes(tx.sender_signature)]
+    return bytes((FEE_PAYER_TYPE,)) + _rlp.encode_list(fields)
 
 
 def tx_hash(raw: bytes) -> str:
@@ -347,7 +363,7 @@ def decode(raw: bytes) -> Decoded:
         fields = as_list(_rlp.decode(raw[1:]), "transaction")
         if len(fields) not in (14, 15):
             raise RlpError(f"expected 14 or 15 fields, got {len(fields)}")
-        values = {name: dec(fields[i], name) for i, (name, _, dec) in enumerate(LAYOUT)}
+        values = {name: dec(fields[i], name) for i, (name, dec) in enumerate(LAYOUT)}
         slot11 = fields[11]
         sponsored, fp_sig, declared = False, None, None
         if kind == FEE_PAYER_TYPE:
