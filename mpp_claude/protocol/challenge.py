@@ -399,16 +399,17 @@ def _id_matches(key: bytes, challenge: Challenge) -> bool:
     return hmac.compare_digest(expected.encode("ascii"), challenge.id.encode("utf-8"))
 
 
-def new_challenge(secret: str | bytes, *, realm: str, method: str, intent: str, request: Mapping[str, Any],
-                  expires: datetime | str | None = None, digest: str | None = None,
-                  description: str | None = None, opaque: Mapping[str, str] | str | None = None,
-                  header: str | None = None) -> Challenge:
+def new_challenge(secret: str | bytes, *, realm: str, method: str, intent: str,
+                  request: Mapping[str, Any] | str, expires: datetime | str | None = None,
+                  digest: str | None = None, description: str | None = None,
+                  opaque: Mapping[str, str] | str | None = None, header: str | None = None) -> Challenge:
     """Build a challenge whose id is the HMAC binding of its fields.
 
     Args:
         secret: server secret, at least 32 bytes.
         realm, method, intent: the challenge's values.
-        request: the request object; sent as base64url of its JCS form.
+        request: the request object (sent as base64url of its JCS form), or that base64url
+            string already computed (``encode_b64_json(request)``), sent as is.
         expires: an aware ``datetime`` (formatted ``…Z``) or an RFC 3339 string.
         digest: RFC 9530 digest of the body the payment is for (see :mod:`.digest`).
         description: display text (not bound).
@@ -423,7 +424,7 @@ def new_challenge(secret: str | bytes, *, realm: str, method: str, intent: str, 
         ValueError: ``expires`` is a naive ``datetime``.
     """
     key = _secret_bytes(secret, MIN_SECRET_BYTES)
-    request_b64 = encode_b64_json(request)
+    request_b64 = request if isinstance(request, str) else encode_b64_json(request)
     expires_s = format_rfc3339(expires) if isinstance(expires, datetime) else expires
     opaque_s = opaque if opaque is None or isinstance(opaque, str) else encode_b64_json(opaque)
     ch_id = _compute_id(key, realm=realm, method=method, intent=intent, request=request_b64,

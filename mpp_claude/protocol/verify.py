@@ -32,7 +32,7 @@ __all__ = ["verify_echo"]
 
 def verify_echo(echo: Challenge, *, secret: str | bytes, realm: str, method: str, intent: str,
                 request: Mapping[str, Any], expires_required: bool, now: datetime,
-                body: bytes | None = None) -> None:
+                body: bytes | None = None, request_b64: str | None = None) -> None:
     """Check a credential's challenge echo against our secret and the route (steps 2-6 above).
 
     Args:
@@ -43,6 +43,9 @@ def verify_echo(echo: Challenge, *, secret: str | bytes, realm: str, method: str
         expires_required: whether this route's challenges carry ``expires``.
         now: the current time (aware).
         body: the received request body, checked when the echo binds a ``digest``.
+        request_b64: ``encode_b64_json(request)`` when the caller has it: an echo carrying
+            exactly this text is the same request without comparing canonical forms (any
+            other text is still compared by its decoded object).
     Raises:
         InvalidChallenge: the id is not our HMAC of the echo, the echo differs from the
             route, ``expires`` is missing although required, or the body digest differs.
@@ -50,12 +53,13 @@ def verify_echo(echo: Challenge, *, secret: str | bytes, realm: str, method: str
         WeakSecretError: ``secret`` is shorter than 32 bytes.
     """
     _verify_echo(echo, key=_secret_bytes(secret, MIN_SECRET_BYTES), realm=realm, method=method,
-                 intent=intent, request=request, expires_required=expires_required, now=now, body=body)
+                 intent=intent, request=request, expires_required=expires_required, now=now, body=body,
+                 request_b64=request_b64)
 
 
 def _verify_echo(echo: Challenge, *, key: bytes, realm: str, method: str, intent: str,
                  request: Mapping[str, Any], expires_required: bool, now: datetime,
-                 body: bytes | None) -> None:
+                 body: bytes | None, request_b64: str | None = None) -> None:
     """:func:`verify_echo` with an already-checked key (the conformance adapter's 10-byte one)."""
     if not _id_matches(key, echo):
         raise InvalidChallenge("challenge id does not match the echoed challenge", challengeId=echo.id)
@@ -64,8 +68,8 @@ def _verify_echo(echo: Challenge, *, key: bytes, realm: str, method: str, intent
     if echo.method != method or echo.intent != intent:
         raise InvalidChallenge(f"challenge is for {echo.method}/{echo.intent}, this route takes "
                                f"{method}/{intent}", challengeId=echo.id)
-    try:
-        same_request = echo.request_jcs == canonical_json(request)
+    try:  # the same text is the same object; other text may still encode the same object
+        same_request = echo.request == request_b64 or echo.request_jcs == canonical_json(request)
     except EncodingError:
         same_request = False
     if not same_request:

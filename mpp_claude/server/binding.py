@@ -24,8 +24,9 @@ type the spec assigns (``invalid-challenge`` for any mismatch, ``payment-expired
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from ..errors import EncodingError, InvalidChallenge
@@ -39,9 +40,15 @@ INTENT = "charge"
 MODE_NAMES = {"transaction": "pull", "hash": "push"}  # our config names -> spec supportedModes
 
 
+_SMALL_BODY = 16 * 1024  # bodies up to this size have their digest kept (the 402, then the paid retry)
+
+
 def body_digest(body: bytes) -> str:
     """RFC 9530 ``sha-256=:<base64>:`` of the request body (the challenge's ``digest``)."""
-    return content_digest(body)
+    return _small_digest(body) if len(body) <= _SMALL_BODY else content_digest(body)
+
+
+_small_digest = lru_cache(maxsize=128)(content_digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,9 @@ class RouteTerms:
         requests: one charge request JSON per accepted currency, in the server's order.
         digest: the body digest the challenge binds.
         description: display text for the challenge (not HMAC-covered, never trusted).
+        encoded: (computed) ``encode_b64_json`` of each request, as challenges carry it.
+
+    The request objects are shared, never changed.
     """
 
     route: str
@@ -61,14 +71,24 @@ class RouteTerms:
     requests: tuple[Mapping[str, Any], ...]
     digest: str
     description: str
+    encoded: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoded", tuple(encode_b64_json(req) for req in self.requests))
 
     def request_for(self, currency: object) -> Mapping[str, Any] | None:
         """The request this route asks for in ``currency`` (case-insensitive), if accepted."""
+        index = self.index_for(currency)
+        return None if index is None else self.requests[index]
+
+    def index_for(self, currency: object) -> int | None:
+        """The position in ``requests`` of the one in ``currency`` (case-insensitive), if accepted."""
         if not isinstance(currency, str):
             return None
-        for req in self.requests:
-            if str(req["currency"]).lower() == currency.lower():
-                return req
+        wanted = currency.lower()
+        for i, req in enumerate(self.requests):
+            if str(req["currency"]).lower() == wanted:
+                return i
         return None
 
 
@@ -106,10 +126,10 @@ def make_offers(terms: RouteTerms, *, secret: bytes, now: datetime, ttl: int, no
     """
     expires = (now + timedelta(seconds=ttl)).replace(microsecond=0)
     opaque = scope(terms.route, nonce)
-    return [new_challenge(secret, realm=terms.realm, method=METHOD, intent=INTENT, request=req,
+    return [new_challenge(secret, realm=terms.realm, method=METHOD, intent=INTENT, request=encoded,
                           expires=expires, digest=terms.digest, description=terms.description,
                           opaque=opaque)
-            for req in terms.requests]
+            for encoded in terms.encoded]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +172,10 @@ def check_echo(echo: Challenge, terms: RouteTerms, *, secret: bytes, body: bytes
             costs on this route, missing ``expires``, other route, other or missing body digest.
         PaymentExpired: ``expires`` is in the past.
     """
-    expected = terms.request_for(echo.request_view.get("currency")) or terms.requests[0]
+    index = terms.index_for(echo.request_view.get("currency")) or 0
+    expected = terms.requests[index]
     verify_echo(echo, secret=secret, realm=terms.realm, method=METHOD, intent=INTENT, request=expected,
-                expires_required=True, now=now, body=body)
+                expires_required=True, now=now, body=body, request_b64=terms.encoded[index])
     opaque = _decode(echo.opaque, "opaque")
     if not isinstance(opaque, dict) or opaque.get("route") != terms.route:
         where = opaque.get("route") if isinstance(opaque, dict) else None

@@ -35,6 +35,7 @@ after the claim leaves an ``unsettled`` record for the operator (the money may h
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -68,6 +69,8 @@ log = logging.getLogger("mpp_claude.server.payments")
 CLAIM_MARGIN = 60  # seconds a claim outlives the challenge it protects
 SPONSOR_COUNTER_TTL = 2 * 86_400  # a day's sponsor gas counter is kept a little past its day
 TX_CLAIM_TTL = 7 * 24 * 3600  # a transaction hash stays used for a week
+TERMS_KEPT = 256  # recent (route, body, quote) terms kept: the paid retry reuses its 402's
+TERMS_MAX_BODY = 16 * 1024  # only terms of bodies up to this size are kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class PaymentGate:
         self._nonce = nonce
         # What this process last learnt of the sponsor's budget: (UTC day, gas left that day).
         self._sponsor_left: tuple[str, int] = ("", config.sponsor_budget)
+        self._terms: OrderedDict[tuple[str, bytes, Quote, bool], RouteTerms] = OrderedDict()
 
     @property
     def sponsoring(self) -> bool:
@@ -132,14 +136,29 @@ class PaymentGate:
         return datetime.fromtimestamp(self._clock(), tz=timezone.utc)
 
     def terms(self, route: str, body: bytes, quote: Quote) -> RouteTerms:
-        """What ``body`` costs on ``route``: one charge request per accepted currency."""
+        """What ``body`` costs on ``route``: one charge request per accepted currency.
+
+        Pure in its inputs (route, body, quote, whether fees are sponsored; the configuration is
+        frozen), so the terms of recent small bodies are kept: a paid retry meets its 402's.
+        """
         cfg = self._config
         sponsor = self.sponsoring
+        key = (route, body, quote, sponsor) if len(body) <= TERMS_MAX_BODY else None
+        if key is not None:
+            kept = self._terms.get(key)
+            if kept is not None:
+                self._terms.move_to_end(key)
+                return kept
         requests = tuple(charge_request(amount=quote.amount, currency=cur, recipient=cfg.recipient,
                                         chain_id=cfg.chain_id, fee_payer=sponsor, modes=cfg.modes)
                          for cur in cfg.currencies)
-        return RouteTerms(route=route, realm=cfg.realm, requests=requests, digest=body_digest(body),
-                          description=quote.description)
+        terms = RouteTerms(route=route, realm=cfg.realm, requests=requests, digest=body_digest(body),
+                           description=quote.description)
+        if key is not None:
+            self._terms[key] = terms
+            if len(self._terms) > TERMS_KEPT:
+                self._terms.popitem(last=False)
+        return terms
 
     def challenges(self, terms: RouteTerms) -> list[Challenge]:
         """Fresh challenges (one per currency) expiring ``challenge_ttl`` seconds from now."""
