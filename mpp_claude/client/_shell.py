@@ -36,9 +36,18 @@ def _with_credential(mod: Any, request: Any, credential: Resend) -> Any:
     """
     headers = request.headers.copy()
     headers[credential.header] = credential.value  # replaces ``Authorization: Bearer …``
-    new = mod.Request(request.method, request.url, headers=headers, stream=request.stream,
-                      extensions=request.extensions)
-    new.read()  # ``content`` available to inner transports, as on the caller's request
+    state = getattr(request, "__dict__", None)
+    if state is None or "_content" not in state:  # not the plain, read request of httpx/httpx2
+        new = mod.Request(request.method, request.url, headers=headers, stream=request.stream,
+                          extensions=request.extensions)
+        new.read()  # ``content`` available to inner transports, as on the caller's request
+        return new
+    # What ``Request(method, url, headers=, stream=, extensions=)`` + ``read()`` give, for a read
+    # request, without parsing the URL and copying the headers again: its attributes, new headers.
+    new = object.__new__(type(request))
+    new.__dict__.update(state)
+    new.headers = headers
+    new.extensions = dict(request.extensions)
     return new
 
 

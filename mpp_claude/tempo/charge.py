@@ -84,14 +84,21 @@ def payment_calls(request: ChargeRequest, *, challenge_id: str, realm: str,
     The primary memo is ``methodDetails.memo`` when the server fixed one, otherwise the
     challenge-bound attribution memo (``memo.attribution_memo``).
     """
-    token = txmod.address_bytes(request.currency)
+    token, primary, splits = _call_parts(request)
     memo = request.memo or attribution_memo(challenge_id, realm, client_id)
-    calls = [Call(token, tip20.encode_transfer_with_memo(request.recipient, request.primary_amount, memo))]
-    for split in request.splits:
-        data = (tip20.encode_transfer_with_memo(split.recipient, split.amount, split.memo) if split.memo
-                else tip20.encode_transfer(split.recipient, split.amount))
-        calls.append(Call(token, data))
-    return tuple(calls)
+    return (Call(token, primary + memo), *splits)
+
+
+@lru_cache(maxsize=256)  # a payer sees the same price again and again; a ChargeRequest is immutable
+def _call_parts(request: ChargeRequest) -> tuple[bytes, bytes, tuple[Call, ...]]:
+    """What the calls of ``request`` share across challenges: the token, the primary
+    ``transferWithMemo`` calldata up to its memo, and the split calls."""
+    token = txmod.address_bytes(request.currency)
+    head = tip20.encode_transfer_with_memo(request.recipient, request.primary_amount, bytes(32))[:-32]
+    splits = tuple(Call(token, tip20.encode_transfer_with_memo(split.recipient, split.amount, split.memo)
+                        if split.memo else tip20.encode_transfer(split.recipient, split.amount))
+                   for split in request.splits)
+    return token, head, splits
 
 
 def build_charge_transaction(request: ChargeRequest, *, challenge_id: str, realm: str, now: int,
@@ -124,7 +131,7 @@ def build_charge_transaction(request: ChargeRequest, *, challenge_id: str, realm
         nonce_key=EXPIRING_NONCE_KEY,
         nonce=0,
         valid_before=expiring_valid_before(now, expires),
-        fee_token=None if sponsored else txmod.address_bytes(fee_token or request.currency),
+        fee_token=None if sponsored else txmod.address_bytes(fee_token) if fee_token else calls[0].to,
         sponsored=sponsored,
     )
 

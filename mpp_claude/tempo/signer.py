@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - exercised only where coincurve is miss
 BACKEND = "eth_keys" if _cc is None else "coincurve"
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2
+_V = (b"\x1b", b"\x1c")  # the wire's v byte: 27 + y-parity
 
 
 class SignatureError(ValueError):
@@ -171,6 +172,16 @@ class LocalSigner:
         if s > SECP256K1_HALF_N:  # libsecp256k1 already normalises; the fallback may not
             s, y = SECP256K1_N - s, y ^ 1
         return Signature(r, s, y)
+
+    def sign_hash65(self, digest: bytes) -> bytes:
+        """``unsafe_sign_hash(digest).to_bytes65()`` (``r || s || 27 + y``) without the int round
+        trip: libsecp256k1's recoverable signature is already low-s.  Same warning."""
+        if _cc is None or len(digest) != 32:  # pragma: no cover - the fallback, or the error
+            return self.unsafe_sign_hash(digest).to_bytes65()
+        sig = self._key.sign_recoverable(digest, hasher=None)
+        if int.from_bytes(sig[32:64], "big") > SECP256K1_HALF_N:  # pragma: no cover - never from libsecp256k1
+            return self.unsafe_sign_hash(digest).to_bytes65()
+        return sig[:64] + _V[sig[64]]
 
     def __repr__(self) -> str:
         return f"LocalSigner(address={self._address})"

@@ -204,7 +204,8 @@ def sign_encoded(tx: TempoTransaction, signer: Signer) -> tuple[TempoTransaction
     head, tail, token = _head(tx), _tail(tx), _token(tx)
     slots = [_EMPTY, _PLACEHOLDER] if tx.sponsored else [token, _EMPTY]
     digest = keccak(bytes((TX_TYPE,)) + _rlp.encode_list([*head, *slots, *tail]))
-    sig = signer.unsafe_sign_hash(digest).to_bytes65()
+    fast = getattr(signer, "sign_hash65", None)  # LocalSigner: the 65 bytes straight from libsecp256k1
+    sig = fast(digest) if fast is not None else signer.unsafe_sign_hash(digest).to_bytes65()
     signed = _with_signature(tx, sig)
     fields = [*head, token, _rlp.encode(_fee_payer_slot(signed)), *tail, _rlp.encode_bytes(sig)]
     return signed, bytes((TX_TYPE,)) + _rlp.encode_list(fields)

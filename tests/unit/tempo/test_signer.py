@@ -115,3 +115,11 @@ def test_pure_python_fallback_gives_the_same_signatures() -> None:
     signer = LocalSigner(KEY)
     digest = keccak(b"tempo")
     assert out.stdout.split() == [signer.address, signer.unsafe_sign_hash(digest).to_bytes65().hex()]
+
+
+def test_sign_hash65_is_the_wire_form_of_unsafe_sign_hash() -> None:
+    """The fast path the payer signs with gives the bytes ``unsafe_sign_hash(d).to_bytes65()`` gives."""
+    signer = LocalSigner("0x" + "42" * 32)
+    for i in range(200):
+        digest = keccak(i.to_bytes(4, "big"))
+        assert signer.sign_hash65(digest) == signer.unsafe_sign_hash(digest).to_bytes65()
