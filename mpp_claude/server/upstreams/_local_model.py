@@ -368,22 +368,8 @@ def build_message(body: Mapping[str, Any], nonce: bytes) -> dict[str, Any]:
     planned = plan_content(body, nonce)
     content, reason, sequence, out_tokens, thinking_tokens = cut_content(
         planned, int(body["max_tokens"]), list(body.get("stop_sequences") or []))
-    return {"id": message_id(nonce), "type": "message", "role": "assistant", "model": body["model"],
+    msg_id = make_id("msg_01", _digest(nonce, "msg"))
+    return {"id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
             "content": content, "stop_reason": reason, "stop_sequence": sequence, "stop_details": None,
             "container": None,
             "usage": usage(count_input_tokens(body), out_tokens, thinking_tokens)}
-
-
-def message_id(nonce: bytes) -> str:
-    """The message id ``build_message`` gives the call of ``nonce``."""
-    return make_id("msg_01", _digest(nonce, "msg"))
-
-
-def restamp(message: Mapping[str, Any], nonce: bytes) -> dict[str, Any]:
-    """A fresh copy of a ``build_message`` answer *without tool calls* as the call of ``nonce`` gets
-    it: only the message id depends on the nonce then (blocks of strings are copied, usage rebuilt).
-    """
-    used = message["usage"]
-    return {**message, "id": message_id(nonce), "content": [dict(b) for b in message["content"]],
-            "usage": usage(used["input_tokens"], used["output_tokens"],
-                           used["output_tokens_details"]["thinking_tokens"])}

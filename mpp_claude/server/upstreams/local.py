@@ -55,9 +55,6 @@ from .base import ANTHROPIC_VERSION, FAULT_HEADER, UpstreamResponse, error_body,
 _FAULT_TEXT = re.compile(r"\[\[mpp-fault:([A-Za-z0-9:._-]+)\]\]")
 _FAULT_SPEC = re.compile(r"^(?:none|drop|stream-error|[1-5]\d\d(?::\d+(?:\.\d+)?)?)$")
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the Messages API's request size limit
-ANSWERS_KEPT = 256  # answers kept per body (see LocalUpstream._answer)
-ANSWER_KEY_MAX = 16 * 1024  # bodies whose JSON is longer are answered afresh each time
-_body_key = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def check_fault(spec: str) -> str:
@@ -104,7 +101,6 @@ class LocalUpstream:
         self._queued: collections.deque[str] = collections.deque()
         self.chunk_delay_s = chunk_delay_s
         self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
-        self._answers: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
 
     @property
     def calls(self) -> int:
@@ -165,9 +161,10 @@ class LocalUpstream:
             text = _FAULT_MESSAGES.get(code, "Injected fault")
             return _error(LocalApiError(code, error_type_for(code), text), extra, request_id)
         try:
-            message = self._answer(body, nonce)
+            validate_request(body)
         except LocalApiError as exc:
             return _error(exc, base_headers, request_id)
+        message = model.build_message(body, nonce)
         if not body.get("stream"):
             reply = LocalReply(200, {**base_headers, "content-type": "application/json"}, json=message)
             if fault == "drop":
@@ -183,33 +180,6 @@ class LocalUpstream:
             failure = error_body("overloaded_error", "Overloaded", request_id)
             reply.chunks = [*chunks[:half], encode_event("error", failure)]
         return reply
-
-    def _answer(self, body: Any, nonce: bytes) -> dict[str, Any]:
-        """``validate_request(body)`` then ``model.build_message(body, nonce)``, answers kept per body.
-
-        An answer without tool calls depends on the body alone but for its id, so a body met
-        again (a 402 retry's, an agent's repeated prompt) skips validation and generation: it
-        gets a copy of the kept answer with this call's id.  Refusals are never kept.
-
-        Raises:
-            LocalApiError: the body is not a valid Messages request.
-        """
-        try:
-            key: str | None = _body_key(body)
-        except (TypeError, ValueError):
-            key = None
-        if key is not None and len(key) > ANSWER_KEY_MAX:
-            key = None
-        if key is not None and key in self._answers:
-            self._answers.move_to_end(key)
-            return model.restamp(self._answers[key], nonce)
-        validate_request(body)
-        message = model.build_message(body, nonce)
-        if key is not None and all(block.get("type") != "tool_use" for block in message["content"]):
-            self._answers[key] = model.restamp(message, nonce)  # a private copy
-            if len(self._answers) > ANSWERS_KEPT:
-                self._answers.popitem(last=False)
-        return message
 
     def count_tokens(self, body: Any) -> LocalReply:
         """Answer ``POST /v1/messages/count_tokens``: ``{"input_tokens": n}`` or a 400."""

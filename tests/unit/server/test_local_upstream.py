@@ -24,7 +24,6 @@ from mpp_claude.server.upstreams import (
     UpstreamResponse,
     create_local_anthropic_app,
 )
-from mpp_claude.server.upstreams._local_model import build_message
 from mpp_claude.server.upstreams.local import check_fault
 
 anthropic = pytest.importorskip("anthropic")
@@ -385,32 +384,3 @@ async def test_app_checks_key_and_version() -> None:
         assert missing.status_code == 400 and "anthropic-version" in missing.json()["error"]["message"]
         junk = await http.post("/v1/messages", content=b"{not json", headers=ok_headers)
         assert junk.status_code == 400 and junk.json()["type"] == "error"
-
-
-THINKING: dict[str, Any] = {**BODY, "max_tokens": 3000,
-                            "thinking": {"type": "enabled", "budget_tokens": 1024}}
-
-
-@pytest.mark.parametrize("body", [BODY, THINKING, RICH], ids=["text", "thinking", "tools"])
-def test_a_body_met_again_gets_what_a_fresh_upstream_answers(body: dict[str, Any]) -> None:
-    """Answers kept per body: the second call's answer is the one generated afresh for its nonce,
-    ids included, and changing an answer does not change the next one."""
-    up = LocalUpstream(seed=b"s")
-    first = up.respond(dict(body)).json
-    assert first is not None
-    first_id = first["id"]
-    first["content"][0]["changed"] = True
-    first["usage"]["output_tokens"] = -1
-    again = up.respond(dict(body)).json
-    assert again == build_message(body, b"s" + (2).to_bytes(8, "big"))
-    assert again is not None and again["id"] != first_id
-
-
-def test_kept_answers_skip_validation_only_for_a_body_that_passed() -> None:
-    """A refused body is never kept: it is refused again; a kept body still gets its faults."""
-    up = LocalUpstream(seed=b"s")
-    bad = {**BODY, "max_tokens": 0}
-    assert up.respond(bad).status == 400
-    assert up.respond(bad).status == 400
-    assert up.respond(dict(BODY)).status == 200
-    assert up.respond(dict(BODY), {FAULT_HEADER: "529"}).status == 529
