@@ -28,6 +28,13 @@ def _start(engine: SyncEngine | AsyncEngine, request: Any) -> tuple[Attempt, Any
     return att, credential
 
 
+def _pairs(headers: Any) -> list[tuple[str, str]]:
+    """``headers.multi_items()`` with the names as sent: the encoding is looked up once, not twice
+    per header (the flow compares names case-insensitively)."""
+    enc = headers.encoding
+    return [(k.decode(enc), v.decode(enc)) for k, v in headers.raw]
+
+
 def _with_credential(mod: Any, request: Any, credential: Resend) -> Any:
     """A new request carrying the credential (the caller's request object never holds it).
 
@@ -71,7 +78,7 @@ def handle_sync(engine: SyncEngine, inner: Any, request: Any, mod: Any) -> Any:
                 body = response.read()
             finally:
                 response.close()
-        action = engine.on_response(att, response.status_code, response.headers.multi_items(), body)
+        action = engine.on_response(att, response.status_code, _pairs(response.headers), body)
         if isinstance(action, Deliver):
             receipt = engine.deliver(att, action)
             if receipt is not None:
@@ -100,7 +107,7 @@ async def handle_async(engine: AsyncEngine, inner: Any, request: Any, mod: Any) 
                 body = await response.aread()
             finally:
                 await response.aclose()
-        action = await engine.on_response(att, response.status_code, response.headers.multi_items(), body)
+        action = await engine.on_response(att, response.status_code, _pairs(response.headers), body)
         if isinstance(action, Deliver):
             receipt = engine.deliver(att, action)
             if receipt is not None:
