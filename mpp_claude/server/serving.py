@@ -81,18 +81,23 @@ async def _record(svc: Services, kind: str, row: dict[str, Any]) -> None:
         await svc.store.record(kind, row)
 
 
-async def _usage_row(svc: Services, paid: Paid, entry: RequestLog, model: str, usage: Usage) -> int:
+async def _usage_row(svc: Services, paid: Paid, entry: RequestLog, model: str, usage: Usage, *,
+                     shielded: bool = False) -> int:
+    """Write the request's usage row (``shielded``: the caller already shields it); returns the cost."""
     try:
         cost = int(usage_cost(svc.prices, model, usage))
     except ConversionError:
         cost = 0
     entry.input_tokens, entry.output_tokens, entry.cost = usage.prompt_tokens, usage.output_tokens, cost
-    await _record(svc, "usage", {
-        "at": int(svc.clock()), "route": entry.route, "model": model, "payer": paid.payer,
-        "reference": paid.reference, "challenge_id": paid.challenge_id, "currency": paid.currency,
-        "quoted": paid.amount, "cost": cost, "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
-        "cache_write_tokens": usage.cache_write_tokens, "outcome": entry.outcome})
+    row = {"at": int(svc.clock()), "route": entry.route, "model": model, "payer": paid.payer,
+           "reference": paid.reference, "challenge_id": paid.challenge_id, "currency": paid.currency,
+           "quoted": paid.amount, "cost": cost, "input_tokens": usage.input_tokens,
+           "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
+           "cache_write_tokens": usage.cache_write_tokens, "outcome": entry.outcome}
+    if shielded:
+        await svc.store.record("usage", row)
+    else:
+        await _record(svc, "usage", row)
     return cost
 
 
@@ -105,10 +110,16 @@ async def _credit(svc: Services, paid: Paid, entry: RequestLog, model: str, amou
     log.warning("paid request %s failed upstream (%s): credit %d recorded", paid.reference, reason, amount)
 
 
-async def _keep(svc: Services, paid: Paid, headers: Mapping[str, str], raw: bytes) -> None:
-    """Store a JSON answer for ``Idempotency-Key`` replays (nothing to do without a key)."""
-    if paid.idempotency_key is not None:
-        with anyio.CancelScope(shield=True):
+async def _paid_json(svc: Services, paid: Paid, entry: RequestLog, model: str,
+                     answer: Mapping[str, Any] | None, headers: Mapping[str, str], raw: bytes) -> None:
+    """After a JSON answer (``answer``: the upstream's message): its usage row, and the answer
+    stored for ``Idempotency-Key`` replays (with a key), in one shielded step (a client
+    disconnect must lose neither)."""
+    entry.outcome = "paid"
+    usage = Usage.from_anthropic((answer or {}).get("usage"))
+    with anyio.CancelScope(shield=True):
+        await _usage_row(svc, paid, entry, model, usage, shielded=True)
+        if paid.idempotency_key is not None:
             await svc.gate.finish(paid, StoredResponse(200, tuple(headers.items()), raw))
 
 
@@ -202,9 +213,7 @@ async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: Re
         return await failed_after_payment(svc, paid, entry, model, err, anthropic=False)
     raw = compact_json(completion)
     resp_headers = paid_headers(paid, {**mreq.response_headers(), "content-type": "application/json"})
-    entry.outcome = "paid"
-    await _usage_row(svc, paid, entry, model, Usage.from_anthropic((up.json or {}).get("usage")))
-    await _keep(svc, paid, resp_headers, raw)
+    await _paid_json(svc, paid, entry, model, up.json, resp_headers, raw)
     return Response(raw, status_code=200, headers=resp_headers)
 
 
@@ -306,9 +315,7 @@ async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream
                                  headers=resp_headers)
     raw = compact_json(up.json)
     resp_headers = paid_headers(paid, {"content-type": "application/json"})
-    entry.outcome = "paid"
-    await _usage_row(svc, paid, entry, model, Usage.from_anthropic((up.json or {}).get("usage")))
-    await _keep(svc, paid, resp_headers, raw)
+    await _paid_json(svc, paid, entry, model, up.json, resp_headers, raw)
     return Response(raw, status_code=200, headers=resp_headers)
 
 
