@@ -19,7 +19,6 @@ The challenge id binding (§1.4) is the stateless HMAC every SDK uses::
 from __future__ import annotations
 
 import copy
-import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
@@ -355,7 +354,7 @@ def _compute_id(key: bytes, *, realm: str, method: str, intent: str, request: st
     if header and header.lower() != DEFAULT_CREDENTIAL_HEADER.lower():
         slots.append(header)
     slots.append(opaque or "")
-    mac = hmac.new(key, "|".join(slots).encode("utf-8"), hashlib.sha256).digest()
+    mac = hmac.digest(key, "|".join(slots).encode("utf-8"), "sha256")  # one-shot: no HMAC object
     return b64url_encode(mac)
 
 

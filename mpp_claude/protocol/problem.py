@@ -51,6 +51,18 @@ def problem_type(suffix: str) -> str:
     return PROBLEM_BASE + suffix
 
 
+def _private(extensions: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy nobody else can change: one shallow copy when every value is a string, number,
+    bool or None (the usual ``challengeId``), a deep copy otherwise."""
+    out = dict(extensions)
+    if all(type(v) in _SCALARS or v is None for v in out.values()):
+        return out
+    return copy.deepcopy(out)
+
+
+_SCALARS = (str, int, float, bool)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
     """An RFC 9457 problem details object.
@@ -82,7 +94,7 @@ class Problem:
         clash = sorted(set(self.extensions) & set(_MEMBERS))
         if clash:
             raise ValueError(f"problem extensions repeat standard member(s) {', '.join(clash)}")
-        object.__setattr__(self, "extensions", copy.deepcopy(dict(self.extensions)))
+        object.__setattr__(self, "extensions", _private(self.extensions))
 
     @classmethod
     def of(cls, suffix: str, detail: str | None = None, **extensions: Any) -> Problem:
@@ -108,7 +120,7 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (absent members omitted)."""
-        out: dict[str, Any] = copy.deepcopy(self.extensions)
+        out: dict[str, Any] = _private(self.extensions)
         for name in _MEMBERS:
             value = getattr(self, name)
             if value is not None:
