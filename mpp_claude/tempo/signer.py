@@ -178,7 +178,7 @@ class LocalSigner:
         trip: libsecp256k1's recoverable signature is already low-s.  Same warning."""
         if _cc is None or len(digest) != 32:  # pragma: no cover - the fallback, or the error
             return self.unsafe_sign_hash(digest).to_bytes65()
-        sig = self._key.sign_recoverable(digest, hasher=None)
+        sig: bytes = self._key.sign_recoverable(digest, hasher=None)
         if int.from_bytes(sig[32:64], "big") > SECP256K1_HALF_N:  # pragma: no cover - never from libsecp256k1
             return self.unsafe_sign_hash(digest).to_bytes65()
         return sig[:64] + _V[sig[64]]
