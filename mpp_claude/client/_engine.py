@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from ..errors import (
@@ -51,6 +52,13 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 Approve = Callable[[Quote], "bool | Awaitable[bool]"]
 _DRY_RUN: ContextVar[bool] = ContextVar("mpp_claude_dry_run", default=False)
+
+
+@lru_cache(maxsize=256)  # a constant table, looked up once per (chain, token) instead of per payment
+def _symbol(chain_id: int, currency: str) -> str:
+    """The token's symbol, or ``"units"`` for a token we do not know."""
+    symbol = tip20.token_symbol(chain_id, currency)
+    return symbol if symbol != currency else "units"
 
 
 class HeaderLookup(Protocol):
@@ -219,10 +227,8 @@ class Engine:
             day = self.ledger.day_spent(self.wallet.address, now=time.time())
             left["max_per_day"] = self.policy.max_per_day - day - amount
         target = att.flow.target
-        chain = o.chain_id or 0
-        symbol = tip20.token_symbol(chain, o.currency)
         return Quote(target.origin, target.path, o.method, o.intent, amount, o.currency,
-                     symbol if symbol != o.currency else "units", tip20.DECIMALS, o.recipient, o.chain_id,
+                     _symbol(o.chain_id or 0, o.currency), tip20.DECIMALS, o.recipient, o.chain_id,
                      o.challenge_id, o.expires, o.description, left)
 
     def _wants_quote_detail(self) -> bool:

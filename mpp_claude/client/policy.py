@@ -97,6 +97,11 @@ def origin_of(scheme: str, host: str, port: int | None) -> str:
     return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
 
 
+@lru_cache(maxsize=64)  # a constant table: one set per chain, not one per payment
+def _known_currencies(chain_id: int) -> frozenset[str]:
+    return frozenset(t.address.lower() for t in tip20.KNOWN_TOKENS.get(chain_id, ()))
+
+
 @lru_cache(maxsize=1024)  # pure; parsing an IP literal costs ~15 us
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback IP literals (the only hosts plain HTTP may pay)."""
@@ -265,7 +270,7 @@ class Policy:
             return None
         if self.currencies is not None:
             return self.currencies
-        return frozenset(t.address.lower() for t in tip20.KNOWN_TOKENS.get(chain_id, ()))
+        return _known_currencies(chain_id)
 
     def check_target(self, target: Target) -> None:
         """Refuse to pay where the request went, whatever the price.
