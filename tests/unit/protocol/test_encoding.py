@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -140,3 +141,13 @@ def test_canonical_json_fast_path_matches_the_writer(value: Any) -> None:
             canonical_json(value)
         return
     assert canonical_json(value) == expected
+
+
+def test_decode_json_refuses_a_bom_as_json_loads_does() -> None:
+    """The shared strict decoder keeps json.loads' refusal of a leading byte-order mark."""
+    with pytest.raises(json.JSONDecodeError) as plain:
+        json.loads('\ufeff{"a":1}')
+    with pytest.raises(EncodingError, match=re.escape(f"JSON: {plain.value.msg} at position 0")):
+        decode_json('\ufeff{"a":1}')
+    with pytest.raises(EncodingError, match="duplicate object key 'a'"):
+        decode_json('{"a":1,"a":2}')

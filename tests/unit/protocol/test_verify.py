@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from mpp_claude.conformance.registry import handle_request
 from mpp_claude.errors import InvalidChallenge, PaymentExpired, WeakSecretError
 from mpp_claude.protocol import Credential, content_digest, new_challenge, verify_echo
+from mpp_claude.protocol.encoding import b64url_encode, encode_b64_json
 
 from .vectors import load
 
@@ -87,3 +89,25 @@ def test_verify_echo_weak_secret() -> None:
     cred = Credential.from_dict(load("server-verification/cases")["cases"][0]["input"]["credential"])
     with pytest.raises(WeakSecretError):
         verify_echo(cred.challenge, secret="secret-key", **ROUTE, expires_required=True, now=NOW)
+
+
+def test_pre_encoded_request_is_the_same_challenge() -> None:
+    """new_challenge with the request's base64url text issues exactly what the object issues."""
+    request_b64 = encode_b64_json(ROUTE["request"])
+    fields = {**ROUTE, "expires": NOW + timedelta(minutes=5), "opaque": "abc"}
+    assert new_challenge(SECRET, **{**fields, "request": request_b64}) == new_challenge(SECRET, **fields)
+
+
+def test_verify_echo_request_text_shortcut() -> None:
+    """request_b64 only shortcuts an echo of that very text: another encoding of the same object
+    still verifies, another request is still refused whatever request_b64 says."""
+    request_b64 = encode_b64_json(ROUTE["request"])
+    verify_echo(_issue(), secret=SECRET, **ROUTE, expires_required=True, now=NOW, request_b64=request_b64)
+    reordered = b64url_encode(json.dumps(dict(reversed(list(ROUTE["request"].items())))).encode())
+    assert reordered != request_b64
+    verify_echo(_issue(request=reordered), secret=SECRET, **ROUTE, expires_required=True, now=NOW,
+                request_b64=request_b64)
+    cheaper = {**ROUTE["request"], "amount": "1"}
+    with pytest.raises(InvalidChallenge, match="request"):
+        verify_echo(_issue(request=cheaper), secret=SECRET, **ROUTE, expires_required=True, now=NOW,
+                    request_b64=request_b64)

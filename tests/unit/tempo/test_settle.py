@@ -234,3 +234,18 @@ def test_payer_is_the_sender_the_chain_recovered() -> None:
     with pytest.raises(VerificationFailed, match="the transaction's sender is"):
         _verifier(StubRpc(receipt=_paying_receipt(sig, sender=other, chain_from=None))).verify(
             payload, _ctx(), claim=_always)
+
+
+def test_prepare_pull_reuses_a_decoded_envelope() -> None:
+    """A caller's decoded envelope and recovered sender give the same bytes and hash as decoding
+    afresh; the sender is kept; the checks still run on what was passed."""
+    for req, sponsor in ((REQ, None), (SPONSORED, SPONSOR)):
+        sig = _signature(req)
+        decoded = txmod.decode(decode_hex_payload(sig, "signature"))
+        sender = txmod.recover_sender(decoded.tx)
+        fresh = prepare_pull(sig, _ctx(req), now=NOW, fee_payer=sponsor)
+        reused = prepare_pull(sig, _ctx(req), now=NOW, fee_payer=sponsor, decoded=decoded, sender=sender)
+        assert (reused.raw, reused.tx_hash, reused.known_sender) == (fresh.raw, fresh.tx_hash, PAYER.address)
+    with pytest.raises(VerificationFailed, match="does not sponsor fees"):
+        sponsored = txmod.decode(bytes.fromhex(_signature(SPONSORED)[2:]))
+        prepare_pull(_signature(), _ctx(), now=NOW, decoded=sponsored, sender=PAYER.address)
