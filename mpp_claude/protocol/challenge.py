@@ -19,6 +19,7 @@ The challenge id binding (§1.4) is the stateless HMAC every SDK uses::
 from __future__ import annotations
 
 import copy
+import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
@@ -354,8 +355,16 @@ def _compute_id(key: bytes, *, realm: str, method: str, intent: str, request: st
     if header and header.lower() != DEFAULT_CREDENTIAL_HEADER.lower():
         slots.append(header)
     slots.append(opaque or "")
-    mac = hmac.digest(key, "|".join(slots).encode("utf-8"), "sha256")  # one-shot: no HMAC object
-    return b64url_encode(mac)
+    mac = _keyed(key).copy()
+    mac.update("|".join(slots).encode("utf-8"))
+    return b64url_encode(mac.digest())
+
+
+@lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 keyed with ``key``, fed nothing yet: each id copies it (OpenSSL 3 sets up a MAC
+    afresh for every one-shot ``hmac.digest``/``hmac.new``; a copy skips that)."""
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def challenge_id(secret: str | bytes, *, realm: str, method: str, intent: str,
