@@ -22,8 +22,14 @@ json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
                          # written as digits and read back as a Python int, so leave those out.
                          st.floats(allow_nan=False, allow_infinity=False)
                          .filter(lambda f: not (f.is_integer() and abs(f) >= 2**53)), text)
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(text, inner, max_size=4)), max_leaves=8)
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    # named, not a multi-line lambda (hypothesis reads extend's source back to check it recurses)
+    return st.one_of(st.lists(inner, max_size=4), st.dictionaries(text, inner, max_size=4))
+
+
+json_values = st.recursive(json_scalars, _containers, max_leaves=8)
 json_objects = st.dictionaries(text, json_values, max_size=5)
 
 timestamps = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31),
