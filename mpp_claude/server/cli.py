@@ -57,7 +57,6 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_app_from_env() -> Any:
     """uvicorn factory for worker processes: the config from ``MPP_CLAUDE_SERVE_FLAGS`` + environment."""
-    from ._uvicorn import CoalescingProtocol
     from .app import create_app
     from .config import load_config
 

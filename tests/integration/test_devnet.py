@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from eth_utils import to_checksum_address
@@ -98,3 +99,22 @@ def test_funded_fresh_wallet_sends_a_mined_tip20_transfer(devnet: Devnet, funded
     assert devnet.balance(payee) == 1_234_567
     # the sender paid the amount plus a fee in pathUSD (fallback fee token)
     assert devnet.balance(funded_account.address) < 100 * tip20.UNIT - 1_234_567
+
+
+def test_a_long_chain_writes_nothing_to_disk_and_stop_leaves_nothing() -> None:
+    """Past ~400 blocks anvil writes each older block's state to ``$HOME/.foundry/anvil/tmp``
+    (~0.3 MB a block, never removed); the devnet runs it with ``--prune-history`` and its own
+    ``HOME``, so 600 blocks leave only the log, and ``stop()`` removes even that."""
+    real_states = Path.home() / ".foundry" / "anvil" / "tmp"
+    before = set(real_states.iterdir()) if real_states.is_dir() else set()
+    net = Devnet.start()
+    try:
+        net.rpc.call("anvil_mine", [hex(600)])
+        home = Path(net.log_path).parent
+        files = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file())
+        assert files == ["anvil.log"]
+    finally:
+        net.stop()
+    assert not home.exists()
+    after = set(real_states.iterdir()) if real_states.is_dir() else set()
+    assert after == before
