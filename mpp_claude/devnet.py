@@ -20,9 +20,11 @@ Disk: by default anvil keeps recent block states in memory and writes older ones
 ``~/.foundry/anvil/tmp/anvil-state-*`` (a full state per block), which it does not remove
 when it is stopped: a day of tests and benchmarks left 75 GB there, and the writes slowed
 block production as the chain grew (a payment took ~2.5 ms at block 200, ~9 ms at block
-800).  The devnet only ever reads the latest state, so anvil runs with ``--prune-history``
-(no state on disk, ~3.5 ms at block 800) and with ``HOME`` set to the devnet's own
-temporary directory, which ``stop()`` deletes, so nothing anvil writes outlives it.
+800).  anvil runs with ``--max-persisted-states 0`` (recent states stay in memory, older ones
+are dropped instead of written: ~4-6 ms at block 800; ``--prune-history`` would keep only the
+latest state, which breaks peers that simulate against a recent block, as mppx's server does)
+and with ``HOME`` set to the devnet's own temporary directory, which ``stop()`` deletes, so
+nothing anvil writes outlives it.
 """
 
 from __future__ import annotations
@@ -226,7 +228,7 @@ class Devnet:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [binary, "--network", "tempo", "--hardfork", hardfork, "--host", "127.0.0.1",
-                 "--port", "0", "--prune-history", *extra_args],
+                 "--port", "0", "--max-persisted-states", "0", *extra_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform == "linux" and main_thread else None,

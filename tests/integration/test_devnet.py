@@ -103,8 +103,8 @@ def test_funded_fresh_wallet_sends_a_mined_tip20_transfer(devnet: Devnet, funded
 
 def test_a_long_chain_writes_nothing_to_disk_and_stop_leaves_nothing() -> None:
     """Past ~400 blocks anvil writes each older block's state to ``$HOME/.foundry/anvil/tmp``
-    (~0.3 MB a block, never removed); the devnet runs it with ``--prune-history`` and its own
-    ``HOME``, so 600 blocks leave only the log, and ``stop()`` removes even that."""
+    (~0.3 MB a block, never removed); the devnet runs it with ``--max-persisted-states 0`` and
+    its own ``HOME``, so 600 blocks leave only the log, and ``stop()`` removes even that."""
     real_states = Path.home() / ".foundry" / "anvil" / "tmp"
     before = set(real_states.iterdir()) if real_states.is_dir() else set()
     net = Devnet.start()
