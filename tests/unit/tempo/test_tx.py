@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 from eth_hash.auto import keccak
@@ -216,3 +216,19 @@ def test_signature_v_malleability_is_canonicalised() -> None:
     assert txmod.canonical_signature(keychain).sender_signature == b"\x04" + root + sig
     with pytest.raises(MalformedTransaction, match="invalid"):
         txmod.canonical_signature(replace(signed, sender_signature=sig[:64] + b"\x05"))
+
+
+def test_the_signed_copy_keeps_every_field() -> None:
+    """``sign_encoded``'s copy (built field by field, not with ``replace``) equals ``replace`` for a
+    transaction whose every field differs from its default, so a field added or reordered in
+    ``TempoTransaction`` cannot be dropped or shifted silently."""
+    tx = txmod.TempoTransaction(
+        chain_id=7, max_priority_fee_per_gas=11, max_fee_per_gas=13, gas_limit=17,
+        calls=(txmod.Call(TOKEN, b"\x01"),), access_list=(txmod.AccessListEntry(TOKEN, (b"\x02" * 32,)),),
+        nonce_key=19, nonce=23, valid_before=29, valid_after=31, fee_token=TOKEN, sponsored=True,
+        fee_payer_signature=Signature(37, 41, 1), aa_authorization_list=([b"\x05"],),
+        key_authorization=[b"\x06"], sender_signature=b"\x07" * 65)
+    defaults = txmod.TempoTransaction(chain_id=0, max_priority_fee_per_gas=0, max_fee_per_gas=0, gas_limit=0,
+                                      calls=())
+    assert all(getattr(tx, f.name) != getattr(defaults, f.name) for f in fields(txmod.TempoTransaction))
+    assert txmod._with_signature(tx, b"\x08" * 65) == replace(tx, sender_signature=b"\x08" * 65)
