@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from ..errors import EncodingError, InvalidChallenge
@@ -40,15 +39,9 @@ INTENT = "charge"
 MODE_NAMES = {"transaction": "pull", "hash": "push"}  # our config names -> spec supportedModes
 
 
-_SMALL_BODY = 16 * 1024  # bodies up to this size have their digest kept (the 402, then the paid retry)
-
-
 def body_digest(body: bytes) -> str:
     """RFC 9530 ``sha-256=:<base64>:`` of the request body (the challenge's ``digest``)."""
-    return _small_digest(body) if len(body) <= _SMALL_BODY else content_digest(body)
-
-
-_small_digest = lru_cache(maxsize=128)(content_digest)
+    return content_digest(body)
 
 
 @dataclass(frozen=True, slots=True)
