@@ -82,14 +82,28 @@ CREATE TABLE IF NOT EXISTS spend_minutes (
     minute  INTEGER NOT NULL,
     amount  INTEGER NOT NULL,
     PRIMARY KEY (wallet, minute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refunds (
+    wallet     TEXT NOT NULL,
+    reference  TEXT NOT NULL,
+    amount     INTEGER NOT NULL,
+    at         REAL NOT NULL,
+    PRIMARY KEY (wallet, reference)
 ) WITHOUT ROWID
 """
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _BACKFILL = """
 INSERT INTO spend_minutes (wallet, minute, amount)
 SELECT wallet, CAST(created_at / 60 AS INTEGER), SUM(amount) FROM payments
 WHERE status IN ('reserved', 'signed', 'settled', 'unknown') GROUP BY 1, 2
 ON CONFLICT (wallet, minute) DO UPDATE SET amount = excluded.amount
+"""
+# Version 1 files kept no refund marks: a channel some of whose rows were released on its
+# finalisation was refunded (a refund in part only leaves no trace; it stays refundable once more).
+_BACKFILL_REFUNDS = """
+INSERT OR IGNORE INTO refunds (wallet, reference, amount, at)
+SELECT wallet, reference, 0, MAX(updated_at) FROM payments
+WHERE status = 'released' AND reference IS NOT NULL AND error LIKE 'channel finalised%' GROUP BY 1, 2
 """
 
 
@@ -216,6 +230,7 @@ class Ledger:
                 for statement in _SCHEMA.split(";"):
                     db.execute(statement)
                 db.execute(_BACKFILL)  # files from before the buckets existed
+                db.execute(_BACKFILL_REFUNDS)  # files from before the refund marks existed
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -313,13 +328,23 @@ class Ledger:
         """Give back up to ``amount`` base units of ``wallet``'s counted rows carrying ``reference``,
         newest first (a session channel finalised below what its vouchers authorised): a row given
         back whole becomes ``released``, a row given back in part keeps the rest; its minute bucket
-        shrinks by the same.  Returns the amount given back."""
+        shrinks by the same.  Returns the amount given back.
+
+        Once per ``(wallet, reference)``: a channel is finalised once, so a second call, from this
+        or another process sharing the file (two processes closing one channel at once), gives back
+        nothing and returns 0.  The mark is written in the same transaction as the refund.
+        """
         marks = ",".join("?" * len(COUNTED))
         left = amount
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                first = db.execute("INSERT OR IGNORE INTO refunds (wallet, reference, amount, at) "
+                                   "VALUES (?, ?, 0, ?)", (wallet, reference, now)).rowcount
+                if not first:  # refunded before: nothing twice
+                    db.execute("COMMIT")
+                    return 0
                 rows = db.execute(f"SELECT id, amount, created_at FROM payments WHERE wallet = ? "
                                   f"AND reference = ? AND status IN ({marks}) ORDER BY id DESC",
                                   (wallet, reference, *COUNTED)).fetchall()
@@ -336,6 +361,8 @@ class Ledger:
                     else:
                         db.execute("UPDATE payments SET amount = amount - ?, updated_at = ? WHERE id = ?",
                                    (part, now, row_id))
+                db.execute("UPDATE refunds SET amount = ? WHERE wallet = ? AND reference = ?",
+                           (amount - left, wallet, reference))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -388,6 +415,7 @@ class MemoryLedger:
         self._lock = threading.Lock()
         self._rows: list[dict[str, Any]] = []
         self._pins: dict[tuple[str, str], str] = {}
+        self._refunded: set[tuple[str, str]] = set()
         self.path = None
 
     def close(self) -> None:
@@ -438,6 +466,9 @@ class MemoryLedger:
     def refund(self, wallet: str, reference: str, amount: int, *, error: str, now: float) -> int:
         left = amount
         with self._lock:
+            if (wallet, reference) in self._refunded:
+                return 0
+            self._refunded.add((wallet, reference))
             for r in reversed(self._rows):
                 if left <= 0:
                     break
