@@ -34,6 +34,7 @@ from ..tempo.verify import SponsorPolicy
 from . import routes
 from .chain import SyncBroadcastRpc
 from .config import ServerConfig
+from .front import PaidApp
 from .observability import Metrics, RequestLog, emit
 from .payments import PaymentGate
 from .pricing import PriceTable
@@ -219,8 +220,9 @@ def create_app(config: ServerConfig, *, store: Store | None = None, upstream: Up
     ]
     if metrics is not None:
         app_routes.append(Route("/metrics", routes.metrics, methods=["GET"]))
-    app = Starlette(
+    app = PaidApp(
         routes=app_routes,
+        direct={"/v1/chat/completions": routes.chat_completions, "/v1/messages": routes.messages},
         exception_handlers={VerificationError: _on_verification, ConversionError: _on_client_error,
                             HTTPException: _on_http, **_store_errors()},
         lifespan=lifespan,
