@@ -16,10 +16,11 @@ import json
 import logging
 import threading
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 ACCESS_LOG = logging.getLogger("mpp_claude.server.access")
+_line_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode  # one encoder, not one per line
 
 
 @dataclass
@@ -49,8 +50,15 @@ class RequestLog:
 
     def line(self) -> str:
         """The JSON text of the line (``None`` fields are left out)."""
-        data = {k: v for k, v in asdict(self).items() if v is not None and v != {}}
-        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+        if self.extra:  # ``asdict`` copies nested values (and turns dataclasses in them into dicts)
+            data = {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+        else:  # the scalar fields as they are: ``asdict`` costs ~20 us for the same dict
+            values = self.__dict__
+            data = {k: v for k in _SCALAR_FIELDS if (v := values[k]) is not None}
+        return _line_json(data)
+
+
+_SCALAR_FIELDS = tuple(f.name for f in fields(RequestLog) if f.name != "extra")
 
 
 class Metrics:

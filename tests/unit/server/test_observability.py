@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from mpp_claude.cli import main
 from mpp_claude.server.observability import Metrics, RequestLog
+from mpp_claude.server.pricing import AtomicAmount
 
 
 def test_log_line_is_compact_json_without_empty_fields() -> None:
@@ -20,6 +22,20 @@ def test_log_line_is_compact_json_without_empty_fields() -> None:
                     "payer": "0xabc", "amount": 42, "model": "m", "input_tokens": 3, "output_tokens": 5,
                     "latency_ms": 0.0, "stream": False}
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("entry", [
+    RequestLog(method="POST", route="/v1/chat/completions"),
+    RequestLog(method="POST", route="/v1/messages", status=402, outcome="rejected", amount=AtomicAmount(613),
+               model="claude-haiku-4-5", problem="invalid-challenge", latency_ms=0.25, stream=True),
+    RequestLog(method="GET", route="other", status=200, outcome="free", payer="0x\u00e9", reference="0x12",
+               cost=0, input_tokens=0, output_tokens=7),
+    RequestLog(method="POST", route="/v1/messages", extra={"channel": {"id": "0x1", "n": [1, None]}}),
+], ids=["defaults", "402", "zeros-and-unicode", "extra"])
+def test_log_line_is_the_asdict_line(entry: RequestLog) -> None:
+    """The line is exactly what the dataclass's ``asdict`` minus None/empty fields gives, key-sorted."""
+    expected = {k: v for k, v in dataclasses.asdict(entry).items() if v is not None and v != {}}
+    assert entry.line() == json.dumps(expected, separators=(",", ":"), sort_keys=True)
 
 
 def test_metrics_count_requests_charges_tokens_and_credits() -> None:
