@@ -136,3 +136,15 @@ def test_format_payment_falls_back_for_other_payloads() -> None:
     assert format_payment(challenge, payload, None) == expected
     with pytest.raises(FormatError):
         format_payment(challenge, {"type": "\ud800"}, None)
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet=" \t\r\nPaymentAYMENT:;,=+/-_.~aZz09\x00\u00e9\u0660", max_size=24))
+def test_split_authorization_is_the_full_expression(value: str) -> None:
+    """The head-then-alphabet split finds exactly what ``_AUTHORIZATION.fullmatch`` finds."""
+    from mpp_claude.protocol.credential import _AUTHORIZATION, _split_authorization
+
+    m = _AUTHORIZATION.fullmatch(value)
+    assert _split_authorization(value) == (None if m is None else (m.group(1), m.group(2)))
+    assert _split_authorization(f" Payment  {value}\t") == (
+        None if (m := _AUTHORIZATION.fullmatch(f" Payment  {value}\t")) is None else (m.group(1), m.group(2)))

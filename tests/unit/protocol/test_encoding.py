@@ -22,7 +22,7 @@ from mpp_claude.protocol import (
     encode_b64_json,
     encoding,
 )
-from mpp_claude.protocol.encoding import MAX_JSON_DEPTH
+from mpp_claude.protocol.encoding import MAX_JSON_DEPTH, is_b64url
 
 from .vectors import error_type, expects_success, scenarios
 
@@ -158,3 +158,12 @@ def test_decode_json_refuses_a_bom_as_json_loads_does() -> None:
         decode_json('\ufeff{"a":1}')
     with pytest.raises(EncodingError, match="duplicate object key 'a'"):
         decode_json('{"a":1,"a":2}')
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet="AZaz09-_+/= \t\x00\x7f\u00e9\u0660\U0001f600", max_size=20))
+def test_is_b64url_is_the_alphabet_expression(text: str) -> None:
+    """``is_b64url`` accepts exactly what ``[A-Za-z0-9_-]*`` fully matches (non-ASCII digits too)."""
+    assert is_b64url(text) == (re.fullmatch(r"[A-Za-z0-9_-]*", text) is not None)
+    assert is_b64url(text) == all(c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                                  for c in text)
