@@ -16,6 +16,7 @@ import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from mpp_claude.errors import EncodingError, FormatError, MalformedReceipt
@@ -25,6 +26,9 @@ from mpp_claude.protocol.encoding import decode_b64_json, encode_b64_json
 __all__ = ["Receipt", "format_receipt", "parse_receipt"]
 
 _FIELDS = ("status", "method", "timestamp", "reference", "externalId")
+#: Receipts made or read within the same second share one parse of ``timestamp`` (``parse_rfc3339``
+#: is pure; a refused text raises each time, exceptions are not kept).
+_checked_timestamp = lru_cache(maxsize=64)(parse_rfc3339)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +70,7 @@ class Receipt:
         if not self.reference:
             raise MalformedReceipt("receipt 'reference' is empty")
         try:
-            parse_rfc3339(self.timestamp)
+            _checked_timestamp(self.timestamp)
         except ValueError as exc:
             raise MalformedReceipt(f"receipt 'timestamp': {exc}") from exc
         if not isinstance(self.extra, Mapping):
@@ -86,7 +90,7 @@ class Receipt:
 
     def to_wire_dict(self) -> dict[str, Any]:
         """The flat JSON object sent on the wire."""
-        out: dict[str, Any] = copy.deepcopy(self.extra)
+        out: dict[str, Any] = copy.deepcopy(self.extra) if self.extra else {}
         out.update(status=self.status, timestamp=self.timestamp, reference=self.reference)
         if self.method is not None:
             out["method"] = self.method

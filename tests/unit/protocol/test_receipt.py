@@ -75,3 +75,18 @@ def test_format_error() -> None:
     r = Receipt(status="success", timestamp="2026-01-29T12:00:00Z", reference="r", extra={"x": float("inf")})
     with pytest.raises(FormatError):
         format_receipt(r)
+
+
+def test_timestamp_is_checked_on_every_receipt_and_wire_dicts_are_fresh() -> None:
+    """A refused timestamp is refused every time (the kept parses keep no failure), and each wire
+    dict is a new object: changing one changes neither the receipt nor the next dict."""
+    for _ in range(2):
+        with pytest.raises(MalformedReceipt):
+            Receipt(status="success", timestamp="2026-02-30T00:00:00Z", reference="0x1")
+    plain = Receipt(status="success", timestamp="2026-01-29T12:00:00Z", reference="0x1", method="tempo")
+    plain.to_wire_dict()["status"] = "changed"
+    assert plain.to_wire_dict() == {"status": "success", "timestamp": "2026-01-29T12:00:00Z",
+                                    "reference": "0x1", "method": "tempo"}
+    rich = Receipt(status="success", timestamp="2026-01-29T12:00:00Z", reference="0x1", extra={"a": {"b": 1}})
+    rich.to_wire_dict()["a"]["b"] = 2
+    assert rich.to_wire_dict()["a"] == {"b": 1}
