@@ -15,17 +15,21 @@ from starlette.responses import PlainTextResponse, Response
 
 from ..convert.models import resolve_model
 from ..convert.request import chat_request_to_messages
+from ..convert.types import MessagesRequest
 from ..errors import BadRequest, ConversionError
 from ..protocol.encoding import decode_json
 from .discovery import llms_txt, models_list, openapi
 from .observability import RequestLog
 from .payments import Paid, Replayed
-from .pricing import count_parts, estimate_prompt_tokens, quote
+from .pricing import Quote, count_parts, estimate_prompt_tokens, quote
 from .rendering import json_response
 from .serving import Services, guarded, serve_chat, serve_messages
 
 # Top-level fields /v1/messages forwards; anything else (server tools' containers, MCP servers,
 # a priority service tier…) could cost more than the quote covers, so it is refused before payment.
+CHAT = "/v1/chat/completions"
+MESSAGES = "/v1/messages"
+
 _MESSAGES_FIELDS = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream",
                               "temperature", "top_p", "top_k", "tools", "tool_choice", "metadata",
                               "thinking", "output_config"})
@@ -115,17 +119,25 @@ def _replay(replayed: Replayed, entry: RequestLog) -> Response:
     return response
 
 
-async def _pay(request: Request, svc: Services, entry: RequestLog, body: bytes, payload: dict[str, Any],
-               model: str, max_tokens: int) -> Paid | Replayed:
-    """Quote this request, then pass the payment gate (raises for a 402)."""
+def _quote(svc: Services, body: bytes, payload: dict[str, Any], model: str, max_tokens: int) -> Quote:
+    """The upper-bound price of this request (``ConversionError`` for a model without prices)."""
     messages, images = count_parts(payload.get("messages"))
-    price = quote(svc.prices, model, max_tokens=max_tokens,
-                  prompt_tokens=estimate_prompt_tokens(body, messages=messages, images=images))
+    return quote(svc.prices, model, max_tokens=max_tokens,
+                 prompt_tokens=estimate_prompt_tokens(body, messages=messages, images=images))
+
+
+def _offers_payment(authorizations: list[str]) -> bool:
+    """Whether the request carries a ``Payment`` credential (as ``PaymentGate.authorize`` reads it)."""
+    return any(v.strip().lower().startswith("payment") for v in authorizations)
+
+
+async def _pay(request: Request, svc: Services, entry: RequestLog, body: bytes, price: Quote,
+               authorizations: list[str]) -> Paid | Replayed:
+    """Pass the payment gate for ``price`` (raises for a 402)."""
     entry.amount = price.amount
     terms = svc.gate.terms(scope_of(request), body, price)
     request.state.terms = terms  # the error handler issues fresh challenges from these terms
-    grant = await svc.gate.authorize(terms, body, request.headers.getlist("authorization"),
-                                     request.headers.get("idempotency-key"))
+    grant = await svc.gate.authorize(terms, body, authorizations, request.headers.get("idempotency-key"))
     if isinstance(grant, Paid):
         entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
     return grant
@@ -135,10 +147,21 @@ async def chat_completions(request: Request) -> Response:
     """``POST /v1/chat/completions``: OpenAI-compatible, paid per request (JSON or SSE)."""
     svc, entry = services(request), access_log(request)
     body = await read_body(request, svc.config.max_body_bytes)
-    payload = parse_object(body)
-    mreq = chat_request_to_messages(payload, options=svc.convert_options, now=svc.clock())
-    entry.model, entry.stream = mreq.model.id, mreq.stream
-    grant = await _pay(request, svc, entry, body, payload, mreq.model.id, int(mreq.body["max_tokens"]))
+    authorizations = request.headers.getlist("authorization")
+    paying = _offers_payment(authorizations)
+    kept: tuple[MessagesRequest, Quote] | None = svc.analyses.take(CHAT, body) if paying else None
+    if kept is None:
+        payload = parse_object(body)
+        # No thinking store is given: the conversion is pure in (body, options), as ``Analyses`` needs.
+        mreq = chat_request_to_messages(payload, options=svc.convert_options, now=svc.clock())
+        entry.model, entry.stream = mreq.model.id, mreq.stream
+        price = _quote(svc, body, payload, mreq.model.id, int(mreq.body["max_tokens"]))
+        if not paying:  # a 402 follows: its paid retry will send this very body
+            svc.analyses.keep(CHAT, body, (mreq, price))
+    else:
+        mreq, price = kept
+        entry.model, entry.stream = mreq.model.id, mreq.stream
+    grant = await _pay(request, svc, entry, body, price, authorizations)
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
     return await guarded(svc, grant, entry, mreq.model.id, anthropic=False,
@@ -179,10 +202,21 @@ async def messages(request: Request) -> Response:
     """``POST /v1/messages``: Anthropic Messages passthrough, paid per request."""
     svc, entry = services(request), access_log(request)
     body = await read_body(request, svc.config.max_body_bytes)
-    payload = parse_object(body)
-    model, max_tokens, stream = _messages_request(payload)
-    entry.model, entry.stream = model, stream
-    grant = await _pay(request, svc, entry, body, payload, model, max_tokens)
+    authorizations = request.headers.getlist("authorization")
+    paying = _offers_payment(authorizations)
+    kept: tuple[dict[str, Any], str, bool, Quote] | None = (
+        svc.analyses.take(MESSAGES, body) if paying else None)
+    if kept is None:
+        payload = parse_object(body)
+        model, max_tokens, stream = _messages_request(payload)
+        entry.model, entry.stream = model, stream
+        price = _quote(svc, body, payload, model, max_tokens)
+        if not paying:  # a 402 follows: its paid retry will send this very body
+            svc.analyses.keep(MESSAGES, body, (payload, model, stream, price))
+    else:
+        payload, model, stream, price = kept
+        entry.model, entry.stream = model, stream
+    grant = await _pay(request, svc, entry, body, price, authorizations)
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
     return await guarded(svc, grant, entry, model, anthropic=True,

@@ -38,6 +38,7 @@ from ..convert.stream import StreamTranslator
 from ..convert.types import ConvertOptions, MessagesRequest
 from ..errors import ConversionError, UpstreamError
 from ..protocol.encoding import loads_bounded
+from .analysis import Analyses
 from .config import ServerConfig
 from .observability import Metrics, RequestLog
 from .payments import Paid, PaymentGate
@@ -63,6 +64,7 @@ class Services:
     clock: Callable[[], float]
     metrics: Metrics | None = None
     convert_options: ConvertOptions = field(default_factory=ConvertOptions)
+    analyses: Analyses = field(default_factory=Analyses)  # each 402's analysis, for its paid retry
 
 
 def paid_headers(paid: Paid, extra: Mapping[str, str] | None = None) -> dict[str, str]:
