@@ -17,6 +17,8 @@ from mpp_claude.server.upstreams import LocalUpstream
 
 pytestmark = pytest.mark.devnet
 
+JSON = {"content-type": "application/json"}
+
 CHAT = {"model": "claude-haiku-4-5", "max_tokens": 40, "stop": ["zz"], "seed": 1,
         "messages": [{"role": "system", "content": "brief"}, {"role": "user", "content": "hello"}]}
 MESSAGES = {"model": "claude-haiku-4-5", "max_tokens": 40, "system": "brief",
@@ -50,7 +52,7 @@ def test_reused_analysis_serves_the_same_request(devnet: Devnet, funded_account:
         answers = []
         for kept in (True, False):
             svc.analyses = _Counting() if kept else _Counting(max_body=0)  # max_body=0: nothing is kept
-            answers.append(client.post(url + path, content=body, headers={"content-type": "application/json"}))
+            answers.append(client.post(url + path, content=body, headers=JSON))
             assert svc.analyses.taken == (1 if kept else 0) and len(svc.analyses) == 0
     reused, afresh = answers
     assert reused.status_code == afresh.status_code == 200
