@@ -268,6 +268,12 @@ def _unescape(body: str) -> str:
 _VERBATIM = re.compile('[\t !#-\\[\\]-~\x80-\xff]*')
 
 
+def is_verbatim(text: str) -> bool:
+    """Whether ``quote`` writes ``text`` as is (between the quotes); checks several values at once
+    when given their concatenation (one match instead of one per value)."""
+    return _VERBATIM.fullmatch(text) is not None
+
+
 def quote(value: str) -> str:
     """Write ``value`` as a quoted-string: ``"`` and ``\\`` backslash-escaped, characters
     above U+00FF as ``\\uXXXX`` UTF-16 escapes (mppx's convention; keeps the header Latin-1).

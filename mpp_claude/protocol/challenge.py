@@ -57,6 +57,7 @@ _INTENT = re.compile(r"[A-Za-z0-9-]+")  # 1*( ALPHA / DIGIT / "-" )
 _REQUIRED = ("id", "realm", "method", "intent", "request")
 _OPTIONAL = ("expires", "digest", "description", "opaque", "header")
 _KNOWN = frozenset(_REQUIRED + _OPTIONAL)
+_FIELDS = _REQUIRED + _OPTIONAL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,11 +322,11 @@ def format_challenge(challenge: Challenge) -> str:
     Raises:
         FormatError: a value holds CR, LF or another control character (header injection).
     """
+    fields = [(name, value) for name in _FIELDS if (value := getattr(challenge, name)) is not None]
+    if _authparams.is_verbatim("".join([value for _, value in fields])):  # nothing to escape anywhere
+        return f"{SCHEME} " + ", ".join([f'{name}="{value}"' for name, value in fields])
     parts = []
-    for name in _REQUIRED + _OPTIONAL:
-        value = getattr(challenge, name)
-        if value is None:
-            continue
+    for name, value in fields:
         try:
             parts.append(f"{name}={_authparams.quote(value)}")
         except ValueError as exc:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 from mpp_claude.errors import FormatError, MalformedChallenge, ParseError
 from mpp_claude.protocol import (
@@ -18,6 +19,7 @@ from mpp_claude.protocol import (
     parse_challenges,
 )
 
+from .strategies import challenges
 from .vectors import error_type, expects_success, scenarios, wire_of
 
 KIND = {"parse_error": ParseError, "format_error": FormatError}
@@ -238,3 +240,23 @@ def test_a_bad_request_is_refused_every_time() -> None:
     for _ in range(2):  # failures are not remembered as successes
         with pytest.raises(MalformedChallenge, match="must decode to a JSON object"):
             Challenge(id="a", realm="r", method="tempo", intent="charge", request=encode_b64_json([1]))
+
+
+@settings(max_examples=300)
+@given(challenges)
+def test_format_is_each_field_quoted_in_order(c: Challenge) -> None:
+    """The one-match fast way writes what quoting each field in turn writes (or refuses alike)."""
+    from mpp_claude.protocol import _authparams
+    from mpp_claude.protocol.challenge import _FIELDS
+
+    try:
+        present = [name for name in _FIELDS if getattr(c, name) is not None]
+        expected: str | None = "Payment " + ", ".join(
+            f"{name}={_authparams.quote(getattr(c, name))}" for name in present)
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(FormatError):
+            format_challenge(c)
+    else:
+        assert format_challenge(c) == expected
