@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from starlette.responses import Response
@@ -43,6 +44,12 @@ def compact_json(data: Any) -> bytes:
     return _compact(data).encode()
 
 
+@lru_cache(maxsize=16)
+def _payment_required_json(problem_type: str, title: str, status: int, detail: str) -> bytes:
+    """The problem+json body of a ``PaymentRequired`` without extensions (the same few texts each time)."""
+    return Problem(type=problem_type, title=title, status=status, detail=detail).to_json()
+
+
 def payment_problem(exc: VerificationError, challenges: Sequence[Challenge]) -> Response:
     """402 (or the error's own status) with problem+json and one challenge line per offer.
 
@@ -50,13 +57,16 @@ def payment_problem(exc: VerificationError, challenges: Sequence[Challenge]) -> 
         exc: why the request is not served (``PaymentRequired`` when no credential came).
         challenges: fresh challenges for this request (empty for non-402 statuses).
     """
-    body = Problem.from_error(exc)
+    if isinstance(exc, PaymentRequired) and not exc.extra and type(exc.detail) is str:  # every first leg
+        body = _payment_required_json(exc.problem_type, exc.title, exc.status, exc.detail)
+    else:
+        body = Problem.from_error(exc).to_json()
     headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
     if exc.status == 402:
         headers += [(b"www-authenticate", format_challenge(ch).encode("latin-1")) for ch in challenges]
         if not isinstance(exc, PaymentRequired):
             headers.append((b"retry-after", RETRY_AFTER_REFUSED.encode()))
-    response = Response(body.to_json(), status_code=exc.status, media_type=PROBLEM_CONTENT_TYPE)
+    response = Response(body, status_code=exc.status, media_type=PROBLEM_CONTENT_TYPE)
     response.raw_headers.extend(headers)
     return response
 
