@@ -26,12 +26,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from ..errors import EncodingError, InvalidChallenge
+from ..protocol._rfc3339 import format_rfc3339
 from ..protocol.challenge import Challenge, new_challenge
 from ..protocol.digest import content_digest
-from ..protocol.encoding import decode_b64_json, encode_b64_json
+from ..protocol.encoding import b64url_encode, canonical_json, decode_b64_json, encode_b64_json, is_b64url
 from ..protocol.verify import verify_echo
 
 METHOD = "tempo"
@@ -103,8 +105,25 @@ def charge_request(*, amount: int, currency: str, recipient: str, chain_id: int,
 
 
 def scope(route: str, nonce: str) -> str:
-    """The ``opaque`` value: base64url(JCS({"nonce", "route"}))."""
+    """The ``opaque`` value: base64url(JCS({"nonce", "route"})).
+
+    A nonce of base64url characters (``secrets.token_urlsafe``'s) needs no JSON escaping, so
+    its JCS text is the route's kept prefix and suffix around it (the same bytes).
+    """
+    if type(nonce) is str and is_b64url(nonce) and type(route) is str:
+        head, tail = _scope_text(route)
+        return b64url_encode(f"{head}{nonce}{tail}".encode())
     return encode_b64_json({"nonce": nonce, "route": route})
+
+
+@lru_cache(maxsize=64)
+def _scope_text(route: str) -> tuple[str, str]:
+    """JCS text of ``{"nonce": <n>, "route": route}`` around a nonce that needs no escaping."""
+    return '{"nonce":"', '","route":' + canonical_json(route).decode() + "}"
+
+
+#: ``expires`` moves by one second at a time: challenges made within one second share the text.
+_expiry_text = lru_cache(maxsize=8)(format_rfc3339)
 
 
 def make_offers(terms: RouteTerms, *, secret: bytes, now: datetime, ttl: int, nonce: str) -> list[Challenge]:
@@ -117,7 +136,7 @@ def make_offers(terms: RouteTerms, *, secret: bytes, now: datetime, ttl: int, no
         ttl: seconds until the challenges expire.
         nonce: a fresh random string (makes every challenge id unique).
     """
-    expires = (now + timedelta(seconds=ttl)).replace(microsecond=0)
+    expires = _expiry_text((now + timedelta(seconds=ttl)).replace(microsecond=0))
     opaque = scope(terms.route, nonce)
     return [new_challenge(secret, realm=terms.realm, method=METHOD, intent=INTENT, request=encoded,
                           expires=expires, digest=terms.digest, description=terms.description,

@@ -6,6 +6,8 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpp_claude.errors import InvalidChallenge, PaymentExpired
 from mpp_claude.protocol.challenge import Challenge, new_challenge
@@ -118,3 +120,29 @@ def test_echo_without_expires_digest_or_scope_is_refused() -> None:
     for ch in (no_expiry, no_digest, no_scope):
         with pytest.raises(InvalidChallenge):
             check_echo(ch, t, secret=SECRET, body=BODY, now=NOW)
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=40), st.one_of(st.text(max_size=20),
+                                        st.text("ABCXYZabcxyz0189-_", min_size=0, max_size=20)))
+def test_scope_is_the_jcs_of_nonce_and_route(route: str, nonce: str) -> None:
+    """The kept-prefix way writes exactly base64url(JCS({"nonce", "route"})), escapes and all."""
+    from mpp_claude.errors import EncodingError
+    from mpp_claude.protocol.encoding import encode_b64_json
+
+    try:
+        expected = encode_b64_json({"nonce": nonce, "route": route})
+    except EncodingError:
+        with pytest.raises(EncodingError):
+            scope(route, nonce)
+        return
+    assert scope(route, nonce) == expected
+
+
+def test_scope_refuses_a_lone_surrogate_like_jcs() -> None:
+    """A route JCS cannot write is refused the same way on both paths."""
+    from mpp_claude.errors import EncodingError
+
+    for route, nonce in (("POST /x\ud800", "abc"), ("POST /x", "a\ud800")):
+        with pytest.raises(EncodingError):
+            scope(route, nonce)
