@@ -54,6 +54,8 @@ class MppTransport(httpx.BaseTransport):
         return response
 
     def close(self) -> None:
+        """Close ``inner``; the ledger's deferred outcome writes are applied (visible to other processes)."""
+        self.engine.ledger.flush()
         self.inner.close()
 
 
@@ -70,6 +72,8 @@ class AsyncMppTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
+        """See :meth:`MppTransport.close`."""
+        self.engine.ledger.flush()
         await self.inner.aclose()
 
 

@@ -194,9 +194,12 @@ class Engine:
                                  ticket.model)
         if not ticket.done:
             ticket.done = True
-            if ticket.ledger_id is not None:  # the outcome and the signed transaction: one write
+            if ticket.ledger_id is not None:  # the outcome and the signed transaction: one write,
+                # deferred off the critical path (ledger.py, "Deferred outcome": until it is applied
+                # the row stays reserved, i.e. counted; every later ledger call sees it applied)
                 self.ledger.settle(ticket.ledger_id, reference=receipt.reference, now=time.time(),
-                                   tx_hash=tx_hash, valid_before=signed.valid_before if signed else None)
+                                   tx_hash=tx_hash, valid_before=signed.valid_before if signed else None,
+                                   defer=True)
             self.receipts.append(receipt)
             if log.isEnabledFor(logging.INFO):
                 log.info("paid %s %s to %s for %s%s (tx %s)", q.display_amount, q.symbol, q.payee, q.origin,

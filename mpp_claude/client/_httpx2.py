@@ -69,6 +69,8 @@ class MppTransport(httpx2.BaseTransport):
         return response
 
     def close(self) -> None:
+        """Close ``inner``; the ledger's deferred outcome writes are applied (visible to other processes)."""
+        self.engine.ledger.flush()
         self.inner.close()
 
 
@@ -85,6 +87,8 @@ class AsyncMppTransport(httpx2.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
+        """See :meth:`MppTransport.close`."""
+        self.engine.ledger.flush()
         await self.inner.aclose()
 
 

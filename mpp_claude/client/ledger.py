@@ -16,6 +16,16 @@ transaction, before anything is signed) and the outcome, which records the signe
 step (:meth:`Ledger.mark_signed`); the client skips it, so a process killed between signing
 and the server's answer leaves its row ``reserved``: the budget stays held, never given back.
 
+Deferred outcome: the client writes ``settled`` (a paid response with its receipt) with
+``settle(defer=True)``, off the request's critical path: a background thread applies it
+(``_writebehind.py``), or else the next call on a handle of the same file in this process,
+:meth:`Ledger.flush`, :meth:`Ledger.close` or the interpreter's exit, whichever comes first.
+Every read in this process sees it; other processes see it once it is applied (after the
+client's ``close()`` at the latest).  A crash before it is applied leaves the row ``reserved``:
+still counted against the budgets, the safe side.  A deferred write that fails is logged (row,
+transaction and error) and counted in :attr:`Ledger.failed_writes`, never raised into a later,
+unrelated call; its row also stays ``reserved``.  The reservation is never deferred.
+
 Durability: WAL with ``synchronous = NORMAL`` (``_sqlite.open_private_db``).  A commit is not
 fsynced; a crash of the process loses nothing, a power cut may undo the last commits.  Undoing
 a reservation whose credential was already sent would understate spending, so the ledger is a
@@ -33,14 +43,19 @@ Every method takes ``now`` (Unix seconds, float) from the caller; nothing here r
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import BudgetExceeded
+from . import _writebehind
 from ._sqlite import open_private_db
+
+log = logging.getLogger("mpp_claude.client.ledger")
 
 DAY = 86_400.0
 MINUTE = 60.0
@@ -215,6 +230,10 @@ class Ledger:
         self._db = open_private_db(self.path, busy_timeout=busy_timeout)
         self._pins_known: set[tuple[str, str]] = set()  # pins in the file (a pin never changes)
         self._pruned: dict[str, int] = {}  # wallet -> minute its old buckets were last deleted
+        self._pending: deque[tuple[str, tuple[Any, ...], str]] = deque()  # deferred writes, in order
+        self.key = str(self.path.resolve())  # the file, however its path was spelled
+        self.failed_writes = 0
+        """Deferred writes that failed (each one logged with its row and error)."""
         with self._lock:
             self._migrate()
 
@@ -237,8 +256,34 @@ class Ledger:
             db.execute("ROLLBACK")
             raise
 
-    def close(self) -> None:
+    def _sync(self) -> None:
+        """Read-your-writes: apply this process's deferred writes to this file first."""
+        if _writebehind.WAITING:
+            _writebehind.flush_file(self.key)
+
+    def flush(self) -> None:
+        """Apply the writes deferred by ``settle(defer=True)`` now (a failed one is logged and
+        counted in :attr:`failed_writes`, not raised: its row stays ``reserved``)."""
         with self._lock:
+            self._apply_pending()
+
+    def _apply_pending(self) -> None:
+        """Run the deferred writes in order (``self._lock`` held)."""
+        pending = self._pending
+        while pending:
+            sql, args, what = pending.popleft()
+            try:
+                self._db.execute(sql, args)
+            except Exception as exc:  # sqlite3.Error, or a closed connection: logged, never silent
+                self.failed_writes += 1
+                log.error("ledger %s: could not record %s (%s: %s); the row stays 'reserved', still "
+                          "counted against the budgets", self.path, what, type(exc).__name__, exc)
+        _writebehind.WAITING.discard(self)
+
+    def close(self) -> None:
+        """Apply the deferred writes, then close the file."""
+        with self._lock:
+            self._apply_pending()
             self._db.close()
 
     def reserve(self, entry: Entry, *, now: float, max_per_day: int | None,
@@ -257,6 +302,8 @@ class Ledger:
         status = _initial(status)
         wallet, minute, first = entry.wallet, _minute(now), _minute(now - DAY)
         pin = (wallet, entry.origin)
+        if _writebehind.WAITING:
+            _writebehind.flush_file(self.key)
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -288,26 +335,43 @@ class Ledger:
 
     def mark_signed(self, row_id: int, *, tx_hash: str | None, valid_before: int | None, now: float) -> None:
         """The credential exists: money can move from here on."""
+        self._sync()
         with self._lock:
             self._db.execute(_MARK_SIGNED, (tx_hash, valid_before, now, row_id))
 
     def settle(self, row_id: int, *, reference: str | None, now: float, tx_hash: str | None = None,
-               valid_before: int | None = None) -> None:
+               valid_before: int | None = None, defer: bool = False) -> None:
         """The server (receipt) or the chain confirmed the payment.  ``tx_hash``/``valid_before``
-        (kept when ``None``) record the signed transaction in the same write."""
+        (kept when ``None``) record the signed transaction in the same write.
+
+        ``defer=True``: queue the write and return; it is applied in the background before any
+        later call on this file in this process sees the ledger (module docstring, "Deferred
+        outcome"), and its failure is logged, not raised.
+        """
+        args = (reference, tx_hash, valid_before, now, row_id)
+        if defer:
+            with self._lock:
+                self._pending.append((_SETTLE, args, f"the settled outcome of row {row_id} (tx {tx_hash}, "
+                                                     f"reference {reference})"))
+                _writebehind.WAITING.add(self)
+            _writebehind.submit(self)
+            return
+        self._sync()
         with self._lock:
-            self._db.execute(_SETTLE, (reference, tx_hash, valid_before, now, row_id))
+            self._db.execute(_SETTLE, args)
 
     def mark_unknown(self, row_id: int, *, error: str, now: float, tx_hash: str | None = None,
                      valid_before: int | None = None) -> None:
         """Money may have moved; the budget stays held until :meth:`settle` or :meth:`release`.
         ``tx_hash``/``valid_before`` (kept when ``None``) are what :meth:`rows` reports for
         reconciling it from the chain."""
+        self._sync()
         with self._lock:
             self._db.execute(_MARK_UNKNOWN, (error[:500], tx_hash, valid_before, now, row_id))
 
     def release(self, row_id: int, *, error: str, now: float) -> None:
         """Provably no payment: the reservation no longer counts (its minute bucket shrinks)."""
+        self._sync()
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -336,6 +400,7 @@ class Ledger:
         """
         marks = ",".join("?" * len(COUNTED))
         left = amount
+        self._sync()
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -371,6 +436,7 @@ class Ledger:
 
     def day_spent(self, wallet: str, *, now: float) -> int:
         """What ``max_per_day`` counts for ``wallet`` at ``now`` (the minute buckets)."""
+        self._sync()
         with self._lock:
             (total,) = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM spend_minutes WHERE wallet = ? "
                                         "AND minute >= ?", (wallet, _minute(now - DAY))).fetchone()
@@ -378,6 +444,7 @@ class Ledger:
 
     def pinned_payee(self, wallet: str, origin: str) -> str | None:
         """The first payee this wallet reserved a payment to at ``origin``."""
+        self._sync()
         with self._lock:
             got = self._db.execute("SELECT payee FROM payee_pins WHERE wallet = ? AND origin = ?",
                                    (wallet, origin)).fetchone()
@@ -394,6 +461,7 @@ class Ledger:
         if status is not None:
             sql += f" AND status IN ({','.join('?' * len(status))})"
             args.extend(status)
+        self._sync()
         with self._lock:
             got = self._db.execute(sql + " ORDER BY id", args).fetchall()
         return [Row(*r) for r in got]
@@ -401,6 +469,7 @@ class Ledger:
     def spent(self, wallet: str, *, since: float) -> int:
         """Base units counted against ``wallet`` since ``since``."""
         marks = ",".join("?" * len(COUNTED))
+        self._sync()
         with self._lock:
             (total,) = self._db.execute(
                 f"SELECT COALESCE(SUM(amount), 0) FROM payments WHERE wallet = ? AND created_at > ? "
@@ -420,6 +489,9 @@ class MemoryLedger:
 
     def close(self) -> None:
         pass
+
+    def flush(self) -> None:
+        """Nothing is ever deferred in memory."""
 
     def _counted(self, wallet: str, since: float) -> list[dict[str, Any]]:
         return [r for r in self._rows
@@ -453,7 +525,8 @@ class MemoryLedger:
         self._update(row_id, now, status="signed", tx_hash=tx_hash, valid_before=valid_before)
 
     def settle(self, row_id: int, *, reference: str | None, now: float, tx_hash: str | None = None,
-               valid_before: int | None = None) -> None:
+               valid_before: int | None = None, defer: bool = False) -> None:
+        """Written at once (``defer`` changes nothing in memory)."""
         self._update(row_id, now, status="settled", reference=reference, **_known(tx_hash, valid_before))
 
     def mark_unknown(self, row_id: int, *, error: str, now: float, tx_hash: str | None = None,
