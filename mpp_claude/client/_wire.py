@@ -36,6 +36,7 @@ import httpx2
 
 from ..tempo._http1 import idle_closed
 from ..tempo._httpparse import TOKEN, ResponseParser, WireError
+from . import _writebehind
 
 _SUPPORTED = frozenset(("verify", "cert", "trust_env", "http1", "http2", "limits"))
 _PORTS = {"http": 80, "https": 443}
@@ -142,6 +143,8 @@ class WireTransport(httpx2.BaseTransport):
         except BaseException:
             self._release(conn, False)
             raise
+        if _writebehind.WAITING:  # the ledger's deferred writes, in time spent waiting for the server
+            _writebehind.while_waiting()
         parser = ResponseParser(no_body=request.method == "HEAD", max_body=None)
         first = self._read_head(conn, parser, timeouts.get("read"))
         if parser.done:

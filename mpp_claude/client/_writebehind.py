@@ -1,15 +1,21 @@
-"""One background thread that applies deferred ledger writes off the caller's critical path.
+"""Deferred ledger writes, applied off the caller's critical path.
 
 A ledger that defers a write (:meth:`Ledger.settle` with ``defer=True``) queues it on itself,
-marks itself :data:`WAITING` and calls :func:`submit`; the writer thread then calls its
-``flush()``.  Whoever comes first applies the queue: the writer thread, the next call on any
-ledger handle of the same file in this process (:func:`flush_file`), ``flush()``/``close()``,
-or the interpreter's exit (:func:`flush_all`, registered with ``atexit``).  So reads in this
-process always see the writes deferred before them.
+marks itself :data:`WAITING` and calls :func:`submit`.  Whoever comes first applies the queue:
 
-One thread serves every ledger of the process, started on the first deferred write (and again
-in a forked child); it holds a ledger only while that ledger has writes waiting.  SQLite runs
-its statements without the GIL, so the write overlaps the caller's own work.
+* a transport that has just sent a request and is about to wait for the answer calls
+  :func:`while_waiting` (``WireTransport``, the default of sync clients): the write runs in
+  time the caller spends waiting for the server anyway;
+* the next call on any ledger handle of the same file in this process (:func:`flush_file`),
+  ``flush()`` or ``close()``, so reads in this process always see the writes made before them;
+* the fallback thread, :data:`DELAY` seconds after the write was deferred (other transports,
+  or no further request), and the interpreter's exit (:func:`flush_all`, ``atexit``).
+
+The thread waits before it writes because a thread that wakes while the caller runs Python
+takes the GIL at the caller's next system call (``os.urandom``, a socket send) and makes it
+wait for the hand-offs: measured, the next request's first segment grew by what the deferral
+saved.  One thread serves every ledger of the process, started on the first deferred write
+(and again in a forked child); it holds a ledger only while a write of it is queued.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from typing import Protocol
 
 log = logging.getLogger("mpp_claude.client.ledger")
@@ -30,29 +37,48 @@ class Flushable(Protocol):
     @property
     def key(self) -> str: ...
 
-    def flush(self) -> None: ...
+    def flush(self, *, wait: bool = True) -> None: ...
 
 
 WAITING: set[Flushable] = set()
 """Handles with deferred writes not applied yet (each adds and removes itself under its lock)."""
 
-_queue: queue.SimpleQueue[Flushable] = queue.SimpleQueue()
+DELAY = 0.2
+"""Seconds after which the fallback thread applies a deferred write nobody applied before."""
+
+_queue: queue.SimpleQueue[tuple[float, Flushable]] = queue.SimpleQueue()
 _thread: threading.Thread | None = None
 _pid = 0
 _start_lock = threading.Lock()
 
 
-def _run(work: queue.SimpleQueue[Flushable]) -> None:
+def _run(work: queue.SimpleQueue[tuple[float, Flushable]]) -> None:
     while True:
-        owner = work.get()
-        try:
-            owner.flush()
-        except Exception:  # flush() logs each failed write itself; this is a bug, not a lost write
-            log.exception("mpp_claude ledger writer: flush failed")
+        due, owner = work.get()
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        owners = [owner]
+        while True:  # what was queued meanwhile is applied now too: one wake-up per DELAY at most
+            try:
+                owners.append(work.get_nowait()[1])
+            except queue.Empty:
+                break
+        _flush(owners)
+
+
+def _flush(owners: list[Flushable], wait: bool = True) -> None:
+    for owner in owners:
+        if owner in WAITING:
+            try:
+                owner.flush(wait=wait)
+            except Exception:  # flush() logs each failed write itself: this would be a bug
+                log.exception("mpp_claude ledger: applying deferred writes failed")
 
 
 def submit(owner: Flushable) -> None:
-    """Ask the writer thread to flush ``owner`` (started here when not running in this process)."""
+    """Ask the fallback thread to flush ``owner`` in :data:`DELAY` seconds (the thread is started
+    here when it is not running in this process)."""
     global _thread, _pid, _queue
     if _pid != os.getpid():
         with _start_lock:
@@ -62,7 +88,14 @@ def submit(owner: Flushable) -> None:
                                            daemon=True)
                 _thread.start()
                 _pid = os.getpid()
-    _queue.put(owner)
+    _queue.put((time.monotonic() + DELAY, owner))
+
+
+def while_waiting() -> None:
+    """Apply every deferred write of this process now: for a transport between sending a request
+    and blocking on its answer (the caller would only be waiting).  A ledger busy in another
+    thread is skipped (its next call or the fallback thread applies them)."""
+    _flush(list(WAITING), wait=False)
 
 
 def flush_file(key: str) -> None:
@@ -74,11 +107,7 @@ def flush_file(key: str) -> None:
 
 def flush_all() -> None:
     """Apply every deferred write of this process (at exit: the daemon thread may not get to them)."""
-    for owner in list(WAITING):
-        try:
-            owner.flush()
-        except Exception:
-            log.exception("mpp_claude ledger: deferred writes not applied at exit")
+    _flush(list(WAITING))
 
 
 atexit.register(flush_all)

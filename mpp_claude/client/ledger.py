@@ -17,11 +17,13 @@ step (:meth:`Ledger.mark_signed`); the client skips it, so a process killed betw
 and the server's answer leaves its row ``reserved``: the budget stays held, never given back.
 
 Deferred outcome: the client writes ``settled`` (a paid response with its receipt) with
-``settle(defer=True)``, off the request's critical path: a background thread applies it
-(``_writebehind.py``), or else the next call on a handle of the same file in this process,
-:meth:`Ledger.flush`, :meth:`Ledger.close` or the interpreter's exit, whichever comes first.
-Every read in this process sees it; other processes see it once it is applied (after the
-client's ``close()`` at the latest).  A crash before it is applied leaves the row ``reserved``:
+``settle(defer=True)``, off the request's critical path.  It is applied by whichever comes
+first (``_writebehind.py``): the sync client's transport while it waits for the server's answer
+to the next request, the next call on a handle of the same file in this process,
+:meth:`Ledger.flush`, :meth:`Ledger.close` (the clients' ``close()`` flushes), a background
+thread after ``_writebehind.DELAY`` (0.2 s), or the interpreter's exit.  Every read in this
+process sees it; other processes see it once it is applied (after the client's ``close()`` at
+the latest).  A crash before it is applied leaves the row ``reserved``:
 still counted against the budgets, the safe side.  A deferred write that fails is logged (row,
 transaction and error) and counted in :attr:`Ledger.failed_writes`, never raised into a later,
 unrelated call; its row also stays ``reserved``.  The reservation is never deferred.
@@ -261,11 +263,16 @@ class Ledger:
         if _writebehind.WAITING:
             _writebehind.flush_file(self.key)
 
-    def flush(self) -> None:
+    def flush(self, *, wait: bool = True) -> None:
         """Apply the writes deferred by ``settle(defer=True)`` now (a failed one is logged and
-        counted in :attr:`failed_writes`, not raised: its row stays ``reserved``)."""
-        with self._lock:
+        counted in :attr:`failed_writes`, not raised: its row stays ``reserved``).
+        ``wait=False``: do nothing when another thread is using the ledger (its call applies them)."""
+        if not self._lock.acquire(wait):
+            return
+        try:
             self._apply_pending()
+        finally:
+            self._lock.release()
 
     def _apply_pending(self) -> None:
         """Run the deferred writes in order (``self._lock`` held)."""
@@ -490,7 +497,7 @@ class MemoryLedger:
     def close(self) -> None:
         pass
 
-    def flush(self) -> None:
+    def flush(self, *, wait: bool = True) -> None:
         """Nothing is ever deferred in memory."""
 
     def _counted(self, wallet: str, since: float) -> list[dict[str, Any]]:

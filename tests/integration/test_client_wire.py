@@ -361,3 +361,27 @@ def test_a_wrong_content_length_is_refused_as_httpx2_does(kind: str) -> None:
         with pytest.raises(h11.LocalProtocolError, match="Too little data"):  # httpcore2 lets h11's through
             c.post(s.url, content=b"abc", headers={"Content-Length": "5"})
         assert c.post(s.url, content=b"abc").status_code == 200
+
+
+def test_deferred_ledger_writes_are_applied_while_waiting_for_the_answer(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ledger write deferred before a request is in the file once the answer is read (the
+    transport applies it between sending and reading), not only after the fallback delay."""
+    import sqlite3
+
+    from mpp_claude.client import _writebehind
+    from mpp_claude.client.ledger import Entry, Ledger
+
+    monkeypatch.setattr(_writebehind, "DELAY", 3600.0)
+    path = tmp_path / "l.sqlite3"
+    led = Ledger(path)
+    rid = led.reserve(Entry("0xW", 1, "t", 1, "p", "o", "/"), now=1.0, max_per_day=None, max_per_minute=None)
+    led.settle(rid, reference="0xref", now=2.0, defer=True)
+    with serving(ok()) as s, httpx2.Client(transport=WireTransport()) as client:
+        assert client.post(s.url + "/v1/x", json={}).status_code == 200
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT status, reference FROM payments").fetchall() == [("settled", "0xref")]
+    finally:
+        db.close()
+    assert led not in _writebehind.WAITING

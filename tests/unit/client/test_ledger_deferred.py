@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,35 @@ def test_a_paid_call_reads_settled_at_once_and_after_close(make_client: Any, tmp
     assert {r.tx_hash is not None for r in client.ledger.rows()} == {True}
     client.close()
     assert raw_status(path) == ["settled"] * 3
+
+
+def test_the_fallback_thread_applies_it_after_the_delay(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody touches the ledger again: the background thread writes it (other processes see it)."""
+    monkeypatch.setattr(_writebehind, "DELAY", 0.01)
+    path = tmp_path / "l.sqlite3"
+    led = Ledger(path)
+    rid = led.reserve(entry(), now=NOW, max_per_day=None, max_per_minute=None)
+    led.settle(rid, reference="0xa", now=NOW, defer=True)
+    event = threading.Event()
+    for _ in range(500):
+        if raw_status(path) == ["settled"]:
+            break
+        event.wait(0.01)
+    assert raw_status(path) == ["settled"]
+    assert led not in _writebehind.WAITING
+
+
+def test_while_waiting_applies_it_and_skips_a_ledger_busy_elsewhere(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_writebehind, "DELAY", 3600.0)  # only while_waiting can apply it here
+    path = tmp_path / "l.sqlite3"
+    led = Ledger(path)
+    rid = led.reserve(entry(), now=NOW, max_per_day=None, max_per_minute=None)
+    led.settle(rid, reference="0xa", now=NOW, defer=True)
+    with led._lock:  # another thread inside the ledger: not waited for
+        _writebehind.while_waiting()
+    assert raw_status(path) == ["reserved"]
+    _writebehind.while_waiting()
+    assert raw_status(path) == ["settled"]
+    assert led not in _writebehind.WAITING
