@@ -57,14 +57,28 @@ class AccessLog:
         self.app = app
         self.metrics = metrics
 
+    def begin(self, scope: Scope) -> tuple[RequestLog, float]:
+        """Start the entry of an HTTP request (put in ``scope["state"]["log"]``); returns it and
+        the start time for ``end``."""
+        path = scope.get("path", "")
+        entry = RequestLog(method=scope.get("method", ""), route=path if path in KNOWN_PATHS else "other")
+        scope.setdefault("state", {})["log"] = entry
+        return entry, time.perf_counter()
+
+    def end(self, entry: RequestLog, start: float) -> None:
+        """Finish the entry (latency; 500 when no answer started; 4xx outcome) and emit it."""
+        entry.latency_ms = round((time.perf_counter() - start) * 1000, 3)
+        if entry.status == 0:
+            entry.status = 500
+        if entry.outcome == "error" and 400 <= entry.status < 500 and entry.status != 402:
+            entry.outcome = "bad_request"
+        emit(entry, self.metrics)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        entry = RequestLog(method=scope.get("method", ""), route=path if path in KNOWN_PATHS else "other")
-        scope.setdefault("state", {})["log"] = entry
-        start = time.perf_counter()
+        entry, start = self.begin(scope)
 
         async def send_logged(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -74,12 +88,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_logged)
         finally:
-            entry.latency_ms = round((time.perf_counter() - start) * 1000, 3)
-            if entry.status == 0:
-                entry.status = 500
-            if entry.outcome == "error" and 400 <= entry.status < 500 and entry.status != 402:
-                entry.outcome = "bad_request"
-            emit(entry, self.metrics)
+            self.end(entry, start)
 
 
 def _is_anthropic(request: Request) -> bool:

@@ -12,7 +12,10 @@ handling plus routing, with ``_Direct``: it calls the endpoint found by the rout
 path, maps its exceptions with the same handlers in the same way (the handler registered for
 the nearest class in the exception's MRO, a status handler first for ``HTTPException``, a
 ``RuntimeError`` when the answer had already started, anything unhandled raised on to
-``ServerErrorMiddleware``), and sets the same scope keys the router sets.
+``ServerErrorMiddleware``), and sets the same scope keys the router sets.  When the only user
+middleware is a logger with ``begin``/``end`` (``AccessLog``), ``_Fused`` runs the error
+middleware's steps, the logger's and ``_Direct``'s in one frame with one ``send`` wrapper, in
+the same order.
 
 The short way is taken only where it is equivalent: for ``POST`` on a path whose first
 matching route is a plain ``Route`` with the endpoint ``create_app`` gave it (so not once
@@ -25,17 +28,18 @@ stack, the decision is taken when the app serves its first request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .observability import RequestLog
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response | None]]
@@ -74,12 +78,25 @@ class _Direct:
             await response(scope, receive, send)
         exc.__traceback__ = None  # a reused exception instance would accumulate tracebacks
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def run(self, scope: Scope, receive: Receive, send: Send, started: list[bool]) -> None:
+        """Serve the request; ``send`` sets ``started[0]`` when the answer starts."""
         scope["starlette.exception_handlers"] = (self._handlers, self._status_handlers)
         scope["route"] = self._route
         scope["endpoint"] = self._endpoint
         scope["path_params"] = dict(scope.get("path_params", {}))
         request = Request(scope, receive, send)
+        # Two levels, as Starlette's ExceptionMiddleware around request_response: an exception
+        # raised while a handler answers is looked up once more.
+        try:
+            try:
+                response = await self._endpoint(request)
+                await response(scope, receive, send)
+            except Exception as exc:
+                await self._render(exc, request, started, scope, receive, send)
+        except Exception as exc:
+            await self._render(exc, request, started, scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = [False]
 
         async def sender(message: Message) -> None:
@@ -87,16 +104,50 @@ class _Direct:
                 started[0] = True
             await send(message)
 
-        # Two levels, as Starlette's ExceptionMiddleware around request_response: an exception
-        # raised while a handler answers is looked up once more.
+        await self.run(scope, receive, sender, started)
+
+
+class RequestLogger(Protocol):
+    """A logging middleware the short way can run in the same frame (``app.AccessLog``)."""
+
+    def begin(self, scope: Scope) -> tuple[RequestLog, float]: ...
+
+    def end(self, entry: RequestLog, start: float) -> None: ...
+
+
+class _Fused:
+    """``ServerErrorMiddleware(logger(_Direct))`` in one frame, one ``send`` wrapper.
+
+    The same steps in the same order: the entry begins; the endpoint runs with Starlette's
+    exception mapping; the entry ends and is emitted (status 500 if no answer started); then an
+    exception nothing handled gets the plain 500 (if no answer started) and is raised on.
+    """
+
+    __slots__ = ("_direct", "_logger")
+
+    def __init__(self, logger: RequestLogger, direct: _Direct) -> None:
+        self._logger = logger
+        self._direct = direct
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        entry, start = self._logger.begin(scope)
+        started = [False]
+
+        async def sender(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started[0] = True
+                entry.status = int(message["status"])
+            await send(message)
+
         try:
             try:
-                response = await self._endpoint(request)
-                await response(scope, receive, sender)
-            except Exception as exc:
-                await self._render(exc, request, started, scope, receive, sender)
-        except Exception as exc:
-            await self._render(exc, request, started, scope, receive, sender)
+                await self._direct.run(scope, receive, sender, started)
+            finally:
+                self._logger.end(entry, start)
+        except Exception:
+            if not started[0]:  # what ServerErrorMiddleware answers without a 500 handler
+                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
 
 
 class PaidApp(Starlette):
@@ -122,9 +173,9 @@ class PaidApp(Starlette):
         handlers = dict(self.exception_handlers)
         if self.debug or 500 in handlers or Exception in handlers or getattr(self, "max_body_size", None):
             return {}
-        inner = ExceptionMiddleware(self.router, handlers=handlers, debug=False)
-        exc_handlers: Mapping[Any, Handler] | None = getattr(inner, "_exception_handlers", None)
-        status_handlers: Mapping[int, Handler] | None = getattr(inner, "_status_handlers", None)
+        mapped = ExceptionMiddleware(self.router, handlers=handlers, debug=False)
+        exc_handlers: Mapping[Any, Handler] | None = getattr(mapped, "_exception_handlers", None)
+        status_handlers: Mapping[int, Handler] | None = getattr(mapped, "_status_handlers", None)
         if exc_handlers is None or status_handlers is None:  # a Starlette whose internals changed
             return {}
         direct: dict[str, ASGIApp] = {}
@@ -132,11 +183,15 @@ class PaidApp(Starlette):
             route = self._route_for(path)
             if route is None or route.endpoint is not endpoint:
                 continue
-            app: ASGIApp = _Direct(route, endpoint, exc_handlers, status_handlers)
-            for cls, args, kwargs in reversed([Middleware(ServerErrorMiddleware, handler=None, debug=False),
-                                               *self.user_middleware]):
+            inner = _Direct(route, endpoint, exc_handlers, status_handlers)
+            app: ASGIApp = inner
+            for cls, args, kwargs in reversed(self.user_middleware):
                 app = cls(app, *args, **kwargs)
-            direct[path] = app
+            if len(self.user_middleware) == 1 and getattr(app, "app", None) is inner \
+                    and callable(getattr(app, "begin", None)) and callable(getattr(app, "end", None)):
+                direct[path] = _Fused(app, inner)  # type: ignore[arg-type]  # begin/end checked above
+            else:
+                direct[path] = ServerErrorMiddleware(app, handler=None, debug=False)
         return direct
 
     def _route_for(self, path: str) -> Route | None:

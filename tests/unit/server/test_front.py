@@ -118,6 +118,7 @@ def test_paid_paths_answer_as_the_starlette_stack(path: str, body: bytes, extra:
     with caplog.at_level(logging.INFO, logger="mpp_claude.server.access"):
         starlette, direct = _both(app, path, body, _json(len(body)) + extra)
     assert app._direct.keys() == {"/v1/chat/completions", "/v1/messages"}  # the short way was taken
+    assert {type(a).__name__ for a in app._direct.values()} == {"_Fused"}
     assert direct == starlette
     assert starlette[0]["status"] in (400, 402, 404, 413)
     health, first, second = _log_lines(caplog)
@@ -163,7 +164,17 @@ def test_debug_mode_keeps_the_starlette_stack() -> None:
 # --- every exception class a handler maps, on a bare PaidApp with create_app's handlers ------------------
 
 
-def _raising_app(exc: BaseException) -> PaidApp:
+class _PassThrough:
+    """A user middleware without ``begin``/``end``: the short way keeps Starlette's layering."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def _raising_app(exc: BaseException, layered: bool = False) -> PaidApp:
     async def endpoint(request: Request) -> Response:
         request.state.log.model = "m"
         raise exc
@@ -171,6 +182,8 @@ def _raising_app(exc: BaseException) -> PaidApp:
     handlers = dict(_app().exception_handlers)
     app = PaidApp(routes=[Route("/pay", endpoint, methods=["POST"])], exception_handlers=handlers,
                   direct={"/pay": endpoint})
+    if layered:
+        app.add_middleware(_PassThrough)
     app.add_middleware(AccessLog, metrics=Metrics())
     app.state.services = None  # _on_verification reads it; no terms were set, so no challenges
     return app
@@ -197,11 +210,14 @@ async def _one(asgi: ASGI, app: PaidApp) -> tuple[list[dict[str, Any]], BaseExce
     HTTPException(418, "teapot"), HTTPException(404), sqlite3.OperationalError("database is locked"),
     RedisConnectionError("down"), RuntimeError("bug"), ClientDisconnect(), KeyError("k"),
 ], ids=lambda e: type(e).__name__)
-def test_each_exception_class_is_rendered_alike(exc: BaseException, caplog: pytest.LogCaptureFixture) -> None:
-    """402 problems, 4xx errors, 503 for the store, and the bare 500 (re-raised to the server)."""
-    app = _raising_app(exc)
+@pytest.mark.parametrize("layered", [False, True], ids=["fused", "layered"])
+def test_each_exception_class_is_rendered_alike(exc: BaseException, layered: bool,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """402 problems, 4xx errors, 503 for the store, and the bare 500 (re-raised to the server), with
+    the access log alone (one fused frame) or beside another middleware (Starlette's layering)."""
+    app = _raising_app(exc, layered)
     app.middleware_stack = app.build_middleware_stack()
-    assert "/pay" in app._direct
+    assert type(app._direct["/pay"]).__name__ == ("ServerErrorMiddleware" if layered else "_Fused")
 
     async def run() -> tuple[Any, Any]:
         assert app.middleware_stack is not None
