@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Protocol
 
 from ..errors import (
@@ -77,6 +77,15 @@ class Hooks:
     on_challenge: Callable[[Quote], None] | None = None
     on_payment: Callable[[Quote, str | None], None] | None = None
     on_receipt: Callable[[PaymentReceipt], None] | None = None
+
+
+def _checked_reference(receipt: PaymentReceipt) -> str | None:
+    """The reference the ledger records for a paid response (its receipt is parsed here, when the
+    deferred write is applied); a missing or malformed receipt is logged."""
+    if receipt.receipt is None:
+        log.warning("paid response from %s%s carried no valid Payment-Receipt (%s); keeping tx %s",
+                    receipt.origin, receipt.path, receipt.receipt_error, receipt.tx_hash)
+    return receipt.reference
 
 
 def _safe_hook(name: str, fn: Callable[..., None] | None, *args: Any) -> None:
@@ -185,21 +194,22 @@ class Engine:
             return None
         signed = ticket.signed
         tx_hash = signed.tx_hash if signed else None
-        if action.receipt is None:
-            log.warning("paid response from %s%s carried no valid Payment-Receipt (%s); keeping tx %s",
-                        ticket.quote.origin, ticket.quote.path, action.receipt_error or "missing", tx_hash)
         q = ticket.quote
-        receipt = PaymentReceipt(action.receipt, q.amount, q.currency, q.symbol, q.payee, q.chain_id, tx_hash,
-                                 q.challenge_id, q.origin, q.path, att.idempotency_key, ticket.ledger_id,
-                                 ticket.model)
+        receipt = PaymentReceipt(action.receipt_header, q.amount, q.currency, q.symbol, q.payee, q.chain_id,
+                                 tx_hash, q.challenge_id, q.origin, q.path, att.idempotency_key,
+                                 ticket.ledger_id, ticket.model)
         if not ticket.done:
             ticket.done = True
+            reference = partial(_checked_reference, receipt)
             if ticket.ledger_id is not None:  # the outcome and the signed transaction: one write,
                 # deferred off the critical path (ledger.py, "Deferred outcome": until it is applied
-                # the row stays reserved, i.e. counted; every later ledger call sees it applied)
-                self.ledger.settle(ticket.ledger_id, reference=receipt.reference, now=time.time(),
+                # the row stays reserved, i.e. counted; every later ledger call sees it applied),
+                # and the receipt is parsed then, for its reference
+                self.ledger.settle(ticket.ledger_id, reference=reference, now=time.time(),
                                    tx_hash=tx_hash, valid_before=signed.valid_before if signed else None,
                                    defer=True)
+            else:
+                reference()
             self.receipts.append(receipt)
             if log.isEnabledFor(logging.INFO):
                 log.info("paid %s %s to %s for %s%s (tx %s)", q.display_amount, q.symbol, q.payee, q.origin,

@@ -4,7 +4,8 @@ Owns no sockets, keys, clocks or randomness.  A shell sends the request, feeds t
 headers and (for a 402) the body to :meth:`PaymentFlow.on_response`, and carries out the
 action it gets back:
 
-* :class:`Deliver`: hand the response to the caller (with the receipt, if paid);
+* :class:`Deliver`: hand the response to the caller (with the receipt header, if paid; it is
+  parsed with ``receipts.read_receipt`` when it is needed, off the response's path);
 * :class:`Pay`: get a credential for this challenge (the engine: budget, approval, signing),
   then call :meth:`PaymentFlow.on_credential`, which answers :class:`Resend`;
 * :class:`Resend`: send the same request again with this credential header.
@@ -29,7 +30,6 @@ from ..errors import MalformedChallenge, PaymentOutcomeUnknown, PaymentRejected,
 from ..protocol.challenge import Challenge, parse_challenges
 from ..protocol.encoding import loads_bounded
 from ..protocol.problem import Problem
-from ..protocol.receipt import Receipt, parse_receipt
 from ..tempo.request import ChargeRequest
 from .policy import Offer, Policy, Target
 
@@ -55,12 +55,12 @@ class Resend:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """Return the response.  ``paid``: a credential went with it; ``receipt`` when parseable."""
+    """Return the response.  ``paid``: a credential went with it; ``receipt_header``: the
+    ``Payment-Receipt`` value of a paid 2xx, unparsed (``receipts.read_receipt``)."""
 
     status: int
     paid: bool
-    receipt: Receipt | None = None
-    receipt_error: str | None = None
+    receipt_header: str | None = None
 
 
 Action = Pay | Resend | Deliver
@@ -242,10 +242,7 @@ class PaymentFlow:
 
     def _deliver(self, status: int, headers: Headers) -> Deliver:
         paid = self._credential is not None
-        values = header_values(headers, "payment-receipt")
-        if not paid or not values or not 200 <= status < 300:
+        if not paid or not 200 <= status < 300:
             return Deliver(status, paid)
-        try:
-            return Deliver(status, paid, parse_receipt(values[0]))
-        except ProtocolError as exc:
-            return Deliver(status, paid, None, str(exc))
+        values = header_values(headers, "payment-receipt")
+        return Deliver(status, paid, values[0] if values else None)

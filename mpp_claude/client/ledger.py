@@ -49,6 +49,7 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,14 @@ _MARK_UNKNOWN = ("UPDATE payments SET status = 'unknown', error = ?, tx_hash = C
                  "valid_before = COALESCE(?, valid_before), updated_at = ? WHERE id = ?")
 
 
+Reference = str | None | Callable[[], str | None]
+"""A settled payment's reference, or (deferred writes) the function that gives it."""
+
+
+def _resolved(reference: Reference) -> str | None:
+    return reference() if callable(reference) else reference
+
+
 def _minute(ts: float) -> int:
     return int(ts // 60)
 
@@ -232,7 +241,7 @@ class Ledger:
         self._db = open_private_db(self.path, busy_timeout=busy_timeout)
         self._pins_known: set[tuple[str, str]] = set()  # pins in the file (a pin never changes)
         self._pruned: dict[str, int] = {}  # wallet -> minute its old buckets were last deleted
-        self._pending: deque[tuple[str, tuple[Any, ...], str]] = deque()  # deferred writes, in order
+        self._pending: deque[tuple[int, Reference, str | None, int | None, float]] = deque()  # settles
         self.key = str(self.path.resolve())  # the file, however its path was spelled
         self.failed_writes = 0
         """Deferred writes that failed (each one logged with its row and error)."""
@@ -278,13 +287,14 @@ class Ledger:
         """Run the deferred writes in order (``self._lock`` held)."""
         pending = self._pending
         while pending:
-            sql, args, what = pending.popleft()
+            row_id, reference, tx_hash, valid_before, now = pending.popleft()
             try:
-                self._db.execute(sql, args)
-            except Exception as exc:  # sqlite3.Error, or a closed connection: logged, never silent
+                self._db.execute(_SETTLE, (_resolved(reference), tx_hash, valid_before, now, row_id))
+            except Exception as exc:  # sqlite3.Error, a closed connection, the reference: logged
                 self.failed_writes += 1
-                log.error("ledger %s: could not record %s (%s: %s); the row stays 'reserved', still "
-                          "counted against the budgets", self.path, what, type(exc).__name__, exc)
+                log.error("ledger %s: could not record the settled outcome of row %s (tx %s): %s: %s; the "
+                          "row stays 'reserved', still counted against the budgets", self.path, row_id,
+                          tx_hash, type(exc).__name__, exc)
         _writebehind.WAITING.discard(self)
 
     def close(self) -> None:
@@ -346,26 +356,25 @@ class Ledger:
         with self._lock:
             self._db.execute(_MARK_SIGNED, (tx_hash, valid_before, now, row_id))
 
-    def settle(self, row_id: int, *, reference: str | None, now: float, tx_hash: str | None = None,
+    def settle(self, row_id: int, *, reference: Reference, now: float, tx_hash: str | None = None,
                valid_before: int | None = None, defer: bool = False) -> None:
         """The server (receipt) or the chain confirmed the payment.  ``tx_hash``/``valid_before``
         (kept when ``None``) record the signed transaction in the same write.
 
         ``defer=True``: queue the write and return; it is applied in the background before any
         later call on this file in this process sees the ledger (module docstring, "Deferred
-        outcome"), and its failure is logged, not raised.
+        outcome"), and its failure is logged, not raised.  ``reference`` may then be a function
+        called when the write is applied (it must not call the ledger).
         """
-        args = (reference, tx_hash, valid_before, now, row_id)
         if defer:
             with self._lock:
-                self._pending.append((_SETTLE, args, f"the settled outcome of row {row_id} (tx {tx_hash}, "
-                                                     f"reference {reference})"))
+                self._pending.append((row_id, reference, tx_hash, valid_before, now))
                 _writebehind.WAITING.add(self)
             _writebehind.submit(self)
             return
         self._sync()
         with self._lock:
-            self._db.execute(_SETTLE, args)
+            self._db.execute(_SETTLE, (_resolved(reference), tx_hash, valid_before, now, row_id))
 
     def mark_unknown(self, row_id: int, *, error: str, now: float, tx_hash: str | None = None,
                      valid_before: int | None = None) -> None:
@@ -531,10 +540,11 @@ class MemoryLedger:
     def mark_signed(self, row_id: int, *, tx_hash: str | None, valid_before: int | None, now: float) -> None:
         self._update(row_id, now, status="signed", tx_hash=tx_hash, valid_before=valid_before)
 
-    def settle(self, row_id: int, *, reference: str | None, now: float, tx_hash: str | None = None,
+    def settle(self, row_id: int, *, reference: Reference, now: float, tx_hash: str | None = None,
                valid_before: int | None = None, defer: bool = False) -> None:
         """Written at once (``defer`` changes nothing in memory)."""
-        self._update(row_id, now, status="settled", reference=reference, **_known(tx_hash, valid_before))
+        self._update(row_id, now, status="settled", reference=_resolved(reference),
+                     **_known(tx_hash, valid_before))
 
     def mark_unknown(self, row_id: int, *, error: str, now: float, tx_hash: str | None = None,
                      valid_before: int | None = None) -> None:

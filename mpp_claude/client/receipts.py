@@ -7,10 +7,11 @@ openai SDK's ``with_raw_response`` wrappers and ``APIStatusError``s.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol.receipt import Receipt
+from ..errors import ProtocolError
+from ..protocol.receipt import Receipt, parse_receipt
 from ..tempo import tip20
 
 EXT_RECEIPT = "mpp_receipt"
@@ -62,8 +63,10 @@ class PaymentReceipt:
     """One payment this client made, and the server's receipt for it.
 
     Attributes:
-        receipt: the parsed ``Payment-Receipt`` header (``None`` if the server sent none or a
-            malformed one; the payment may still have settled: see ``tx_hash``).
+        receipt_header: the server's ``Payment-Receipt`` value as sent (``None``: none sent).
+        receipt: (property) that header parsed, on first use (``None`` if the server sent none
+            or a malformed one, ``receipt_error`` says why; the payment may still have settled:
+            see ``tx_hash``).
         amount, currency, symbol, payee, chain_id: what was paid (base units).
         tx_hash: the signed transaction's hash (``None`` for a zero-amount proof).
         challenge_id, origin, path: what it paid for (the path carries no query string).
@@ -72,7 +75,7 @@ class PaymentReceipt:
         model: the ``model`` of an OpenAI-style JSON request body, when there was one.
     """
 
-    receipt: Receipt | None
+    receipt_header: str | None
     amount: int
     currency: str
     symbol: str
@@ -85,6 +88,25 @@ class PaymentReceipt:
     request_id: str
     ledger_id: int | None
     model: str | None = None
+    _parsed: tuple[Receipt | None, str | None] | None = field(default=None, init=False, repr=False,
+                                                               compare=False)
+
+    def _read(self) -> tuple[Receipt | None, str | None]:
+        got = self._parsed
+        if got is None:  # parsed once, when first needed (any thread: the result is the same)
+            got = read_receipt(self.receipt_header)
+            object.__setattr__(self, "_parsed", got)
+        return got
+
+    @property
+    def receipt(self) -> Receipt | None:
+        """The parsed ``Payment-Receipt`` (``None``: missing or malformed, see ``receipt_error``)."""
+        return self._read()[0]
+
+    @property
+    def receipt_error(self) -> str | None:
+        """Why :attr:`receipt` is ``None`` (``"missing"`` or the parse error), else ``None``."""
+        return self._read()[1]
 
     @property
     def reference(self) -> str | None:
@@ -94,6 +116,17 @@ class PaymentReceipt:
     @property
     def display_amount(self) -> str:
         return display(self.amount)
+
+
+def read_receipt(header: str | None) -> tuple[Receipt | None, str | None]:
+    """``(receipt, None)``, or ``(None, why)`` for a missing (``why`` is ``"missing"``) or
+    malformed ``Payment-Receipt`` value: a bad receipt never loses the paid response."""
+    if header is None:
+        return None, "missing"
+    try:
+        return parse_receipt(header), None
+    except ProtocolError as exc:
+        return None, str(exc)
 
 
 def receipt_of(response: Any) -> PaymentReceipt | None:

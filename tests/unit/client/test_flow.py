@@ -10,6 +10,7 @@ from _shop import PAYEE, Shop
 
 from mpp_claude.client._flow import Deliver, Pay, PaymentFlow, Resend, header_values, problem_of
 from mpp_claude.client.policy import Policy, Target
+from mpp_claude.client.receipts import read_receipt
 from mpp_claude.errors import (
     BudgetExceeded,
     OriginNotAllowed,
@@ -55,19 +56,26 @@ class TestOnResponse:
         assert isinstance(action, Pay) and action.offer.amount == 300
 
     def test_paid_2xx_carries_the_receipt(self) -> None:
-        """After the credential, a 2xx is delivered with its parsed Payment-Receipt."""
+        """After the credential, a 2xx is delivered with its Payment-Receipt (parsed when needed)."""
         flow = PaymentFlow(POLICY, TARGET)
         flow.on_response(402, _402(Shop()), now=now())
         assert flow.on_credential("Authorization", "Payment abc") == Resend("Authorization", "Payment abc")
         receipt = Receipt(status="success", timestamp="2026-11-25T12:00:00Z", reference="0xab")
-        action = flow.on_response(200, [("payment-receipt", format_receipt(receipt))], now=now())
-        assert action == Deliver(200, True, receipt)
+        action = flow.on_response(200, [("Payment-Receipt", format_receipt(receipt))], now=now())
+        assert action == Deliver(200, True, format_receipt(receipt))
+        assert read_receipt(format_receipt(receipt)) == (receipt, None)
+        unpaid = PaymentFlow(POLICY, TARGET).on_response(200, [("payment-receipt", "x")], now=now())
+        assert unpaid == Deliver(200, False)  # a receipt without a payment is nothing of ours
 
     def test_paid_2xx_with_garbage_receipt_is_still_delivered(self) -> None:
         """A malformed receipt never loses the paid response; the error is kept."""
         flow = PaymentFlow(POLICY, TARGET, credential=Resend("Authorization", "Payment x"))
         action = flow.on_response(200, [("payment-receipt", "!!!")], now=now())
-        assert isinstance(action, Deliver) and action.receipt is None and action.receipt_error
+        assert action == Deliver(200, True, "!!!")
+        got, why = read_receipt("!!!")
+        assert got is None and why and "Payment-Receipt" in why
+        assert read_receipt(None) == (None, "missing")
+        assert flow.on_response(200, [], now=now()) == Deliver(200, True, None)
 
     def test_402_after_credential_is_a_rejection_with_problem(self) -> None:
         """Never a second payment: a 402 answering our credential raises PaymentRejected."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _shop import ORIGIN
+from _shop import ORIGIN, Shop
 
 from mpp_claude.client import _writebehind
 from mpp_claude.client.ledger import Entry, Ledger, MemoryLedger
@@ -136,3 +136,30 @@ def test_while_waiting_applies_it_and_skips_a_ledger_busy_elsewhere(tmp_path: Pa
     _writebehind.while_waiting()
     assert raw_status(path) == ["settled"]
     assert led not in _writebehind.WAITING
+
+
+class _BadReceiptShop(Shop):
+    """Answers a paid request with a malformed Payment-Receipt."""
+
+    def __call__(self, request: Any) -> Any:
+        response = super().__call__(request)
+        if "payment-receipt" in response.headers:
+            response.headers["payment-receipt"] = "!!!"
+        return response
+
+
+def test_a_malformed_receipt_is_logged_and_the_row_keeps_our_tx(
+        make_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The receipt is parsed when the outcome is written: the response is delivered, the row is
+    settled with our transaction's hash as reference, and the bad receipt is logged."""
+    client, _ = make_client(ledger=tmp_path / "l.sqlite3", shop=_BadReceiptShop())
+    with caplog.at_level(logging.WARNING, logger="mpp_claude.client"):
+        r = client.post(ORIGIN + "/v1/chat/completions", json={"model": "m"})
+        assert r.status_code == 200
+        (row,) = client.ledger.rows()
+    paid = client.last_receipt
+    assert paid is not None and paid.receipt_header == "!!!"
+    assert paid.receipt is None and paid.receipt_error and paid.reference == paid.tx_hash
+    assert (row.status, row.reference, row.tx_hash) == ("settled", paid.tx_hash, paid.tx_hash)
+    assert any("no valid Payment-Receipt" in rec.getMessage() for rec in caplog.records)
+    client.close()
