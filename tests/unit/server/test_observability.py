@@ -71,4 +71,4 @@ def test_server_package_exports() -> None:
     for name in server.__all__:
         assert getattr(server, name) is not None
     with pytest.raises(AttributeError):
-        _ = server.nope  # type: ignore[attr-defined]
+        _ = server.nope
