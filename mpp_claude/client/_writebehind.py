@@ -44,7 +44,8 @@ WAITING: set[Flushable] = set()
 """Handles with deferred writes not applied yet (each adds and removes itself under its lock)."""
 
 DELAY = 0.2
-"""Seconds after which the fallback thread applies a deferred write nobody applied before."""
+"""Seconds after which the fallback thread applies a deferred write nobody applied before
+(constant: the thread sleeps until the oldest queued write is due, in queue order)."""
 
 _queue: queue.SimpleQueue[tuple[float, Flushable]] = queue.SimpleQueue()
 _thread: threading.Thread | None = None

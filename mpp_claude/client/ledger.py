@@ -242,6 +242,7 @@ class Ledger:
         self._pins_known: set[tuple[str, str]] = set()  # pins in the file (a pin never changes)
         self._pruned: dict[str, int] = {}  # wallet -> minute its old buckets were last deleted
         self._pending: deque[tuple[int, Reference, str | None, int | None, float]] = deque()  # settles
+        self._queue_lock = threading.Lock()  # the queue and WAITING only: deferring never waits for _lock
         self.key = str(self.path.resolve())  # the file, however its path was spelled
         self.failed_writes = 0
         """Deferred writes that failed (each one logged with its row and error)."""
@@ -286,8 +287,12 @@ class Ledger:
     def _apply_pending(self) -> None:
         """Run the deferred writes in order (``self._lock`` held)."""
         pending = self._pending
-        while pending:
-            row_id, reference, tx_hash, valid_before, now = pending.popleft()
+        while True:
+            with self._queue_lock:
+                if not pending:
+                    _writebehind.WAITING.discard(self)  # with the queue's lock: never while one waits
+                    return
+                row_id, reference, tx_hash, valid_before, now = pending.popleft()
             try:
                 self._db.execute(_SETTLE, (_resolved(reference), tx_hash, valid_before, now, row_id))
             except Exception as exc:  # sqlite3.Error, a closed connection, the reference: logged
@@ -295,7 +300,6 @@ class Ledger:
                 log.error("ledger %s: could not record the settled outcome of row %s (tx %s): %s: %s; the "
                           "row stays 'reserved', still counted against the budgets", self.path, row_id,
                           tx_hash, type(exc).__name__, exc)
-        _writebehind.WAITING.discard(self)
 
     def close(self) -> None:
         """Apply the deferred writes, then close the file."""
@@ -366,8 +370,8 @@ class Ledger:
         outcome"), and its failure is logged, not raised.  ``reference`` may then be a function
         called when the write is applied (it must not call the ledger).
         """
-        if defer:
-            with self._lock:
+        if defer:  # not under self._lock: a reservation waiting on another process never holds it up
+            with self._queue_lock:
                 self._pending.append((row_id, reference, tx_hash, valid_before, now))
                 _writebehind.WAITING.add(self)
             _writebehind.submit(self)

@@ -372,7 +372,7 @@ def test_deferred_ledger_writes_are_applied_while_waiting_for_the_answer(
     from mpp_claude.client import _writebehind
     from mpp_claude.client.ledger import Entry, Ledger
 
-    monkeypatch.setattr(_writebehind, "DELAY", 3600.0)
+    monkeypatch.setattr(_writebehind, "submit", lambda owner: None)  # no fallback thread here
     path = tmp_path / "l.sqlite3"
     led = Ledger(path)
     rid = led.reserve(Entry("0xW", 1, "t", 1, "p", "o", "/"), now=1.0, max_per_day=None, max_per_minute=None)
