@@ -15,7 +15,9 @@ The thread waits before it writes because a thread that wakes while the caller r
 takes the GIL at the caller's next system call (``os.urandom``, a socket send) and makes it
 wait for the hand-offs: measured, the next request's first segment grew by what the deferral
 saved.  One thread serves every ledger of the process, started on the first deferred write
-(and again in a forked child); it holds a ledger only while a write of it is queued.
+(and again in a forked child); it holds a ledger only while a write of it is queued.  A forked
+child inherits the queued writes and may apply them again: the same ``UPDATE`` with the same
+values, harmless.
 """
 
 from __future__ import annotations

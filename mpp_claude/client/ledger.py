@@ -23,10 +23,11 @@ to the next request, the next call on a handle of the same file in this process,
 :meth:`Ledger.flush`, :meth:`Ledger.close` (the clients' ``close()`` flushes), a background
 thread after ``_writebehind.DELAY`` (0.2 s), or the interpreter's exit.  Every read in this
 process sees it; other processes see it once it is applied (after the client's ``close()`` at
-the latest).  A crash before it is applied leaves the row ``reserved``:
-still counted against the budgets, the safe side.  A deferred write that fails is logged (row,
-transaction and error) and counted in :attr:`Ledger.failed_writes`, never raised into a later,
-unrelated call; its row also stays ``reserved``.  The reservation is never deferred.
+the latest).  A crash before it is applied leaves the row ``reserved``: still counted against
+the budgets, the safe side.  A deferred write that fails is logged (row, transaction and error)
+and counted in :attr:`Ledger.failed_writes`, never raised into a later, unrelated call; its row
+also stays ``reserved``.  The reservation is never deferred: nothing is signed before it is
+committed.
 
 Durability: WAL with ``synchronous = NORMAL`` (``_sqlite.open_private_db``).  A commit is not
 fsynced; a crash of the process loses nothing, a power cut may undo the last commits.  Undoing
