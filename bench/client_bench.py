@@ -286,8 +286,11 @@ def sync_pair(url: str, keys: tuple[bytes, bytes, bytes], rpc_url: str, ledger: 
 
 
 #: The engine's steps timed for the breakdown: (label, attribute of the engine or its payer).
-STEPS = (("402 + policy, 200's receipt parse", "on_response"), ("budgets + ledger reservation", "_reserve"),
-         ("build + sign tx, credential", "payer.sign"), ("ledger outcome, PaymentReceipt", "deliver"))
+#: The 200's receipt is parsed, and the ledger's outcome written, when the outcome write is applied: in
+#: the next request's wait for the server (WireTransport), inside the transport's time, or in a
+#: background thread (client/_writebehind.py), no longer in these steps.
+STEPS = (("402 + policy, 200's headers", "on_response"), ("budgets + ledger reservation", "_reserve"),
+         ("build + sign tx, credential", "payer.sign"), ("PaymentReceipt, outcome queued", "deliver"))
 
 
 def breakdown(url: str, key: bytes, rpc_url: str, ledger: Path) -> tuple[dict[str, float], float]:
