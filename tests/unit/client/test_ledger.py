@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _old_ledger import downgrade
 
 from mpp_claude.client.ledger import Entry, Ledger, MemoryLedger
 from mpp_claude.errors import BudgetExceeded
@@ -104,17 +105,11 @@ class TestReserve:
 
 def test_opening_an_old_file_backfills_the_buckets(tmp_path: Path) -> None:
     """A ledger written before the minute buckets existed keeps its 24 h total after the upgrade."""
-    import sqlite3
-
     path = tmp_path / "old.sqlite3"
     led = Ledger(path)
     led.reserve(entry(600), now=NOW, max_per_day=None, max_per_minute=None)
     led.close()
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE spend_minutes")
-    db.execute("PRAGMA user_version = 0")
-    db.commit()
-    db.close()
+    downgrade(path, drop_table="spend_minutes", version=0)
     again = Ledger(path)
     assert again.day_spent(W, now=NOW + 10) == 600
     with pytest.raises(BudgetExceeded):

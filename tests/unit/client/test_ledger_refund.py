@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _old_ledger import downgrade
 
 from mpp_claude.client.ledger import Entry, Ledger, MemoryLedger
 
@@ -101,8 +102,6 @@ def test_processes_finalising_one_channel_at_once_refund_it_once(tmp_path: Path)
 
 def test_an_old_file_keeps_its_whole_refunds(tmp_path: Path) -> None:
     """Opening a version-1 ledger marks the channels whose rows a finalisation released."""
-    import sqlite3
-
     path = tmp_path / "old.sqlite3"
     led = Ledger(path)
     for amount in (100, 100):
@@ -111,11 +110,7 @@ def test_an_old_file_keeps_its_whole_refunds(tmp_path: Path) -> None:
     why = "channel finalised with 100 settled to the payee"
     assert led.refund(W, CID, 100, error=why, now=NOW + 1) == 100
     led.close()
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE refunds")
-    db.execute("PRAGMA user_version = 1")
-    db.commit()
-    db.close()
+    downgrade(path, drop_table="refunds", version=1)
     again = Ledger(path)
     assert again.refund(W, CID, 100, error="channel finalised", now=NOW + 2) == 0
     assert again.day_spent(W, now=NOW + 2) == 100
