@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
-__all__ = ["format_rfc3339", "parse_rfc3339"]
+__all__ = ["format_rfc3339", "format_second", "parse_kept", "parse_rfc3339"]
 
 # RFC 3339 §5.6 date-time; "T"/"Z" case-insensitive as §5.6 NOTE allows.  No nested
 # quantifiers, so matching is linear.
@@ -62,3 +63,12 @@ def format_rfc3339(when: datetime) -> str:
     if utc.microsecond:
         text += f".{utc.microsecond:06d}".rstrip("0")
     return text + "Z"
+
+
+#: ``format_rfc3339`` with its last results kept: challenge expiries and receipt timestamps move
+#: one second at a time, so the texts of one second are formatted once (pure, so nothing is lost).
+format_second = lru_cache(maxsize=16)(format_rfc3339)
+
+#: ``parse_rfc3339`` with its last results kept, for the same reason (a refused text raises each
+#: time: exceptions are not kept).
+parse_kept = lru_cache(maxsize=128)(parse_rfc3339)

@@ -31,7 +31,7 @@ from typing import Any
 
 from mpp_claude.errors import EncodingError, FormatError, MalformedChallenge, WeakSecretError
 from mpp_claude.protocol import _authparams
-from mpp_claude.protocol._rfc3339 import format_rfc3339, parse_rfc3339
+from mpp_claude.protocol._rfc3339 import format_rfc3339, parse_kept
 from mpp_claude.protocol.encoding import b64url_encode, canonical_json, decode_b64_json, encode_b64_json
 
 __all__ = [
@@ -118,7 +118,7 @@ class Challenge:
         expires_at = None
         if self.expires is not None:
             try:
-                expires_at = _parsed_expiry(self.expires)
+                expires_at = parse_kept(self.expires)
             except ValueError as exc:
                 raise MalformedChallenge(f"challenge 'expires': {exc}") from exc
         object.__setattr__(self, "_request_data", data)
@@ -224,8 +224,6 @@ def _canonical_request(text: str) -> bytes:
     return canonical_json(_decoded_request(text))
 
 
-#: ``expires`` moves by a second at a time: challenges issued together share the parse.
-_parsed_expiry = lru_cache(maxsize=64)(parse_rfc3339)
 
 
 def is_expired(challenge: Challenge, now: datetime) -> bool:

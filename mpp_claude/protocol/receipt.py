@@ -16,19 +16,15 @@ import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from mpp_claude.errors import EncodingError, FormatError, MalformedReceipt
-from mpp_claude.protocol._rfc3339 import parse_rfc3339
+from mpp_claude.protocol._rfc3339 import parse_kept, parse_rfc3339
 from mpp_claude.protocol.encoding import decode_b64_json, encode_b64_json
 
 __all__ = ["Receipt", "format_receipt", "parse_receipt"]
 
 _FIELDS = ("status", "method", "timestamp", "reference", "externalId")
-#: Receipts made or read within the same second share one parse of ``timestamp`` (``parse_rfc3339``
-#: is pure; a refused text raises each time, exceptions are not kept).
-_checked_timestamp = lru_cache(maxsize=64)(parse_rfc3339)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +66,7 @@ class Receipt:
         if not self.reference:
             raise MalformedReceipt("receipt 'reference' is empty")
         try:
-            _checked_timestamp(self.timestamp)
+            parse_kept(self.timestamp)
         except ValueError as exc:
             raise MalformedReceipt(f"receipt 'timestamp': {exc}") from exc
         if not isinstance(self.extra, Mapping):

@@ -30,7 +30,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import EncodingError, InvalidChallenge
-from ..protocol._rfc3339 import format_rfc3339
+from ..protocol._rfc3339 import format_second
 from ..protocol.challenge import Challenge, new_challenge
 from ..protocol.digest import content_digest
 from ..protocol.encoding import (
@@ -129,10 +129,6 @@ def _scope_text(route: str) -> tuple[str, str]:
     return '{"nonce":"', '","route":' + canonical_json(route).decode() + "}"
 
 
-#: ``expires`` moves by one second at a time: challenges made within one second share the text.
-_expiry_text = lru_cache(maxsize=8)(format_rfc3339)
-
-
 def make_offers(terms: RouteTerms, *, secret: bytes, now: datetime, ttl: int, nonce: str) -> list[Challenge]:
     """Fresh challenges for ``terms``: one per currency, all expiring at ``now + ttl``.
 
@@ -143,7 +139,7 @@ def make_offers(terms: RouteTerms, *, secret: bytes, now: datetime, ttl: int, no
         ttl: seconds until the challenges expire.
         nonce: a fresh random string (makes every challenge id unique).
     """
-    expires = _expiry_text((now + timedelta(seconds=ttl)).replace(microsecond=0))
+    expires = format_second((now + timedelta(seconds=ttl)).replace(microsecond=0))
     opaque = scope(terms.route, nonce)
     return [new_challenge(secret, realm=terms.realm, method=METHOD, intent=INTENT, request=encoded,
                           expires=expires, digest=terms.digest, description=terms.description,

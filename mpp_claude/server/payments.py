@@ -39,7 +39,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 
 import anyio
 
@@ -53,7 +52,7 @@ from ..errors import (
     PaymentRequired,
     VerificationFailed,
 )
-from ..protocol._rfc3339 import format_rfc3339
+from ..protocol._rfc3339 import format_second
 from ..protocol.challenge import Challenge
 from ..protocol.credential import Credential, parse_credential
 from ..protocol.receipt import Receipt, format_receipt
@@ -72,10 +71,6 @@ SPONSOR_COUNTER_TTL = 2 * 86_400  # a day's sponsor gas counter is kept a little
 TX_CLAIM_TTL = 7 * 24 * 3600  # a transaction hash stays used for a week
 TERMS_KEPT = 256  # recent (route, body, quote) terms kept: the paid retry reuses its 402's
 TERMS_MAX_BODY = 16 * 1024  # only terms of bodies up to this size are kept
-
-
-#: Receipt timestamps move by one second at a time: receipts of one second share the text.
-_second_text = lru_cache(maxsize=8)(format_rfc3339)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +238,7 @@ class PaymentGate:
                 with anyio.CancelScope(shield=True):
                     await self._store.idem_abort(scoped_key)
             raise
-        stamp = _second_text(self._now().replace(microsecond=0))
+        stamp = format_second(self._now().replace(microsecond=0))
         return Paid(challenge_id=bound.challenge_id, amount=settled.amount, currency=settled.currency,
                     payer=settled.payer, reference=settled.reference,
                     receipt=Receipt(status="success", timestamp=stamp, reference=settled.reference,
