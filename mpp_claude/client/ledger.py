@@ -324,8 +324,7 @@ class Ledger:
         status = _initial(status)
         wallet, minute, first = entry.wallet, _minute(now), _minute(now - DAY)
         pin = (wallet, entry.origin)
-        if _writebehind.WAITING:
-            _writebehind.flush_file(self.key)
+        self._sync()
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
