@@ -34,7 +34,6 @@ from ..protocol._rfc3339 import format_second
 from ..protocol.challenge import Challenge, new_challenge
 from ..protocol.digest import content_digest
 from ..protocol.encoding import (
-    b64url_decode,
     b64url_encode,
     canonical_json,
     decode_b64_json,
@@ -156,23 +155,6 @@ class Bound:
     expires_at: float
 
 
-def _issued_for(opaque: str | None, route: str) -> bool:
-    """Whether ``opaque`` is exactly ``scope(route, nonce)`` for a base64url nonce: the JSON
-    ``{"nonce": nonce, "route": route}``, which names ``route`` (``False`` for anything else)."""
-    if opaque is None:
-        return False
-    try:
-        raw = b64url_decode(opaque)
-        head, tail = _scope_text(route)
-    except EncodingError:
-        return False
-    start, end = head.encode(), tail.encode()
-    if len(raw) < len(start) + len(end) or not raw.startswith(start) or not raw.endswith(end):
-        return False
-    nonce = raw[len(start):len(raw) - len(end)]
-    return nonce.isascii() and is_b64url(nonce.decode("ascii"))
-
-
 def _decode(text: str | None, what: str) -> Any:
     if text is None:
         raise InvalidChallenge(f"challenge echo has no {what}")
@@ -208,10 +190,7 @@ def check_echo(echo: Challenge, terms: RouteTerms, *, secret: bytes, body: bytes
     expected = terms.requests[index]
     verify_echo(echo, secret=secret, realm=terms.realm, method=METHOD, intent=INTENT, request=expected,
                 expires_required=True, now=now, body=body, request_b64=terms.encoded[index])
-    if _issued_for(echo.opaque, terms.route):  # our own form for this route: no JSON parse needed
-        opaque: Any = {"route": terms.route}
-    else:
-        opaque = _decode(echo.opaque, "opaque")
+    opaque = _decode(echo.opaque, "opaque")
     if not isinstance(opaque, dict) or opaque.get("route") != terms.route:
         where = opaque.get("route") if isinstance(opaque, dict) else None
         raise InvalidChallenge(f"challenge was issued for {where!r}, not {terms.route!r}",
