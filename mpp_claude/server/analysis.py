@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 ANALYSES_KEPT = 256  # bodies waiting for their paid retry (the oldest is dropped first)
@@ -101,6 +102,18 @@ class Analyses:
         self._kept.move_to_end(key)
         while len(self._kept) > self._max:
             self._kept.popitem(last=False)
+
+    def reuse(self, route: str, body: bytes, *, paying: bool, analyse: Callable[[], T]) -> T:
+        """The analysis of ``body`` on ``route``: its 402's (taken) for a request ``paying``,
+        else ``analyse()``, kept for the paid retry when the request is not ``paying``."""
+        if paying:
+            kept = self.take(route, body)
+            if kept is not None:
+                return kept  # type: ignore[no-any-return]
+        result = analyse()
+        if not paying:  # a 402 follows: its paid retry will send this very body
+            self.keep(route, body, result)
+        return result
 
     def take(self, route: str, body: bytes) -> Any | None:
         """A fresh copy of the analysis kept for ``body`` on ``route`` (removed), or ``None``."""

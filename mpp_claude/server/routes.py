@@ -148,19 +148,16 @@ async def chat_completions(request: Request) -> Response:
     svc, entry = services(request), access_log(request)
     body = await read_body(request, svc.config.max_body_bytes)
     authorizations = request.headers.getlist("authorization")
-    paying = _offers_payment(authorizations)
-    kept: tuple[MessagesRequest, Quote] | None = svc.analyses.take(CHAT, body) if paying else None
-    if kept is None:
+
+    def analyse() -> tuple[MessagesRequest, Quote]:
         payload = parse_object(body)
         # No thinking store is given: the conversion is pure in (body, options), as ``Analyses`` needs.
         mreq = chat_request_to_messages(payload, options=svc.convert_options, now=svc.clock())
-        entry.model, entry.stream = mreq.model.id, mreq.stream
-        price = _quote(svc, body, payload, mreq.model.id, int(mreq.body["max_tokens"]))
-        if not paying:  # a 402 follows: its paid retry will send this very body
-            svc.analyses.keep(CHAT, body, (mreq, price))
-    else:
-        mreq, price = kept
-        entry.model, entry.stream = mreq.model.id, mreq.stream
+        entry.model, entry.stream = mreq.model.id, mreq.stream  # logged also when the quote refuses
+        return mreq, _quote(svc, body, payload, mreq.model.id, int(mreq.body["max_tokens"]))
+
+    mreq, price = svc.analyses.reuse(CHAT, body, paying=_offers_payment(authorizations), analyse=analyse)
+    entry.model, entry.stream = mreq.model.id, mreq.stream  # (a kept analysis)
     grant = await _pay(request, svc, entry, body, price, authorizations)
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
@@ -203,19 +200,16 @@ async def messages(request: Request) -> Response:
     svc, entry = services(request), access_log(request)
     body = await read_body(request, svc.config.max_body_bytes)
     authorizations = request.headers.getlist("authorization")
-    paying = _offers_payment(authorizations)
-    kept: tuple[dict[str, Any], str, bool, Quote] | None = (
-        svc.analyses.take(MESSAGES, body) if paying else None)
-    if kept is None:
+
+    def analyse() -> tuple[dict[str, Any], str, bool, Quote]:
         payload = parse_object(body)
         model, max_tokens, stream = _messages_request(payload)
-        entry.model, entry.stream = model, stream
-        price = _quote(svc, body, payload, model, max_tokens)
-        if not paying:  # a 402 follows: its paid retry will send this very body
-            svc.analyses.keep(MESSAGES, body, (payload, model, stream, price))
-    else:
-        payload, model, stream, price = kept
-        entry.model, entry.stream = model, stream
+        entry.model, entry.stream = model, stream  # logged also when the quote refuses
+        return payload, model, stream, _quote(svc, body, payload, model, max_tokens)
+
+    payload, model, stream, price = svc.analyses.reuse(MESSAGES, body, paying=_offers_payment(authorizations),
+                                                       analyse=analyse)
+    entry.model, entry.stream = model, stream  # (a kept analysis)
     grant = await _pay(request, svc, entry, body, price, authorizations)
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
