@@ -22,7 +22,8 @@ from typing import Any
 
 FLAGS_ENV = "MPP_CLAUDE_SERVE_FLAGS"
 _FLAG_KEYS = ("realm", "recipient", "rpc_url", "chain_id", "currencies", "store", "upstream", "secret_file",
-              "default_max_tokens", "max_body_bytes", "metrics", "host", "port", "workers", "modes")
+              "default_max_tokens", "max_body_bytes", "metrics", "host", "port", "workers", "modes",
+              "upstream_during_settlement")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output ceiling quoted when a request has no max_tokens (default 4096)")
     parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int, help="request size limit")
     parser.add_argument("--metrics", action="store_const", const=True, help="serve /metrics (Prometheus)")
+    parser.add_argument("--upstream-after-settlement", dest="upstream_during_settlement",
+                        action="store_const", const=False,
+                        help="call the upstream only once the payment is settled on chain (default: the "
+                             "call starts once the credential passed every check and is claimed, while "
+                             "its transaction is mined; MPP_UPSTREAM_DURING_SETTLEMENT=false)")
     parser.add_argument("--session", dest="sessions", action="store_const", const=True,
                         help="also offer the session intent (payment channels; needs MPP_SESSION_PAYEE_KEY)")
     parser.add_argument("--log-level", dest="log_level", default="info",

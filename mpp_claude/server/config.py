@@ -16,6 +16,7 @@ without the prefix)::
     MPP_CURRENCIES (comma separated)  MPP_STORE  MPP_UPSTREAM  MPP_ANTHROPIC_BASE_URL
     ANTHROPIC_API_KEY  MPP_FEE_PAYER_KEY  MPP_SPONSOR_BUDGET  MPP_SPONSOR_MAX_GAS
     MPP_DEFAULT_MAX_TOKENS  MPP_MAX_BODY_BYTES  MPP_CHALLENGE_TTL  MPP_METRICS  MPP_MODES
+    MPP_UPSTREAM_DURING_SETTLEMENT (default true)
     MPP_SESSIONS  MPP_SESSION_PAYEE_KEY  MPP_SESSION_*  (server.sessions.settings.SESSION_ENV)
 """
 
@@ -91,6 +92,9 @@ class ServerConfig:
     port: int = 8402
     workers: int = 1
     sessions: SessionSettings | None = None  # the session intent, opt-in (``sessions = true``)
+    # Start the upstream call once a credential's claims are made, while its transaction is
+    # broadcast and mined (``early.py``); False keeps the strict order: settle, then call.
+    upstream_during_settlement: bool = True
 
     @property
     def fee_payer(self) -> bool:
@@ -109,7 +113,7 @@ _ENV = {
     "sponsor_max_gas": "MPP_SPONSOR_MAX_GAS", "default_max_tokens": "MPP_DEFAULT_MAX_TOKENS",
     "max_body_bytes": "MPP_MAX_BODY_BYTES", "challenge_ttl": "MPP_CHALLENGE_TTL",
     "metrics": "MPP_METRICS", "modes": "MPP_MODES", "host": "MPP_HOST", "port": "MPP_PORT",
-    "workers": "MPP_WORKERS",
+    "workers": "MPP_WORKERS", "upstream_during_settlement": "MPP_UPSTREAM_DURING_SETTLEMENT",
 }
 _ENV.update(SESSION_ENV)
 KNOWN_KEYS = frozenset(_ENV) | {"prices"}
@@ -142,8 +146,8 @@ def _int(raw: dict[str, Any], key: str, default: int, problems: list[str], *, mi
     return number
 
 
-def _bool(raw: dict[str, Any], key: str, problems: list[str]) -> bool:
-    value = raw.get(key, False)
+def _bool(raw: dict[str, Any], key: str, problems: list[str], default: bool = False) -> bool:
+    value = raw.get(key, default)
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -152,7 +156,7 @@ def _bool(raw: dict[str, Any], key: str, problems: list[str]) -> bool:
     if text in {"0", "false", "no", "off", ""}:
         return False
     problems.append(f"{key}: expected true/false, got {value!r}")
-    return False
+    return default
 
 
 def _list(value: Any) -> list[str]:
@@ -283,6 +287,7 @@ def build_config(*, flags: Mapping[str, Any] | None = None, env: Mapping[str, An
         sponsor_max_gas=_int(raw, "sponsor_max_gas", DEFAULT_SPONSOR_MAX_GAS, problems, minimum=21_000),
         workers=_int(raw, "workers", 1, problems, minimum=1),
         metrics=_bool(raw, "metrics", problems),
+        upstream_during_settlement=_bool(raw, "upstream_during_settlement", problems, default=True),
         prices=_prices(raw.get("prices"), problems),
     )
     config_args["sessions"] = session_settings(raw, problems) if _bool(raw, "sessions", problems) else None

@@ -70,6 +70,7 @@ class Metrics:
         self._charged: Counter[str] = Counter()
         self._tokens: Counter[tuple[str, str]] = Counter()
         self._credits = 0
+        self._abandoned = 0
 
     def observe(self, log: RequestLog) -> None:
         """Count one finished request."""
@@ -82,6 +83,11 @@ class Metrics:
                 self._tokens[(log.model, "output")] += log.output_tokens or 0
             if log.outcome == "upstream_error":
                 self._credits += 1
+
+    def upstream_abandoned(self) -> None:
+        """Count an upstream call started during settlement and dropped because the payment failed."""
+        with self._lock:
+            self._abandoned += 1
 
     def render(self) -> str:
         """Prometheus text format."""
@@ -99,7 +105,11 @@ class Metrics:
             for (model, kind), n in sorted(self._tokens.items()):
                 out.append(f'mpp_tokens_total{{model="{model}",kind="{kind}"}} {n}')
             out += ["# HELP mpp_credits_total Paid requests the upstream failed (credit recorded).",
-                    "# TYPE mpp_credits_total counter", f"mpp_credits_total {self._credits}"]
+                    "# TYPE mpp_credits_total counter", f"mpp_credits_total {self._credits}",
+                    "# HELP mpp_upstream_abandoned_total Upstream calls started while the payment settled "
+                    "and dropped because it failed.",
+                    "# TYPE mpp_upstream_abandoned_total counter",
+                    f"mpp_upstream_abandoned_total {self._abandoned}"]
         return "\n".join(out) + "\n"
 
 

@@ -26,6 +26,9 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
    (``sponsor_budget`` gas per UTC day, one counter in the shared store for every worker and
    replica).  Once it is spent the transaction is refused before broadcast, and new
    challenges stop offering ``feePayer``: the payer pays its own fees.
+8. last in the callback, once every claim and the gas draw succeeded (``transaction``
+   credentials only): ``on_claimed()``, where the route starts its upstream call so that it
+   runs while the transaction is broadcast and mined (``early.py``).
 
 Claims are never released: if settlement fails after a claim the credential stays used (fail
 closed) and the client gets a fresh challenge with the 402.  A chain that does not answer
@@ -166,7 +169,8 @@ class PaymentGate:
                            ttl=self._config.challenge_ttl, nonce=self._nonce())
 
     async def authorize(self, terms: RouteTerms, body: bytes, authorizations: Sequence[str],
-                        idempotency_key: str | None = None) -> Paid | Replayed:
+                        idempotency_key: str | None = None, *,
+                        on_claimed: Callable[[], None] | None = None) -> Paid | Replayed:
         """Verify and settle the request's credential (see the module docstring for the order).
 
         Args:
@@ -174,6 +178,11 @@ class PaymentGate:
             body: the request body received.
             authorizations: every ``Authorization`` header value of the request.
             idempotency_key: the ``Idempotency-Key`` header value, if any.
+            on_claimed: called (synchronously, once) when a ``transaction`` credential passed
+                every local check and its claims and sponsor gas draw succeeded, just before it
+                is broadcast: the route starts its upstream call there (``early.UpstreamCall``).
+                Never called for a replay, a refused credential or a ``hash`` credential (its
+                claims come after the receipt: nothing is left to overlap).
 
         Returns:
             ``Paid`` (money moved; serve and then ``finish``) or ``Replayed``.
@@ -232,7 +241,7 @@ class PaymentGate:
                 await self._store.idem_abort(scoped_key)
                 raise expired
         try:
-            settled = await self._settle(credential, ctx, now, decoded, sender)
+            settled = await self._settle(credential, ctx, now, decoded, sender, on_claimed)
         except BaseException:
             if scoped_key is not None:
                 with anyio.CancelScope(shield=True):
@@ -281,9 +290,11 @@ class PaymentGate:
         self._sponsor_left = (day, budget - total)
 
     async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime,
-                      decoded: txmod.Decoded | None, sender: str | None) -> SettledPayment:
+                      decoded: txmod.Decoded | None, sender: str | None,
+                      on_claimed: Callable[[], None] | None = None) -> SettledPayment:
         ttl = max(1.0, (ctx.expires or 0) - now.timestamp()) + CLAIM_MARGIN
         claimed: list[str] = []
+        pull = credential.payload.get("type") == "transaction"
 
         async def claim(tx_hash: str) -> bool:
             if not await self._store.claim(f"challenge:{ctx.challenge_id}", ttl):
@@ -292,8 +303,10 @@ class PaymentGate:
             claimed.append(tx_hash)
             if not await self._store.claim(f"tx:{tx_hash.lower()}", max(ttl, TX_CLAIM_TTL)):
                 raise CredentialReplayed(f"transaction {tx_hash} was already used to pay")
-            if ctx.request.fee_payer and credential.payload.get("type") == "transaction":
+            if ctx.request.fee_payer and pull:
                 await self._draw_sponsor_gas(credential, now, decoded)
+            if on_claimed is not None and pull:
+                on_claimed()  # only the broadcast and the receipt are left: the upstream may start
             return True
 
         try:

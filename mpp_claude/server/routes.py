@@ -1,5 +1,8 @@
 """The endpoints.  Thin: read and validate the body, quote, pass the payment gate, serve.
 
+A paid route's upstream call may start while its payment settles (``early.py``): ``_pay``
+starts it from the gate's ``on_claimed`` and abandons it when the payment fails.
+
 Paid routes validate the request *before* asking for money, so a request that cannot be
 served (bad JSON, unknown model, too large) gets a 4xx and never a 402 (nobody pays for a
 request that would fail).  Endpoints raise; ``app.py``'s handlers render.
@@ -8,6 +11,7 @@ request that would fail).  Endpoints raise; ``app.py``'s handlers render.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -19,11 +23,14 @@ from ..convert.types import MessagesRequest
 from ..errors import BadRequest, ConversionError
 from ..protocol.encoding import decode_json
 from .discovery import llms_txt, models_list, openapi
+from .early import UpstreamCall
 from .observability import RequestLog
 from .payments import Paid, Replayed
 from .pricing import Quote, count_parts, estimate_prompt_tokens, quote
 from .rendering import json_response
-from .serving import Services, guarded, serve_chat, serve_messages
+from .serving import Services, chat_call, guarded, messages_call, serve_chat, serve_messages
+
+log = logging.getLogger("mpp_claude.server")
 
 # Top-level fields /v1/messages forwards; anything else (server tools' containers, MCP servers,
 # a priority service tier…) could cost more than the quote covers, so it is refused before payment.
@@ -132,12 +139,27 @@ def _offers_payment(authorizations: list[str]) -> bool:
 
 
 async def _pay(request: Request, svc: Services, entry: RequestLog, body: bytes, price: Quote,
-               authorizations: list[str]) -> Paid | Replayed:
-    """Pass the payment gate for ``price`` (raises for a 402)."""
+               authorizations: list[str], call: UpstreamCall) -> Paid | Replayed:
+    """Pass the payment gate for ``price`` (raises for a 402).
+
+    ``call`` is started once the credential's claims are made (unless the configuration keeps
+    the strict order), so the upstream works while the payment settles; if the settlement then
+    fails, or the request is cancelled, the call is abandoned before the error goes on.
+    """
     entry.amount = price.amount
     terms = svc.gate.terms(scope_of(request), body, price)
     request.state.terms = terms  # the error handler issues fresh challenges from these terms
-    grant = await svc.gate.authorize(terms, body, authorizations, request.headers.get("idempotency-key"))
+    try:
+        grant = await svc.gate.authorize(terms, body, authorizations, request.headers.get("idempotency-key"),
+                                         on_claimed=call.start if svc.config.upstream_during_settlement
+                                         else None)
+    except BaseException as exc:
+        if await call.abandon():
+            log.info("upstream call on %s abandoned: the payment failed after its claims (%s)",
+                     entry.route, type(exc).__name__)
+            if svc.metrics is not None:
+                svc.metrics.upstream_abandoned()
+        raise
     if isinstance(grant, Paid):
         entry.payer, entry.amount, entry.reference = grant.payer, grant.amount, grant.reference
     return grant
@@ -158,11 +180,12 @@ async def chat_completions(request: Request) -> Response:
 
     mreq, price = svc.analyses.reuse(CHAT, body, paying=_offers_payment(authorizations), analyse=analyse)
     entry.model, entry.stream = mreq.model.id, mreq.stream  # (a kept analysis)
-    grant = await _pay(request, svc, entry, body, price, authorizations)
+    call = chat_call(svc, mreq)
+    grant = await _pay(request, svc, entry, body, price, authorizations, call)
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
     return await guarded(svc, grant, entry, mreq.model.id, anthropic=False,
-                         serve=lambda: serve_chat(svc, mreq, grant, entry))
+                         serve=lambda: serve_chat(svc, mreq, grant, entry, call))
 
 
 def _messages_request(payload: dict[str, Any]) -> tuple[str, int, bool]:
@@ -210,11 +233,12 @@ async def messages(request: Request) -> Response:
     payload, model, stream, price = svc.analyses.reuse(MESSAGES, body, paying=_offers_payment(authorizations),
                                                        analyse=analyse)
     entry.model, entry.stream = model, stream  # (a kept analysis)
-    grant = await _pay(request, svc, entry, body, price, authorizations)
+    call = messages_call(svc, payload, stream)
+    grant = await _pay(request, svc, entry, body, price, authorizations, call)
     if isinstance(grant, Replayed):
         return _replay(grant, entry)
     return await guarded(svc, grant, entry, model, anthropic=True,
-                         serve=lambda: serve_messages(svc, payload, model, stream, grant, entry))
+                         serve=lambda: serve_messages(svc, payload, model, stream, grant, entry, call))
 
 
 async def list_models(request: Request) -> Response:

@@ -2,7 +2,9 @@
 
 Everything here runs *after* the payment settled (``payments.Paid``), so every answer, success
 or failure, is stored for ``Idempotency-Key`` replays and every error carries
-``x-should-retry: false`` (a retry would meet a fresh 402 and pay again).
+``x-should-retry: false`` (a retry would meet a fresh 402 and pay again).  The upstream call
+itself may have started while the payment settled (``early.UpstreamCall``): its answer is
+taken here, after ``Paid`` exists, and nothing of it was sent before.
 
 Credit policy (what happens to the money when the upstream fails after payment):
 
@@ -40,6 +42,7 @@ from ..errors import ConversionError, UpstreamError
 from ..protocol.encoding import loads_bounded
 from .analysis import Analyses
 from .config import ServerConfig
+from .early import UpstreamCall
 from .observability import Metrics, RequestLog
 from .payments import Paid, PaymentGate
 from .pricing import PriceTable, Usage, usage_cost
@@ -188,12 +191,21 @@ class _Kept(list[bytes]):
 # --- chat completions ----------------------------------------------------------------------------
 
 
-async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: RequestLog) -> Response:
-    """Answer a paid ``/v1/chat/completions`` request (JSON or SSE)."""
-    headers = upstream_headers(mreq.anthropic_beta)
+def chat_call(svc: Services, mreq: MessagesRequest) -> UpstreamCall:
+    """The upstream call of a ``/v1/chat/completions`` request (not started)."""
+    return UpstreamCall(svc.upstream, dict(mreq.body), stream=mreq.stream,
+                        headers=upstream_headers(mreq.anthropic_beta))
+
+
+async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: RequestLog,
+                     call: UpstreamCall | None = None) -> Response:
+    """Answer a paid ``/v1/chat/completions`` request (JSON or SSE).
+
+    ``call``: its ``chat_call``, maybe started while the payment settled (default: one made now).
+    """
     model = mreq.model.id
     try:
-        up = await svc.upstream.send(dict(mreq.body), stream=mreq.stream, headers=headers)
+        up = await (call if call is not None else chat_call(svc, mreq)).result()
     except UpstreamError as exc:
         return await failed_after_payment(svc, paid, entry, model, _upstream_failure(exc), anthropic=False)
     if not up.ok or (not mreq.stream and up.json is None):
@@ -296,14 +308,21 @@ async def _finish_stream(svc: Services, paid: Paid, entry: RequestLog, model: st
 # --- native /v1/messages passthrough -------------------------------------------------------------
 
 
-async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream: bool, paid: Paid,
-                         entry: RequestLog) -> Response:
-    """Answer a paid ``/v1/messages`` request: the upstream's answer, unchanged."""
+def messages_call(svc: Services, body: dict[str, Any], stream: bool) -> UpstreamCall:
+    """The upstream call of a ``/v1/messages`` request (not started)."""
     # The client's anthropic-beta header is not forwarded: a beta (1M context, new tools) can
     # change what a request costs beyond the price table the quote used.
-    headers = upstream_headers([])
+    return UpstreamCall(svc.upstream, body, stream=stream, headers=upstream_headers([]))
+
+
+async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream: bool, paid: Paid,
+                         entry: RequestLog, call: UpstreamCall | None = None) -> Response:
+    """Answer a paid ``/v1/messages`` request: the upstream's answer, unchanged.
+
+    ``call``: its ``messages_call``, maybe started while the payment settled (default: one made now).
+    """
     try:
-        up = await svc.upstream.send(body, stream=stream, headers=headers)
+        up = await (call if call is not None else messages_call(svc, body, stream)).result()
     except UpstreamError as exc:
         return await failed_after_payment(svc, paid, entry, model, _upstream_failure(exc), anthropic=True)
     if not up.ok or (not stream and up.json is None):

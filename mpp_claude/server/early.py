@@ -1,0 +1,124 @@
+"""``UpstreamCall``: a paid route's upstream request, startable while its payment settles.
+
+A paid request waits twice: for its payment to settle on chain (broadcast and receipt, about
+a block on Tempo mainnet, ~0.5 s) and for the upstream's answer.  Once a ``transaction``
+credential has passed every local check and its claims are made (challenge id, transaction
+hash, sponsor gas), only the chain's verdict is missing.  ``PaymentGate.authorize`` then calls
+its ``on_claimed`` callback, the route's ``UpstreamCall.start``, which starts the upstream
+call as a task; the settlement goes on meanwhile, and ``serving`` takes the started call's
+answer with ``result`` once ``Paid`` exists.
+
+Nothing the upstream says reaches the client before the payment settled: the answer, its
+headers, the receipt, the stored idempotent copy and the usage row are all made after
+``Paid``, exactly as without the overlap.  When the settlement fails (or the client goes away
+while it runs), ``abandon`` drops the call: the task is cancelled and an answer it already
+produced is closed (stream and connection released); the client gets the very answer it would
+have got without the overlap, and nothing is served or recorded as used.
+
+The operator's exposure: one upstream call for a credential that passed every local check and
+the claims but then failed on chain (refused by the node, or mined and reverted, which costs
+the payer its gas: so it is bounded).  ``ServerConfig.upstream_during_settlement = False``
+(``--upstream-after-settlement``) keeps the strict order: settle, then call the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+
+from .upstreams.base import Upstream, UpstreamResponse
+
+log = logging.getLogger("mpp_claude.server")
+
+
+class UpstreamCall:
+    """One ``Upstream.send`` whose start may come before the code that takes its answer.
+
+    Args:
+        upstream: where to send.
+        body: the Messages request body (not copied: the caller does not change it afterwards).
+        stream: ask for Server-Sent Events.
+        headers: extra upstream request headers (see ``serving.upstream_headers``).
+    """
+
+    __slots__ = ("_body", "_headers", "_stream", "_taken", "_task", "_upstream")
+
+    def __init__(self, upstream: Upstream, body: Mapping[str, Any], *, stream: bool,
+                 headers: Mapping[str, str]) -> None:
+        self._upstream = upstream
+        self._body = body
+        self._stream = stream
+        self._headers = headers
+        self._task: asyncio.Task[UpstreamResponse] | None = None
+        self._taken = False  # ``result`` or ``abandon`` was called: the call is spoken for
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` made a task of the call."""
+        return self._task is not None
+
+    def start(self) -> None:
+        """Start the call as a task of the running event loop.
+
+        Idempotent; does nothing once ``result`` or ``abandon`` was called.  Must be called
+        from a coroutine running on the loop (``PaymentGate``'s claim callback is).
+        """
+        if self._task is None and not self._taken:
+            self._task = asyncio.create_task(
+                self._upstream.send(self._body, stream=self._stream, headers=self._headers))
+
+    async def result(self) -> UpstreamResponse:
+        """The upstream's answer: the started call's, or (not started) the call made now.
+
+        The caller owns the answer from then on (``aclose`` it when its stream is not read to
+        the end).  A cancellation while waiting cancels the call and closes what it produced.
+
+        Returns:
+            The ``UpstreamResponse``.
+
+        Raises:
+            UpstreamError: no usable upstream answer (as ``Upstream.send``); whatever else
+                ``send`` raised is raised as it is.
+        """
+        self._taken = True
+        task = self._task
+        if task is None:
+            return await self._upstream.send(self._body, stream=self._stream, headers=self._headers)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            await _discard(task)  # ``await task`` passed the cancellation on: release what it made
+            raise
+
+    async def abandon(self) -> bool:
+        """Drop the call because the payment failed: cancel it, close an answer it produced.
+
+        Returns:
+            True when a started call was dropped; False when it never started or ``result``
+            took it (its answer is then the taker's to close).
+        """
+        task, self._task = self._task, None
+        if task is None or self._taken:
+            return False
+        self._taken = True
+        await _discard(task)
+        return True
+
+
+async def _discard(task: asyncio.Task[UpstreamResponse]) -> None:
+    """Cancel ``task``, wait for it to end (shielded: this runs while a cancellation unwinds),
+    and close the answer it produced if it had produced one."""
+    task.cancel()
+    with anyio.CancelScope(shield=True):
+        await asyncio.wait((task,))
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved, so asyncio does not report it as never retrieved
+        if error is not None:
+            log.debug("abandoned upstream call had failed: %s", type(error).__name__)
+            return
+        await task.result().aclose()
