@@ -102,9 +102,9 @@ class UpstreamCall:
             took it (its answer is then the taker's to close).
         """
         task, self._task = self._task, None
-        if task is None or self._taken:
+        taken, self._taken = self._taken, True  # abandoned: a later ``start`` starts nothing
+        if task is None or taken:
             return False
-        self._taken = True
         await _discard(task)
         return True
 
