@@ -127,3 +127,28 @@ def test_invalid_toml_is_one_clear_line(tmp_path: Path) -> None:
     toml.write_text("realm = \n")
     with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_config(environ={}, config_path=toml)
+
+
+def test_upstream_during_settlement_is_on_by_default_and_switched_off_from_each_source() -> None:
+    """On unless a flag (``--upstream-after-settlement``), MPP_UPSTREAM_DURING_SETTLEMENT or the
+    TOML key turns it off; flags beat the environment beat the file; a non-boolean is a problem."""
+    import argparse
+
+    from mpp_claude.server.cli import _flags, add_arguments
+
+    assert build_config(flags=GOOD).upstream_during_settlement is True
+    assert build_config(flags=GOOD, env=env_source({"MPP_UPSTREAM_DURING_SETTLEMENT": "false"})
+                        ).upstream_during_settlement is False
+    toml = {"upstream_during_settlement": False}
+    assert build_config(flags=GOOD, file=toml).upstream_during_settlement is False
+    assert build_config(flags=GOOD, env=env_source({"MPP_UPSTREAM_DURING_SETTLEMENT": "1"}),
+                        file=toml).upstream_during_settlement is True
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = _flags(parser.parse_args(["--upstream-after-settlement"]))
+    assert flags == {"upstream_during_settlement": False}
+    assert build_config(flags={**GOOD, **flags}, env={"upstream_during_settlement": "true"}
+                        ).upstream_during_settlement is False
+    assert "upstream_during_settlement" not in _flags(parser.parse_args([]))
+    with pytest.raises(ConfigError, match="upstream_during_settlement: expected true/false"):
+        build_config(flags=GOOD, env={"upstream_during_settlement": "sometimes"})
