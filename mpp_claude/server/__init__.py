@@ -10,8 +10,9 @@ Run it with ``mpp-claude serve`` (see ``mpp_claude.server.cli``) or any ASGI ser
 modules, top to bottom: ``app`` (routes and handlers in one place), ``routes`` (thin
 endpoints), ``payments`` (challenges, verification, claims, idempotency), ``binding`` (what a
 challenge binds), ``serving`` (upstream call, streaming, usage and credit records), ``early``
-(the upstream call started while the payment settles), ``pricing``, ``discovery``, ``rendering``, ``observability``, ``chain``, ``config``, ``cli``,
-plus ``stores/`` and ``upstreams/``.
+(the upstream call started while the payment settles), ``pricing``, ``discovery``,
+``rendering``, ``observability``, ``chain``, ``config``, ``cli``, plus ``stores/`` and
+``upstreams/``.
 """
 
 from __future__ import annotations
