@@ -113,7 +113,7 @@ class ScriptedVerifier:
 
 
 def _paying_gate(events: list[str], verifier: ScriptedVerifier | None = None, *,
-                 clock: list[float] | None = None, **flags: object) -> tuple[PaymentGate, RecordingStore]:
+                 clock: list[float] | None = None, **flags: Any) -> tuple[PaymentGate, RecordingStore]:
     cfg = build_config(flags={"secret_key": "k" * 40, "recipient": "0x" + "cd" * 20, "rpc_url": "http://x",
                               "chain_id": 31337, "store": "memory://", "realm": "unit.test", **flags})
     store = RecordingStore(events)
@@ -133,7 +133,7 @@ def _credential(gate: PaymentGate, body: bytes = BODY, mode: str = "transaction"
                                   expires=expires, max_fee_per_gas=10**10)
     signed = sign_charge(tx, LocalSigner(PAYER_KEY))
     payload = signed.payload() if mode == "transaction" else {"type": "hash", "hash": "0x" + "ab" * 32}
-    credential = Credential(challenge=challenge, payload=payload, source=signed.source)  # type: ignore[arg-type]
+    credential = Credential(challenge=challenge, payload=payload, source=signed.source)
     return terms, format_credential(credential)
 
 
@@ -175,7 +175,7 @@ def test_on_claimed_is_not_called_unless_every_claim_succeeded(case: str) -> Non
     verifier = ScriptedVerifier(events, refuse=PaymentInsufficient("too little")
                                 if case == "refused by the checks" else None,
                                 fee_payer=LocalSigner("0x" + "22" * 32) if sponsored else None)
-    flags: dict[str, object] = {}
+    flags: dict[str, Any] = {}
     if sponsored:  # a budget below one charge's gas limit
         flags = {"fee_payer_key": "0x" + "22" * 32, "sponsor_budget": 21_000}
     gate, store = _paying_gate(events, verifier, **flags)

@@ -51,7 +51,7 @@ class FakeUpstream:
 
 
 def _call(up: FakeUpstream, stream: bool = False) -> UpstreamCall:
-    return UpstreamCall(up, BODY, stream=stream, headers={"anthropic-beta": "x"})  # type: ignore[arg-type]
+    return UpstreamCall(up, BODY, stream=stream, headers={"anthropic-beta": "x"})
 
 
 def _run(main: Any) -> Any:
