@@ -11,6 +11,10 @@ marks itself :data:`WAITING` and calls :func:`submit`.  Whoever comes first appl
 * the fallback thread, :data:`DELAY` seconds after the write was deferred (other transports,
   or no further request), and the interpreter's exit (:func:`flush_all`, ``atexit``).
 
+The same thread runs the ledger's WAL checkpoints (:func:`run_soon`): a checkpoint copies the
+write-ahead log back into the database file and fsyncs it, ~15 ms here, which SQLite would
+otherwise do inside the commit of every ~200th reservation.
+
 The thread waits before it writes because a thread that wakes while the caller runs Python
 takes the GIL at the caller's next system call (``os.urandom``, a socket send) and makes it
 wait for the hand-offs: measured, the next request's first segment grew by what the deferral
@@ -28,6 +32,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger("mpp_claude.client.ledger")
@@ -49,25 +54,42 @@ DELAY = 0.2
 """Seconds after which the fallback thread applies a deferred write nobody applied before
 (constant: the thread sleeps until the oldest queued write is due, in queue order)."""
 
-_queue: queue.SimpleQueue[tuple[float, Flushable]] = queue.SimpleQueue()
+
+class _Job:
+    """A function for the thread to run (:func:`run_soon`), told apart from a ledger to flush."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+
+
+_Item = tuple[float, "Flushable | _Job"]
+_queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
 _thread: threading.Thread | None = None
 _pid = 0
 _start_lock = threading.Lock()
 
 
-def _run(work: queue.SimpleQueue[tuple[float, Flushable]]) -> None:
+def _run(work: queue.SimpleQueue[_Item]) -> None:
     while True:
-        due, owner = work.get()
+        due, item = work.get()
         wait = due - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        owners = [owner]
+        items = [item]
         while True:  # what was queued meanwhile is applied now too: one wake-up per DELAY at most
             try:
-                owners.append(work.get_nowait()[1])
+                items.append(work.get_nowait()[1])
             except queue.Empty:
                 break
-        _flush(owners)
+        _flush([i for i in items if not isinstance(i, _Job)])
+        for job in items:
+            if isinstance(job, _Job):
+                try:
+                    job.fn()
+                except Exception:  # a job logs its own expected failures: this would be a bug
+                    log.exception("mpp_claude ledger: background job failed")
 
 
 def _flush(owners: list[Flushable], wait: bool = True) -> None:
@@ -82,6 +104,15 @@ def _flush(owners: list[Flushable], wait: bool = True) -> None:
 def submit(owner: Flushable) -> None:
     """Ask the fallback thread to flush ``owner`` in :data:`DELAY` seconds (the thread is started
     here when it is not running in this process)."""
+    _put((time.monotonic() + DELAY, owner))
+
+
+def run_soon(job: Callable[[], None]) -> None:
+    """Run ``job`` on the same thread as soon as it is free (after the writes due before it)."""
+    _put((time.monotonic(), _Job(job)))
+
+
+def _put(item: _Item) -> None:
     global _thread, _pid, _queue
     if _pid != os.getpid():
         with _start_lock:
@@ -91,7 +122,7 @@ def submit(owner: Flushable) -> None:
                                            daemon=True)
                 _thread.start()
                 _pid = os.getpid()
-    _queue.put((time.monotonic() + DELAY, owner))
+    _queue.put(item)
 
 
 def while_waiting() -> None:
