@@ -18,17 +18,18 @@ from typing import Any
 import httpx2
 import pytest
 from eth_account import Account
-from paying_transport import pay_challenge
 from server_harness import server_config
 
 from mpp_claude.devnet import Devnet
-from mpp_claude.protocol.challenge import parse_challenges
-from mpp_claude.protocol.credential import parse_credential
+from mpp_claude.protocol.challenge import Challenge, parse_challenges
+from mpp_claude.protocol.credential import Credential, format_credential, parse_credential
 from mpp_claude.protocol.receipt import parse_receipt
 from mpp_claude.server.app import create_app
 from mpp_claude.server.stores import MemoryStore
 from mpp_claude.server.upstreams import AnthropicUpstream, LocalUpstream, create_local_anthropic_app
 from mpp_claude.server.upstreams.base import Upstream, UpstreamResponse
+from mpp_claude.tempo.charge import build_charge_transaction, sign_charge
+from mpp_claude.tempo.request import ChargeRequest
 from mpp_claude.tempo.rpc import AsyncRpcClient
 from mpp_claude.tempo.signer import LocalSigner
 from mpp_claude.tempo.tx import tx_hash as hash_of
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.devnet
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
 KEY = "sk-ant-early"
+MIN_FEE_CAP = 2 * 10**10
 
 
 class NotingRpc:
@@ -143,13 +145,25 @@ def _with_app(devnet: Devnet, upstream: Callable[[list[str]], NotingUpstream], s
                 status, headers, _ = await _post(app, path, body)
                 assert status == 402
                 (challenge,) = parse_challenges([headers["www-authenticate"]])
-                auth, _ = pay_challenge(challenge, signer, devnet.rpc)
-                return auth
+                return _pay(challenge, signer, devnet)
 
             async with app.router.lifespan_context(app):
                 return await scenario(app, pay)
 
     return asyncio.run(main()), events
+
+
+def _pay(challenge: Challenge, signer: LocalSigner, devnet: Devnet) -> str:
+    """The Authorization paying ``challenge``.  Its fee cap is at least 2e10 per gas (the T1+ base
+    fee), whatever an earlier test left the devnet's base fee at: a payer without fee tokens is
+    then refused when broadcasting (with a near-zero cap anvil admits it and drops it silently)."""
+    request = ChargeRequest.from_request(challenge.request_data)
+    expires = int(challenge.expires_at.timestamp()) if challenge.expires_at else None
+    fee_cap = max(2 * devnet.rpc.base_fee(), MIN_FEE_CAP)
+    tx = build_charge_transaction(request, challenge_id=challenge.id, realm=challenge.realm,
+                                  now=int(time.time()), expires=expires, max_fee_per_gas=fee_cap)
+    signed = sign_charge(tx, signer)
+    return format_credential(Credential(challenge=challenge, payload=signed.payload(), source=signed.source))
 
 
 async def _records(app: Any, kind: str) -> list[dict[str, Any]]:
