@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,3 +69,32 @@ def session_server(devnet: Any, tmp_path: Path, seed: bytes) -> SessionServer:
     payer = devnet.new_funded_account(10 * tip20.UNIT)
     devnet.fund(payer.address, 5 * tip20.UNIT, token=fee, native=False)
     return SessionServer(app, payee, payer, store)
+
+
+async def asgi_post(app: Any, path: str, body: bytes, auth: str | None = None,
+                    sent: list[dict[str, Any]] | None = None, **headers: str) -> list[dict[str, Any]]:
+    """POST a JSON ``body`` to the ASGI ``app`` in this event loop (no sockets); returns the ASGI
+    messages the app sent, also appended to ``sent`` as they come (to watch a request in flight).
+    Header keywords spell ``-`` as ``_``; the client stays connected once the body is read."""
+    out = [] if sent is None else sent
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+    hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    hdrs += [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+    if auth is not None:
+        hdrs.append((b"authorization", auth.encode()))
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "headers": hdrs, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+             "state": {}, "app": app}
+
+    async def receive() -> dict[str, Any]:
+        if chunks:
+            return chunks.pop(0)
+        await asyncio.Event().wait()  # the client stays connected
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        out.append(message)
+
+    await app(scope, receive, send)
+    return out

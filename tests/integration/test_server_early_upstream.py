@@ -18,7 +18,7 @@ from typing import Any
 import httpx2
 import pytest
 from eth_account import Account
-from server_harness import server_config
+from server_harness import asgi_post, server_config
 
 from mpp_claude.devnet import Devnet
 from mpp_claude.protocol.challenge import Challenge, parse_challenges
@@ -96,27 +96,7 @@ def _body(stream: bool = False, text: str = "overlap") -> bytes:
 
 async def _post(app: Any, path: str, body: bytes, auth: str | None = None,
                 **headers: str) -> tuple[int, dict[str, str], bytes]:
-    hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    hdrs += [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
-    if auth is not None:
-        hdrs.append((b"authorization", auth.encode()))
-    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "root_path": "", "headers": hdrs, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-             "state": {}, "app": app}
-    chunks = [{"type": "http.request", "body": body, "more_body": False}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if chunks:
-            return chunks.pop(0)
-        await asyncio.Event().wait()  # the client stays connected
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
+    sent = await asgi_post(app, path, body, auth, **headers)
     start = sent[0]
     return (start["status"], {k.decode(): v.decode() for k, v in start["headers"]},
             b"".join(m.get("body", b"") for m in sent[1:]))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from server_harness import asgi_post
 
 from mpp_claude.errors import ChainError, CredentialReplayed, ReceiptTimeout, RpcError
 from mpp_claude.protocol.challenge import parse_challenges
@@ -135,33 +136,6 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _scope(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-            "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-            "root_path": "", "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-            "state": {}, "app": app}
-
-
-async def _post(app: Any, path: str, body: bytes, auth: str | None = None,
-                sent: list[dict[str, Any]] | None = None, **headers: str) -> list[dict[str, Any]]:
-    out = [] if sent is None else sent
-    chunks = [{"type": "http.request", "body": body, "more_body": False}]
-    hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    hdrs += [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
-    if auth is not None:
-        hdrs.append((b"authorization", auth.encode()))
-
-    async def receive() -> dict[str, Any]:
-        if chunks:
-            return chunks.pop(0)
-        await asyncio.Event().wait()  # the client stays connected
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        out.append(message)
-
-    await app(_scope(app, path, hdrs), receive, send)
-    return out
 
 
 def _credential(sent: list[dict[str, Any]]) -> str:
@@ -200,9 +174,9 @@ def _paid_request(early: bool, outcome: str, path: str = CHAT, stream: bool = Fa
         sent: list[dict[str, Any]] = []
         extra: dict[str, Any] = {}
         async with app.router.lifespan_context(app):
-            auth = _credential(await _post(app, path, body))
+            auth = _credential(await asgi_post(app, path, body))
             if cancel:
-                task = asyncio.create_task(_post(app, path, body, auth, sent, idempotency_key="k"))
+                task = asyncio.create_task(asgi_post(app, path, body, auth, sent, idempotency_key="k"))
                 await asyncio.wait_for(rpc.hanging.wait(), 5)
                 task.cancel()
                 try:
@@ -213,7 +187,7 @@ def _paid_request(early: bool, outcome: str, path: str = CHAT, stream: bool = Fa
                 extra["idem_after"] = (await store.idem_begin(f"{PAYER.address.lower()}:k", "other")).state
             else:
                 try:
-                    await _post(app, path, body, auth, sent)
+                    await asgi_post(app, path, body, auth, sent)
                 except Exception as exc:  # the bug case: the 500 is sent, then it is raised
                     raised = exc
             svc = app.state.services
