@@ -96,7 +96,7 @@ def _body(stream: bool = False, text: str = "overlap") -> bytes:
 
 async def _post(app: Any, path: str, body: bytes, auth: str | None = None,
                 **headers: str) -> tuple[int, dict[str, str], bytes]:
-    sent = await asgi_post(app, path, body, auth, **headers)
+    sent = await asgi_post(app, path, body, auth, None, **headers)
     start = sent[0]
     return (start["status"], {k.decode(): v.decode() for k, v in start["headers"]},
             b"".join(m.get("body", b"") for m in sent[1:]))
