@@ -4,9 +4,9 @@ mpp-protocol.md §3.6.  The pure steps live in ``verify.py`` (and ``prepare_pull
 this module only orders them around the chain I/O of ``rpc.py``:
 
 ``transaction`` (pull):
-    decode -> calls / limits (/ recover sender, sponsor policy + co-sign) checks
-    -> ``claim(tx_hash)`` -> broadcast -> receipt with deadline -> log checks (the
-    transfer's ``from`` is the sender the chain recovered).
+    decode -> calls / limits (/ recover sender, = ``claimed_sender`` if given, sponsor
+    policy + co-sign) checks -> ``claim(tx_hash)`` -> broadcast -> receipt with deadline
+    -> log checks (the transfer's ``from`` is the sender the chain recovered).
     Nothing is broadcast when a check fails or the claim is refused.
 ``hash`` (push):
     shape -> mode allowed -> receipt (unknown hash = ``VerificationFailed``, never a
@@ -83,7 +83,8 @@ class PreparedPull:
 
     ``sender`` is recovered from the signature on first use (~0.15 ms of secp256k1 work): the
     verifiers take the sender the chain recovered from the receipt instead, so a self-paid
-    charge never recovers it locally (a sponsored one does, to co-sign).
+    charge never recovers it locally (a sponsored one does, to co-sign, and there a sender the
+    caller merely *claims* is compared before anything is claimed or broadcast).
     """
 
     raw: bytes
@@ -113,7 +114,7 @@ def decode_hex_payload(value: Any, name: str, *, limit: int = MAX_TX_BYTES) -> b
 def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer: Signer | None = None,
                  fee_token: str = PATH_USD, policy: SponsorPolicy = SponsorPolicy(),
                  expiring_window: int = CHAIN_EXPIRING_WINDOW, decoded: txmod.Decoded | None = None,
-                 sender: str | None = None) -> PreparedPull:
+                 sender: str | None = None, claimed_sender: str | None = None) -> PreparedPull:
     """All pure checks of a ``transaction`` credential, and the sponsor's co-signature (pure).
 
     Returns the exact bytes to broadcast and their hash (to claim *before* broadcasting).
@@ -123,10 +124,17 @@ def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer:
     (``sender``: ``tx.recover_sender`` of ``decoded.tx``) passes them, so neither is done twice;
     the checks below run on ``decoded`` all the same, and only it is broadcast.
 
+    ``claimed_sender`` is an address the caller was told (the credential's ``source``) but has
+    not verified.  Whenever the sender is recovered here (a sponsored charge, to co-sign; a
+    fee-payer envelope) it must equal the claim, else the credential is refused: nothing is
+    claimed or broadcast.  A self-paid pull is not recovered here: its caller compares the claim
+    with ``SettledPayment.payer``, the sender the chain recovered.
+
     Raises:
         MalformedTransaction, VerificationFailed, PaymentInsufficient, PaymentExpired: a
-            check failed (see ``verify.py``); ``ConfigError``: a sponsored charge but no
-            ``fee_payer`` signer configured.
+            check failed (see ``verify.py``), or the recovered sender is not ``claimed_sender``
+            (``VerificationFailed``); ``ConfigError``: a sponsored charge but no ``fee_payer``
+            signer configured.
     """
     if not ctx.request.allows("pull"):
         raise VerificationFailed("this charge does not accept transaction (pull) credentials")
@@ -138,6 +146,9 @@ def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer:
     if decoded.declared_sender is not None and decoded.declared_sender != sender:
         raise VerificationFailed(f"fee-payer envelope names sender {decoded.declared_sender}, "
                                  f"the signature recovers {sender}")
+    if claimed_sender is not None and sender is not None and sender != claimed_sender:
+        raise VerificationFailed(f"the credential source names {claimed_sender}, "
+                                 f"but the transaction is signed by {sender}")
     if ctx.request.fee_payer:
         assert sender is not None
         check_sponsor_policy(tx, policy, now=now)
@@ -250,11 +261,14 @@ class ChargeVerifier(_Base):
 
     def verify(self, payload: Mapping[str, Any], ctx: ChargeContext, *, claim: Claim,
                source: Any = None, decoded: txmod.Decoded | None = None,
-               sender: str | None = None) -> SettledPayment:
+               sender: str | None = None, claimed_sender: str | None = None) -> SettledPayment:
         """Verify (and for pull, settle) one credential ``payload`` against ``ctx``.
 
         ``decoded`` and ``sender``: a ``transaction`` payload the caller already decoded (and
         whose sender it recovered), passed on to ``prepare_pull`` so it is not done twice.
+        ``claimed_sender``: an unverified sender claim, checked where the sender is recovered
+        anyway (see ``prepare_pull``); a self-paid pull returns the chain's sender as ``payer``
+        for the caller to compare.
 
         Raises:
             VerificationError subclasses: refused, no money moved by us; ``CredentialReplayed``
@@ -269,14 +283,16 @@ class ChargeVerifier(_Base):
                               f"{ctx.request.chain_id}")
         if kind == "transaction":
             return self.verify_transaction(payload.get("signature"), ctx, claim=claim, decoded=decoded,
-                                           sender=sender)
+                                           sender=sender, claimed_sender=claimed_sender)
         return self.verify_hash(payload, ctx, claim=claim, source=source)
 
     def verify_transaction(self, signature_hex: Any, ctx: ChargeContext, *, claim: Claim,
-                           decoded: txmod.Decoded | None = None, sender: str | None = None) -> SettledPayment:
+                           decoded: txmod.Decoded | None = None, sender: str | None = None,
+                           claimed_sender: str | None = None) -> SettledPayment:
         """Pull mode: check, claim, (co-sign,) broadcast, wait, check the logs."""
         prep = prepare_pull(signature_hex, ctx, now=self._now(), fee_payer=self.fee_payer,
-                            fee_token=self.fee_token, policy=self.policy, decoded=decoded, sender=sender)
+                            fee_token=self.fee_token, policy=self.policy, decoded=decoded, sender=sender,
+                            claimed_sender=claimed_sender)
         if not claim(prep.tx_hash):
             raise CredentialReplayed(f"transaction {prep.tx_hash} was already used")
         try:
@@ -327,7 +343,7 @@ class AsyncChargeVerifier(_Base):
 
     async def verify(self, payload: Mapping[str, Any], ctx: ChargeContext, *, claim: AsyncClaim,
                      source: Any = None, decoded: txmod.Decoded | None = None,
-                     sender: str | None = None) -> SettledPayment:
+                     sender: str | None = None, claimed_sender: str | None = None) -> SettledPayment:
         """See ``ChargeVerifier.verify``."""
         kind = _payload_type(payload)
         if kind == "proof":
@@ -337,14 +353,16 @@ class AsyncChargeVerifier(_Base):
             raise ConfigError(f"the RPC serves chain {chain_id}, the charge is on {ctx.request.chain_id}")
         if kind == "transaction":
             return await self.verify_transaction(payload.get("signature"), ctx, claim=claim, decoded=decoded,
-                                                 sender=sender)
+                                                 sender=sender, claimed_sender=claimed_sender)
         return await self.verify_hash(payload, ctx, claim=claim, source=source)
 
     async def verify_transaction(self, signature_hex: Any, ctx: ChargeContext, *, claim: AsyncClaim,
-                                 decoded: txmod.Decoded | None = None, sender: str | None = None
-                                 ) -> SettledPayment:
+                                 decoded: txmod.Decoded | None = None, sender: str | None = None,
+                                 claimed_sender: str | None = None) -> SettledPayment:
+        """See ``ChargeVerifier.verify_transaction``."""
         prep = prepare_pull(signature_hex, ctx, now=self._now(), fee_payer=self.fee_payer,
-                            fee_token=self.fee_token, policy=self.policy, decoded=decoded, sender=sender)
+                            fee_token=self.fee_token, policy=self.policy, decoded=decoded, sender=sender,
+                            claimed_sender=claimed_sender)
         if not await _claimed(claim, prep.tx_hash):
             raise CredentialReplayed(f"transaction {prep.tx_hash} was already used")
         try:

@@ -305,3 +305,17 @@ def source_address(source: Any, chain_id: int) -> str:
     if int(match.group(1)) != chain_id:
         raise VerificationFailed(f"source is on chain {match.group(1)}, the charge on {chain_id}")
     return match.group(2).lower()
+
+
+def claimed_source(source: Any, chain_id: int) -> str | None:
+    """The lower-case address a ``source`` DID *claims* on ``chain_id``, or ``None``.
+
+    Unlike ``source_address`` this never raises: a missing source, one that is not a
+    ``did:pkh:eip155`` DID, or one on another chain is simply not a usable claim.  Nothing
+    here proves the claim: the caller must check it against a recovered signature or the
+    chain's own sender before trusting it.
+    """
+    match = _DID.match(source) if isinstance(source, str) else None
+    if match is None or int(match.group(1)) != chain_id:
+        return None
+    return match.group(2).lower()

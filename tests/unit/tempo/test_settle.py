@@ -249,3 +249,37 @@ def test_prepare_pull_reuses_a_decoded_envelope() -> None:
     with pytest.raises(VerificationFailed, match="does not sponsor fees"):
         sponsored = txmod.decode(bytes.fromhex(_signature(SPONSORED)[2:]))
         prepare_pull(_signature(), _ctx(), now=NOW, decoded=sponsored, sender=PAYER.address)
+
+
+def test_prepare_pull_checks_a_claimed_sender_where_it_recovers_one() -> None:
+    """A sponsored pull recovers its sender to co-sign: a claim naming someone else is refused
+    there (before any claim or broadcast), the right claim passes.  A self-paid pull recovers
+    nothing, so its claim is left to the caller (compared with the chain's sender)."""
+    liar = "0x" + "77" * 20
+    sponsored = _signature(SPONSORED)
+    with pytest.raises(VerificationFailed, match=f"source names {liar}, but the transaction is signed by"):
+        prepare_pull(sponsored, _ctx(SPONSORED), now=NOW, fee_payer=SPONSOR, claimed_sender=liar)
+    prep = prepare_pull(sponsored, _ctx(SPONSORED), now=NOW, fee_payer=SPONSOR, claimed_sender=PAYER.address)
+    assert prep.known_sender == PAYER.address
+    self_paid = prepare_pull(_signature(), _ctx(), now=NOW, claimed_sender=liar)
+    assert self_paid.known_sender is None  # not recovered, not compared
+
+
+def test_verifier_refuses_a_sponsored_lying_claim_before_the_claim_and_broadcast() -> None:
+    """Through both verifiers: the mismatch is refused before ``claim`` and ``send_raw``."""
+    payload = {"type": "transaction", "signature": _signature(SPONSORED)}
+    claims: list[str] = []
+
+    def claim(key: str) -> bool:
+        claims.append(key)
+        return True
+
+    rpc = StubRpc()
+    sync = ChargeVerifier(rpc, fee_payer=SPONSOR, clock=lambda: float(NOW))  # type: ignore[arg-type]
+    with pytest.raises(VerificationFailed, match="transaction is signed by"):
+        sync.verify(payload, _ctx(SPONSORED), claim=claim, claimed_sender="0x" + "77" * 20)
+    averifier = AsyncChargeVerifier(AsyncStubRpc(rpc), fee_payer=SPONSOR,  # type: ignore[arg-type]
+                                    clock=lambda: float(NOW))
+    with pytest.raises(VerificationFailed, match="transaction is signed by"):
+        asyncio.run(averifier.verify(payload, _ctx(SPONSORED), claim=claim, claimed_sender="0x" + "77" * 20))
+    assert claims == [] and rpc.sent == []

@@ -19,6 +19,7 @@ from mpp_claude.tempo.verify import (
     check_receipt,
     check_sponsor_policy,
     check_transaction_limits,
+    claimed_source,
     intrinsic_gas_floor,
     source_address,
 )
@@ -209,3 +210,12 @@ def test_source_address() -> None:
     for bad in (None, "did:pkh:eip155:1:0x12", "did:web:example.com", 5):
         with pytest.raises(VerificationFailed, match="source must be"):
             source_address(bad, 31337)
+
+
+def test_claimed_source_never_raises() -> None:
+    """The address a did:pkh source claims on the charge's chain (lower-case), else None."""
+    did = charge.did_pkh(31337, PAYEE)
+    assert did != did.lower() and claimed_source(did, 31337) == PAYEE
+    assert claimed_source(did, 4217) is None
+    for bad in (None, "", "did:pkh:eip155:31337:0x12", "did:web:example.com", 5, did + " ", ["x"]):
+        assert claimed_source(bad, 31337) is None
