@@ -9,11 +9,18 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
 3. generic checks of the echo against what *this* body costs on *this* route (``binding``:
    HMAC, realm/method/intent, request, expires present, not expired, digest, route);
 4. the payload mode is one this server accepts;
-5. ``Idempotency-Key`` (only when the header is sent): the payer is identified without I/O
-   (the signature-recovered sender of a ``transaction``, the ``source`` DID of a ``hash``); a
-   completed response stored under key + payer is replayed with no charge and no upstream
-   call (also after the challenge or the transaction's validity window expired: the stored
-   answer lives 24 h); the same key with another body is a 422; still in flight a 409;
+5. ``Idempotency-Key`` (only when the header is sent): the key is scoped by its payer,
+   ``"{payer}:{key}"``, found without I/O and on the common path without secp256k1 work:
+   a ``transaction`` whose ``source`` DID names an address on the charge's chain is scoped by
+   that *claimed* address (not yet proven); one without a usable ``source`` by its
+   signature-recovered sender; a ``hash`` credential by its ``source`` DID (settlement checks
+   it against the chain).  Then ``idem_begin``:
+   COMPLETED: a claimed address is proven first: the transaction's signer is recovered and
+   must be that address (else ``verification-failed``, and the stored entry is left as it
+   is); the stored response is then replayed with no charge and no upstream call (also after
+   the challenge or the transaction's validity window expired: the stored answer lives 24 h);
+   CONFLICT (the same key with another body): 422; IN_FLIGHT: 409;
+   NEW: steps 6-9, the key reserved for this request;
 6. ``tempo.settle.AsyncChargeVerifier.verify``: the pure transaction checks (calls, memo,
    limits, sponsor policy + co-signature), then our ``claim`` callback, then broadcast,
    receipt and log checks.  The callback claims the **challenge id, then the transaction hash**
@@ -29,6 +36,30 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
 8. last in the callback, once every claim and the gas draw succeeded (``transaction``
    credentials only): ``on_claimed()``, where the route starts its upstream call so that it
    runs while the transaction is broadcast and mined (``early.py``).
+9. a claimed scope meets the chain's answer: ``SettledPayment.payer`` is the sender the chain
+   recovered (the receipt's ``from``, equal to the transfer log's sender).  If it is not the
+   claimed address the payment is still valid and is served (that payer paid), but the key
+   reserved under the claimed address is released (``idem_abort``), nothing is stored for
+   it (``Paid.idempotency_key`` is ``None``) and a warning is logged.  A sponsored pull
+   recovers its sender anyway, to co-sign: there the claim is compared before anything is
+   claimed or broadcast (``prepare_pull``), and a mismatch is refused (step 6).
+
+Why scoping by an unproven ``source`` is safe:
+
+* Nobody gets another payer's stored answer.  An answer is stored under ``A:K`` only for a
+  request the chain (or a recovered signature) showed ``A`` paid, and replayed only to a
+  credential whose recovered signer is ``A`` (a claim is proven before any replay; the
+  no-source scope is a recovered signer already).  (``hash`` credentials are scoped by their
+  ``source`` as before, and their replay is not proven: whoever knows ``A``'s secret key ``K``
+  and the body can fetch that answer with a hash credential claiming ``A``.)
+* Only who knows a payer's secret ``Idempotency-Key`` can touch its entry, and only briefly.
+  Claiming ``A`` with ``K`` against ``A``'s stored answer is refused; against ``A``'s request
+  in flight, or with another body, it gets the 409 / 422 anyone would; none of these changes
+  ``A``'s entry.  A free ``A:K`` is held in flight for the one request (``A``'s own request
+  with ``K`` meanwhile gets a 409 with ``Retry-After``), then released with nothing stored.
+* No payment is refused after it moved money.  The replay check runs before settlement
+  (nothing is charged either way); a self-paid mismatch is found after the money moved and
+  is served; the sponsored mismatch is refused before its claims and broadcast.
 
 Claims are never released: if settlement fails after a claim the credential stays used (fail
 closed) and the client gets a fresh challenge with the 402.  A chain that does not answer
@@ -61,7 +92,7 @@ from ..protocol.credential import Credential, parse_credential
 from ..protocol.receipt import Receipt, format_receipt
 from ..tempo import tx as txmod
 from ..tempo.settle import AsyncChargeVerifier, SettledPayment, decode_hex_payload
-from ..tempo.verify import ChargeContext, source_address
+from ..tempo.verify import ChargeContext, claimed_source, source_address
 from .binding import RouteTerms, body_digest, charge_request, check_echo, make_offers
 from .config import ServerConfig
 from .pricing import Quote
@@ -92,6 +123,28 @@ class Paid:
     def receipt_header(self) -> str:
         """The ``Payment-Receipt`` header value."""
         return format_receipt(self.receipt)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Whom an ``Idempotency-Key`` is scoped to: ``payer``, and whether it is only ``claimed``
+    (a ``transaction``'s ``source``, unproven); ``decoded`` is the transaction (``None``: hash)."""
+
+    payer: str
+    decoded: txmod.Decoded | None
+    claimed: bool = False
+
+    def prove(self) -> None:
+        """Recover the transaction's signer (secp256k1) and check it is a claimed ``payer``.
+
+        Raises:
+            VerificationFailed: the signer is someone else (``MalformedTransaction``: no signer).
+        """
+        if self.claimed and self.decoded is not None:
+            signer = txmod.recover_sender(self.decoded.tx).lower()
+            if signer != self.payer:
+                raise VerificationFailed(f"the credential source names {self.payer}, "
+                                         f"but the transaction is signed by {signer}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,16 +274,15 @@ class PaymentGate:
             raise VerificationFailed(f"payload type {mode!r} is not accepted here (accepted: {offered})")
         ctx = ChargeContext.from_values(bound.challenge_id, terms.realm, bound.request, int(bound.expires_at))
 
-        scoped_key = None
-        decoded, sender = None, None
+        scoped_key, scope = None, None
         if idempotency_key is not None:
-            payer, decoded = self._payer(credential, ctx)
-            sender = payer if decoded is not None else None
-            scoped_key = f"{payer}:{idempotency_key}"
+            scope = self._payer(credential, ctx)
+            scoped_key = f"{scope.payer}:{idempotency_key}"
             found = await self._store.idem_begin(scoped_key, request_fingerprint(terms.route, body),
                                                  ttl_s=float(self._config.idempotency_ttl))
             if found.state is IdemState.COMPLETED and found.response is not None:
-                return Replayed(found.response, payer)
+                scope.prove()  # only the signer of the paying key gets its answer back
+                return Replayed(found.response, scope.payer)
             if found.state is IdemState.CONFLICT:
                 raise BadRequest("Idempotency-Key was already used with a different request body",
                                  status=422, code="idempotency_key_reused")
@@ -241,12 +293,15 @@ class PaymentGate:
                 await self._store.idem_abort(scoped_key)
                 raise expired
         try:
-            settled = await self._settle(credential, ctx, now, decoded, sender, on_claimed)
+            settled = await self._settle(credential, ctx, now, scope, on_claimed)
         except BaseException:
             if scoped_key is not None:
                 with anyio.CancelScope(shield=True):
                     await self._store.idem_abort(scoped_key)
             raise
+        if scoped_key is not None and scope is not None and scope.claimed and settled.payer != scope.payer:
+            await self._release(scoped_key, scope.payer, settled)
+            scoped_key = None  # served, but nothing is stored under an address that did not pay
         stamp = format_second(self._now().replace(microsecond=0))
         return Paid(challenge_id=bound.challenge_id, amount=settled.amount, currency=settled.currency,
                     payer=settled.payer, reference=settled.reference,
@@ -259,14 +314,36 @@ class PaymentGate:
         """The decoded envelope of a ``transaction`` credential (``MalformedTransaction`` otherwise)."""
         return txmod.decode(decode_hex_payload(credential.payload.get("signature"), "signature"))
 
-    def _payer(self, credential: Credential, ctx: ChargeContext) -> tuple[str, txmod.Decoded | None]:
-        """Who pays, without I/O or clock: the signature-recovered sender of a transaction (still
-        known after its validity window closed), or the ``source`` DID of a hash credential.
-        Also the decoded transaction (``None`` for a hash credential), for settlement to reuse."""
+    def _payer(self, credential: Credential, ctx: ChargeContext) -> _Scope:
+        """Whom the ``Idempotency-Key`` belongs to, without I/O or clock (module docstring, step 5):
+        a transaction's claimed ``source`` (no secp256k1 work), else its recovered sender (still
+        known after its validity window closed); a hash credential's ``source`` DID.  Carries
+        the decoded transaction for settlement to reuse.
+
+        Raises:
+            VerificationFailed: undecodable transaction, unrecoverable signature, or a hash
+                credential without a ``source`` on this chain.
+        """
         if credential.payload.get("type") == "transaction":
             decoded = self._decode(credential)
-            return txmod.recover_sender(decoded.tx).lower(), decoded
-        return source_address(credential.source, ctx.request.chain_id), None
+            claimed = claimed_source(credential.source, ctx.request.chain_id)
+            if claimed is not None:
+                return _Scope(claimed, decoded, claimed=True)
+            return _Scope(txmod.recover_sender(decoded.tx).lower(), decoded)
+        return _Scope(source_address(credential.source, ctx.request.chain_id), None)
+
+    async def _release(self, scoped_key: str, claimed: str, settled: SettledPayment) -> None:
+        """A settled payment's chain payer is not the address its key was scoped by (step 9):
+        release the reservation, storing nothing.  The money moved, so a store failure here is
+        logged, not raised (the reservation's lease then runs out on its own)."""
+        log.warning("payment %s comes from %s, but its credential claimed source %s: served, "
+                    "its Idempotency-Key not kept", settled.reference, settled.payer, claimed)
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._store.idem_abort(scoped_key)
+            except Exception as exc:  # a store backend's error (sqlite3, redis, OSError): serve anyway
+                log.warning("could not release the Idempotency-Key reservation of %s: %s",
+                            settled.reference, type(exc).__name__)
 
     async def _draw_sponsor_gas(self, credential: Credential, now: datetime,
                                 decoded: txmod.Decoded | None) -> None:
@@ -289,9 +366,13 @@ class PaymentGate:
                                      f"needs {gas} gas); new challenges do not sponsor fees")
         self._sponsor_left = (day, budget - total)
 
-    async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime,
-                      decoded: txmod.Decoded | None, sender: str | None,
+    async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime, scope: _Scope | None,
                       on_claimed: Callable[[], None] | None = None) -> SettledPayment:
+        """Claim, draw sponsor gas, broadcast and check (steps 6-8).  ``scope``: the key's payer,
+        if any (a recovered sender is passed on, a claimed one checked where a sender is recovered)."""
+        decoded = scope.decoded if scope is not None else None
+        sender = scope.payer if scope is not None and decoded is not None and not scope.claimed else None
+        claimed_sender = scope.payer if scope is not None and scope.claimed else None
         ttl = max(1.0, (ctx.expires or 0) - now.timestamp()) + CLAIM_MARGIN
         claimed: list[str] = []
         pull = credential.payload.get("type") == "transaction"
@@ -311,7 +392,7 @@ class PaymentGate:
 
         try:
             return await self._verifier.verify(credential.payload, ctx, claim=claim, source=credential.source,
-                                               decoded=decoded, sender=sender)
+                                               decoded=decoded, sender=sender, claimed_sender=claimed_sender)
         except ChainError as exc:
             if not claimed:
                 raise VerificationFailed("the chain could not be reached to verify the payment; "

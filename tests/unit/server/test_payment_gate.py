@@ -96,7 +96,7 @@ class ScriptedVerifier:
         self.events, self.refuse, self.fail, self.fee_payer = events, refuse, fail, fee_payer
 
     async def verify(self, payload: Any, ctx: Any, *, claim: Any, source: Any = None, decoded: Any = None,
-                     sender: Any = None) -> SettledPayment:
+                     sender: Any = None, claimed_sender: Any = None) -> SettledPayment:
         self.events.append("checks")
         if self.refuse is not None:
             raise self.refuse
@@ -109,7 +109,8 @@ class ScriptedVerifier:
         if self.fail is not None:
             raise self.fail
         req = ctx.request
-        return SettledPayment("0x" + "11" * 20, tx_hash, req.amount, req.currency, req.recipient, tx_hash, 1)
+        payer = LocalSigner(PAYER_KEY).address.lower()  # what the chain says: the signer paid
+        return SettledPayment(payer, tx_hash, req.amount, req.currency, req.recipient, tx_hash, 1)
 
 
 def _paying_gate(events: list[str], verifier: ScriptedVerifier | None = None, *,
