@@ -62,7 +62,7 @@ class Shop:
         auth, _ = pay_challenge(parse_challenges(r.headers.get_list("www-authenticate"))[0], signer,
                                 self.devnet.rpc)
         if claims is None:
-            return auth
+            return str(auth)
         cred = parse_credential(auth)
         lying = Credential(challenge=cred.challenge, payload=cred.payload,
                            source=did_pkh(self.devnet.chain_id, claims))

@@ -18,6 +18,7 @@ from mpp_claude.errors import (
 )
 from mpp_claude.tempo import charge, tip20
 from mpp_claude.tempo import tx as txmod
+from mpp_claude.tempo.memo import attribution_memo
 from mpp_claude.tempo.proof import sign_proof
 from mpp_claude.tempo.request import ChargeRequest
 from mpp_claude.tempo.settle import AsyncChargeVerifier, ChargeVerifier, decode_hex_payload, prepare_pull
@@ -204,7 +205,7 @@ def test_async_verifier_accepts_sync_and_async_claims() -> None:
 def _paying_receipt(raw_hex: str, *, sender: str, chain_from: str | None) -> dict[str, Any]:
     """A receipt for ``raw_hex`` whose transferWithMemo log comes from ``sender``."""
     word = "0x" + "00" * 12
-    memo = charge.attribution_memo("ch", "r")
+    memo = attribution_memo("ch", "r")
     log = {"address": tip20.PATH_USD, "data": "0x" + (5000).to_bytes(32, "big").hex(),
            "topics": [tip20.TOPIC_TRANSFER_WITH_MEMO, word + sender[2:], word + PAYEE[2:], "0x" + memo.hex()]}
     receipt: dict[str, Any] = {"transactionHash": txmod.tx_hash(bytes.fromhex(raw_hex[2:])), "status": "0x1",
