@@ -13,11 +13,13 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
    ``"{payer}:{key}"``, found without I/O and on the common path without secp256k1 work:
    a ``transaction`` whose ``source`` DID names an address on the charge's chain is scoped by
    that *claimed* address (not yet proven); one without a usable ``source`` by its
-   signature-recovered sender; a ``hash`` credential by its ``source`` DID (settlement checks
-   it against the chain).  Then ``idem_begin``:
-   COMPLETED: a claimed address is proven first: the transaction's signer is recovered and
-   must be that address (else ``verification-failed``, and the stored entry is left as it
-   is); the stored response is then replayed with no charge and no upstream call (also after
+   signature-recovered sender; a ``hash`` credential by its claimed ``source`` DID (settlement
+   checks it against the chain).  Then ``idem_begin``:
+   COMPLETED: a claimed address is proven first: a transaction's signer is recovered and must
+   be that address; a hash credential's receipt is fetched (``prove_hash``: one RPC) and must
+   show a successful payment of *this* credential's challenge from that address; else
+   ``verification-failed`` (a chain that does not answer too), and the stored entry is left as
+   it is.  The stored response is then replayed with no charge and no upstream call (also after
    the challenge or the transaction's validity window expired: the stored answer lives 24 h);
    CONFLICT (the same key with another body): 422; IN_FLIGHT: 409;
    NEW: steps 6-9, the key reserved for this request;
@@ -48,10 +50,11 @@ Why scoping by an unproven ``source`` is safe:
 
 * Nobody gets another payer's stored answer.  An answer is stored under ``A:K`` only for a
   request the chain (or a recovered signature) showed ``A`` paid, and replayed only to a
-  credential whose recovered signer is ``A`` (a claim is proven before any replay; the
-  no-source scope is a recovered signer already).  (``hash`` credentials are scoped by their
-  ``source`` as before, and their replay is not proven: whoever knows ``A``'s secret key ``K``
-  and the body can fetch that answer with a hash credential claiming ``A``.)
+  credential that proves it is ``A``'s: a ``transaction`` whose recovered signer is ``A`` (the
+  no-source scope is a recovered signer already), or a ``hash`` whose mined, successful
+  transaction pays that credential's own challenge (the memo binds the challenge id) from
+  ``A``.  Knowing ``A``'s key ``K`` and the body is not enough: a hash claiming ``A`` must name
+  a payment ``A`` made for that very challenge, which only ``A`` can make.
 * Only who knows a payer's secret ``Idempotency-Key`` can touch its entry, and only briefly.
   Claiming ``A`` with ``K`` against ``A``'s stored answer is refused; against ``A``'s request
   in flight, or with another body, it gets the 409 / 422 anyone would; none of these changes
@@ -281,7 +284,7 @@ class PaymentGate:
             found = await self._store.idem_begin(scoped_key, request_fingerprint(terms.route, body),
                                                  ttl_s=float(self._config.idempotency_ttl))
             if found.state is IdemState.COMPLETED and found.response is not None:
-                scope.prove()  # only the signer of the paying key gets its answer back
+                await self._prove(scope, credential, ctx)  # only the key's payer gets its answer back
                 return Replayed(found.response, scope.payer)
             if found.state is IdemState.CONFLICT:
                 raise BadRequest("Idempotency-Key was already used with a different request body",
@@ -331,6 +334,23 @@ class PaymentGate:
                 return _Scope(claimed, decoded, claimed=True)
             return _Scope(txmod.recover_sender(decoded.tx).lower(), decoded)
         return _Scope(source_address(credential.source, ctx.request.chain_id), None)
+
+    async def _prove(self, scope: _Scope, credential: Credential, ctx: ChargeContext) -> None:
+        """Before a replay: the credential is the scope's payer's.  A transaction's signer is
+        recovered (``_Scope.prove``); a hash credential's receipt must pay ``ctx`` from the
+        claimed ``source`` (``AsyncChargeVerifier.prove_hash``; nothing is claimed).
+
+        Raises:
+            VerificationFailed: not proven, or the chain could not be reached to prove it.
+        """
+        if scope.decoded is not None:
+            scope.prove()
+            return
+        try:
+            await self._verifier.prove_hash(credential.payload, ctx, credential.source)
+        except ChainError:
+            raise VerificationFailed("the chain could not be reached to verify the payment behind this "
+                                     "Idempotency-Key; nothing was replayed or charged") from None
 
     async def _release(self, scoped_key: str, claimed: str, settled: SettledPayment) -> None:
         """A settled payment's chain payer is not the address its key was scoped by (step 9):

@@ -10,7 +10,8 @@ this module only orders them around the chain I/O of ``rpc.py``:
     Nothing is broadcast when a check fails or the claim is refused.
 ``hash`` (push):
     shape -> mode allowed -> receipt (unknown hash = ``VerificationFailed``, never a
-    server error) -> log checks -> payer == ``source`` -> ``claim(tx_hash)``.
+    server error) -> log checks -> payer == ``source`` -> ``claim(tx_hash)``;
+    ``prove_hash`` (async) runs the same checks and claims nothing (an idempotent replay).
 
 ``claim`` is the server's replay store: it must atomically record the hash and return
 ``False`` when it was already recorded (then ``CredentialReplayed`` is raised).
@@ -375,10 +376,9 @@ class AsyncChargeVerifier(_Base):
         _check_payer(match.payer, sender, "the transaction's sender")
         return _settled(ctx, sender, prep.tx_hash, match.block_number, prep.fee_payer)
 
-    async def verify_hash(self, payload: Mapping[str, Any], ctx: ChargeContext, *, claim: AsyncClaim,
-                          source: Any = None) -> SettledPayment:
-        tx_hash = check_hash_payload(payload, ctx)
-        expected = self._source(source, ctx)
+    async def _mined(self, tx_hash: str, ctx: ChargeContext) -> Mapping[str, Any]:
+        """The receipt of a hash credential's transaction (a pending one is awaited
+        ``pending_timeout`` seconds); ``VerificationFailed`` when unknown or still pending."""
         receipt = await self.rpc.receipt(tx_hash)
         if receipt is None:
             if await self.rpc.transaction(tx_hash) is None:
@@ -388,9 +388,30 @@ class AsyncChargeVerifier(_Base):
                 receipt = await self.rpc.wait_for_receipt(tx_hash, timeout=self.pending_timeout)
             except ReceiptTimeout:
                 raise VerificationFailed(f"transaction {tx_hash} is still pending") from None
-        match = check_receipt(receipt, ctx, tx_hash=tx_hash)
+        return receipt
+
+    async def verify_hash(self, payload: Mapping[str, Any], ctx: ChargeContext, *, claim: AsyncClaim,
+                          source: Any = None) -> SettledPayment:
+        """See ``ChargeVerifier.verify_hash``."""
+        tx_hash = check_hash_payload(payload, ctx)
+        expected = self._source(source, ctx)
+        match = check_receipt(await self._mined(tx_hash, ctx), ctx, tx_hash=tx_hash)
         if expected is not None:
             _check_payer(match.payer, expected, "the credential source")
         if not await _claimed(claim, tx_hash):
             raise CredentialReplayed(f"transaction {tx_hash} was already used")
         return _settled(ctx, match.payer, tx_hash, match.block_number)
+
+    async def prove_hash(self, payload: Mapping[str, Any], ctx: ChargeContext, source: Any) -> str:
+        """The checks of ``verify_hash`` without ``claim``: the ``hash`` payload's transaction is
+        mined, succeeded, pays ``ctx`` (its memo binds the challenge id) and comes from ``source``
+        (a DID, required).  Returns the payer's lower-case address.
+
+        Raises:
+            VerificationFailed, PaymentInsufficient: no such payment; ChainError: no answer.
+        """
+        tx_hash = check_hash_payload(payload, ctx)
+        expected = source_address(source, ctx.request.chain_id)
+        match = check_receipt(await self._mined(tx_hash, ctx), ctx, tx_hash=tx_hash)
+        _check_payer(match.payer, expected, "the credential source")
+        return match.payer

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mpp_claude.errors import CredentialReplayed, MalformedTransaction, VerificationFailed
+from mpp_claude.errors import ChainError, CredentialReplayed, MalformedTransaction, VerificationFailed
 from mpp_claude.protocol.credential import Credential, format_credential, parse_credential
 from mpp_claude.server.config import build_config
 from mpp_claude.server.payments import Paid, PaymentGate, Replayed
@@ -308,3 +308,112 @@ def test_hash_credentials_are_scoped_by_their_source_as_before(recoveries: Recov
     asyncio.run(shop.gate.finish(paid, ANSWER))
     again = shop.pay(auth, "K")
     assert isinstance(again, Replayed) and again.payer == _addr(ALICE)
+
+
+class DownChain(ScriptedChain):
+    """A chain whose ``receipt`` does not answer (once ``down`` is set)."""
+
+    down = False
+
+    async def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        if self.down:
+            self.calls.append("receipt (down)")
+            raise ChainError("connection refused")
+        return await super().receipt(tx_hash)
+
+
+def _pushed(shop: Shop, signer: LocalSigner, *, source: str | None = "own",
+            tx_hash: str | None = None) -> str:
+    """A hash credential for a fresh challenge: ``signer`` broadcast its payment itself (or, with
+    ``tx_hash``, the credential names that already mined transaction instead)."""
+    pull = parse_credential(shop.credential(signer, source=source))
+    if tx_hash is None:
+        tx_hash = asyncio.run(shop.chain.send_raw(bytes.fromhex(pull.payload["signature"][2:])))
+    return format_credential(Credential(challenge=pull.challenge, source=pull.source,
+                                        payload={"type": "hash", "hash": tx_hash}))
+
+
+def _alice_pushed_and_stored(shop: Shop) -> str:
+    """Alice pays with a hash credential under key K and her answer is stored; returns it."""
+    auth = _pushed(shop, ALICE)
+    paid = shop.pay(auth, "K")
+    assert isinstance(paid, Paid) and paid.idempotency_key == f"{_addr(ALICE)}:K"
+    asyncio.run(shop.gate.finish(paid, ANSWER))
+    return auth
+
+
+def test_a_hash_replay_is_proven_by_its_receipt(recoveries: Recoveries) -> None:
+    """Alice's retry of her own hash credential with K fetches its receipt once (it pays that
+    challenge, from her) and replays; nothing is recovered, claimed or broadcast."""
+    shop = Shop()
+    auth = _alice_pushed_and_stored(shop)
+    recoveries.forbid = True
+    before = list(shop.chain.calls)
+    again = shop.pay(auth, "K")
+    assert isinstance(again, Replayed) and again.response == ANSWER and again.payer == _addr(ALICE)
+    assert shop.chain.calls[len(before):] == ["receipt"]
+    shop.now[0] += 3600  # expired: still replayed, still proven
+    late = shop.pay(auth, "K")
+    assert isinstance(late, Replayed) and late.response == ANSWER
+    assert shop.chain.calls[len(before):] == ["receipt", "receipt"]
+
+
+def test_a_hash_credential_claiming_another_payer_never_gets_its_stored_answer(
+        recoveries: Recoveries) -> None:
+    """Bob pushes his own payment of a fresh challenge but claims Alice's source with her key:
+    refused (verification-failed), nothing claimed, Alice's entry intact and her retry replays;
+    Bob's payment still pays for itself under his own name."""
+    shop = Shop()
+    alice = _alice_pushed_and_stored(shop)
+    bob = _pushed(shop, BOB, source=did_pkh(CHAIN, ALICE.address))
+    with pytest.raises(VerificationFailed, match=f"comes from {_addr(BOB)}, but the credential source "
+                                                 f"is {_addr(ALICE)}") as refused:
+        shop.pay(bob, "K")
+    assert refused.value.problem == "verification-failed" and refused.value.status == 402
+    assert shop.idem_state(f"{_addr(ALICE)}:K") is IdemState.COMPLETED
+    shop.now[0] += 3600  # the same once Bob's challenge expired
+    with pytest.raises(VerificationFailed, match="comes from"):
+        shop.pay(bob, "K")
+    replay = shop.pay(alice, "K")
+    assert isinstance(replay, Replayed) and replay.response == ANSWER
+    shop.now[0] -= 3600
+    sent = parse_credential(bob)  # under Bob's own DID: his transaction was never claimed
+    own = shop.pay(format_credential(Credential(challenge=sent.challenge, source=did_pkh(CHAIN, BOB.address),
+                                                payload=sent.payload)), None)
+    assert isinstance(own, Paid) and own.payer == _addr(BOB)
+
+
+def test_a_hash_replay_naming_a_payment_of_another_challenge_is_refused(recoveries: Recoveries) -> None:
+    """Anyone can see Alice's mined transaction: a fresh challenge, Alice's source, her key and
+    her old hash is refused, since that receipt's memo binds her old challenge; so is a hash
+    the chain does not know."""
+    shop = Shop()
+    alice = _alice_pushed_and_stored(shop)
+    old_hash = parse_credential(alice).payload["hash"]
+    stolen = _pushed(shop, BOB, source=did_pkh(CHAIN, ALICE.address), tx_hash=old_hash)
+    with pytest.raises(VerificationFailed, match="challenge") as refused:
+        shop.pay(stolen, "K")
+    assert refused.value.problem == "verification-failed"
+    unknown = _pushed(shop, BOB, source=did_pkh(CHAIN, ALICE.address), tx_hash="0x" + "ee" * 32)
+    with pytest.raises(VerificationFailed, match="does not exist"):
+        shop.pay(unknown, "K")
+    assert shop.idem_state(f"{_addr(ALICE)}:K") is IdemState.COMPLETED
+    assert isinstance(shop.pay(alice, "K"), Replayed)
+
+
+def test_a_hash_replay_while_the_chain_is_down_is_refused_not_a_server_error(
+        recoveries: Recoveries) -> None:
+    """The receipt cannot be fetched: 402 verification-failed, the entry is left as it is, and
+    the retry once the chain answers replays."""
+    shop = Shop()
+    shop.chain = DownChain()
+    shop.gate._verifier.rpc = shop.chain  # type: ignore[assignment]
+    alice = _alice_pushed_and_stored(shop)
+    shop.chain.down = True
+    with pytest.raises(VerificationFailed, match="could not be reached") as refused:
+        shop.pay(alice, "K")
+    assert refused.value.problem == "verification-failed" and refused.value.status == 402
+    assert shop.chain.calls[-1] == "receipt (down)"
+    assert shop.idem_state(f"{_addr(ALICE)}:K") is IdemState.COMPLETED
+    shop.chain.down = False
+    assert isinstance(shop.pay(alice, "K"), Replayed)
