@@ -69,6 +69,55 @@ def default_transport(**options: Any) -> httpx2.BaseTransport:
     return httpx2.HTTPTransport(**options)
 
 
+def encode_request(request: httpx2.Request) -> bytes | None:
+    """The request's bytes (head and body), or None when httpcore2 should send it.
+
+    Shared by :class:`WireTransport` and the asyncio ``AsyncWireTransport``: None for anything
+    httpcore2 would send differently (another scheme, ``CONNECT``/``Upgrade``, a streamed body,
+    header values h11 refuses, unusual body framing, the ``trace``/``target`` extensions).
+    """
+    url, ext = request.url, request.extensions
+    if url.scheme not in _PORTS or "trace" in ext or "target" in ext or request.method == "CONNECT":
+        return None
+    stream = request.stream
+    if not isinstance(stream, httpx2.ByteStream):
+        return None  # a streamed body: httpcore2 sends it as it comes
+    body = request.read()
+    try:
+        start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), url.raw_path)
+    except UnicodeEncodeError:
+        return None
+    lines, host, length, chunked = [], False, None, None
+    for name, value in request.headers.raw:
+        lower = name.lower()
+        if lower == b"host":
+            host = True
+        elif lower == b"content-length":
+            if length is not None:
+                return None
+            length = value
+        elif lower == b"transfer-encoding":
+            if chunked is not None:
+                return None
+            chunked = value
+        elif lower == b"upgrade":
+            return None
+        lines.append(b"%s: %s\r\n" % (name, value))
+    head = b"".join(lines)
+    if not (host and _START.fullmatch(start) and _HEADERS.fullmatch(head)):
+        return None  # h11 raises LocalProtocolError for these: let it
+    if chunked is not None:
+        if length is not None or chunked.lower() != b"chunked":
+            return None
+        body = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
+    elif length is not None:
+        if not length.isdigit() or int(length) != len(body):
+            return None
+    elif body:
+        return None
+    return start + head + b"\r\n" + body
+
+
 @dataclass(slots=True, eq=False)
 class _Conn:
     sock: socket.socket
@@ -122,7 +171,7 @@ class WireTransport(httpx2.BaseTransport):
         Raises:
             httpx2.TransportError: the subclass httpx2's own transport raises for the same failure.
         """
-        wire = self._encode(request)
+        wire = encode_request(request)
         if wire is None:
             return self._fallback_transport().handle_request(request)
         url = request.url
@@ -155,49 +204,6 @@ class WireTransport(httpx2.BaseTransport):
         return httpx2.Response(parser.status, headers=parser.headers, stream=stream,
                                extensions={"http_version": parser.version, "reason_phrase": parser.reason})
 
-    def _encode(self, request: httpx2.Request) -> bytes | None:
-        """The request's bytes (head and body), or None when httpcore2 should send it."""
-        url, ext = request.url, request.extensions
-        if url.scheme not in _PORTS or "trace" in ext or "target" in ext or request.method == "CONNECT":
-            return None
-        stream = request.stream
-        if not isinstance(stream, httpx2.ByteStream):
-            return None  # a streamed body: httpcore2 sends it as it comes
-        body = request.read()
-        try:
-            start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), url.raw_path)
-        except UnicodeEncodeError:
-            return None
-        lines, host, length, chunked = [], False, None, None
-        for name, value in request.headers.raw:
-            lower = name.lower()
-            if lower == b"host":
-                host = True
-            elif lower == b"content-length":
-                if length is not None:
-                    return None
-                length = value
-            elif lower == b"transfer-encoding":
-                if chunked is not None:
-                    return None
-                chunked = value
-            elif lower == b"upgrade":
-                return None
-            lines.append(b"%s: %s\r\n" % (name, value))
-        head = b"".join(lines)
-        if not (host and _START.fullmatch(start) and _HEADERS.fullmatch(head)):
-            return None  # h11 raises LocalProtocolError for these: let it
-        if chunked is not None:
-            if length is not None or chunked.lower() != b"chunked":
-                return None
-            body = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
-        elif length is not None:
-            if not length.isdigit() or int(length) != len(body):
-                return None
-        elif body:
-            return None
-        return start + head + b"\r\n" + body
-
     def _read_head(self, conn: _Conn, parser: ResponseParser, timeout: float | None) -> bytes:
         """Read until the response head is parsed; returns the body bytes that came with it."""
         got = False
@@ -213,7 +219,7 @@ class WireTransport(httpx2.BaseTransport):
                     return first
         except BaseException as exc:
             self._release(conn, False)
-            mapped = _mapped(exc)
+            mapped = read_error(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
@@ -346,7 +352,7 @@ class _Streamed(httpx2.SyncByteStream):
                 piece = parser.take(recv(_RECV))
             except BaseException as exc:
                 self._end(False)
-                mapped = _mapped(exc)
+                mapped = read_error(exc)
                 if mapped is exc:
                     raise
                 raise mapped from exc
@@ -363,7 +369,7 @@ class _Streamed(httpx2.SyncByteStream):
         self._end(False)  # closed before the end: the socket goes too
 
 
-def _mapped(exc: BaseException) -> BaseException:
+def read_error(exc: BaseException) -> BaseException:
     """The httpx2 exception httpcore2 raises for ``exc`` during a read."""
     if isinstance(exc, httpx2.TransportError):
         return exc
@@ -376,4 +382,4 @@ def _mapped(exc: BaseException) -> BaseException:
     return exc
 
 
-__all__ = ["WireTransport", "default_transport", "supports"]
+__all__ = ["WireTransport", "default_transport", "encode_request", "read_error", "supports"]
