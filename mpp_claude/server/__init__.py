@@ -8,11 +8,11 @@ Public surface::
 
 Run it with ``mpp-claude serve`` (see ``mpp_claude.server.cli``) or any ASGI server.  The
 modules, top to bottom: ``app`` (routes and handlers in one place), ``routes`` (thin
-endpoints), ``payments`` (challenges, verification, claims, idempotency), ``binding`` (what a
-challenge binds), ``serving`` (upstream call, streaming, usage and credit records), ``early``
-(the upstream call started while the payment settles), ``pricing``, ``discovery``,
-``rendering``, ``observability``, ``chain``, ``config``, ``cli``, plus ``stores/`` and
-``upstreams/``.
+endpoints), ``payments`` (challenges, verification, claims), ``idempotency`` (whom an
+Idempotency-Key belongs to, proven before a replay), ``binding`` (what a challenge binds),
+``serving`` (upstream call, streaming, usage and credit records), ``early`` (the upstream call
+started while the payment settles), ``pricing``, ``discovery``, ``rendering``,
+``observability``, ``chain``, ``config``, ``cli``, plus ``stores/`` and ``upstreams/``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
    it is.  The stored response is then replayed with no charge and no upstream call (also after
    the challenge or the transaction's validity window expired: the stored answer lives 24 h);
    CONFLICT (the same key with another body): 422; IN_FLIGHT: 409;
-   NEW: steps 6-9, the key reserved for this request;
+   NEW: steps 6-9, the key reserved for this request (``idempotency.py`` says why scoping
+   by an unproven ``source`` is safe);
 6. ``tempo.settle.AsyncChargeVerifier.verify``: the pure transaction checks (calls, memo,
    limits, sponsor policy + co-signature), then our ``claim`` callback, then broadcast,
    receipt and log checks.  The callback claims the **challenge id, then the transaction hash**
@@ -45,24 +46,6 @@ Order of ``PaymentGate.authorize`` (mpp-protocol.md §1.4 and §3.6), each step 
    it (``Paid.idempotency_key`` is ``None``) and a warning is logged.  A sponsored pull
    recovers its sender anyway, to co-sign: there the claim is compared before anything is
    claimed or broadcast (``prepare_pull``), and a mismatch is refused (step 6).
-
-Why scoping by an unproven ``source`` is safe:
-
-* Nobody gets another payer's stored answer.  An answer is stored under ``A:K`` only for a
-  request the chain (or a recovered signature) showed ``A`` paid, and replayed only to a
-  credential that proves it is ``A``'s: a ``transaction`` whose recovered signer is ``A`` (the
-  no-source scope is a recovered signer already), or a ``hash`` whose mined, successful
-  transaction pays that credential's own challenge (the memo binds the challenge id) from
-  ``A``.  Knowing ``A``'s key ``K`` and the body is not enough: a hash claiming ``A`` must name
-  a payment ``A`` made for that very challenge, which only ``A`` can make.
-* Only who knows a payer's secret ``Idempotency-Key`` can touch its entry, and only briefly.
-  Claiming ``A`` with ``K`` against ``A``'s stored answer is refused; against ``A``'s request
-  in flight, or with another body, it gets the 409 / 422 anyone would; none of these changes
-  ``A``'s entry.  A free ``A:K`` is held in flight for the one request (``A``'s own request
-  with ``K`` meanwhile gets a 409 with ``Retry-After``), then released with nothing stored.
-* No payment is refused after it moved money.  The replay check runs before settlement
-  (nothing is charged either way); a self-paid mismatch is found after the money moved and
-  is served; the sponsored mismatch is refused before its claims and broadcast.
 
 Claims are never released: if settlement fails after a claim the credential stays used (fail
 closed) and the client gets a fresh challenge with the 402.  A chain that does not answer
@@ -94,10 +77,11 @@ from ..protocol.challenge import Challenge
 from ..protocol.credential import Credential, parse_credential
 from ..protocol.receipt import Receipt, format_receipt
 from ..tempo import tx as txmod
-from ..tempo.settle import AsyncChargeVerifier, SettledPayment, decode_hex_payload
-from ..tempo.verify import ChargeContext, claimed_source, source_address
+from ..tempo.settle import AsyncChargeVerifier, SettledPayment
+from ..tempo.verify import ChargeContext
 from .binding import RouteTerms, body_digest, charge_request, check_echo, make_offers
 from .config import ServerConfig
+from .idempotency import Scope, decode_transaction, prove, release, scope_of
 from .pricing import Quote
 from .stores.base import IdemState, Store, StoredResponse, request_fingerprint
 
@@ -126,28 +110,6 @@ class Paid:
     def receipt_header(self) -> str:
         """The ``Payment-Receipt`` header value."""
         return format_receipt(self.receipt)
-
-
-@dataclass(frozen=True, slots=True)
-class _Scope:
-    """Whom an ``Idempotency-Key`` is scoped to: ``payer``, and whether it is only ``claimed``
-    (a ``transaction``'s ``source``, unproven); ``decoded`` is the transaction (``None``: hash)."""
-
-    payer: str
-    decoded: txmod.Decoded | None
-    claimed: bool = False
-
-    def prove(self) -> None:
-        """Recover the transaction's signer (secp256k1) and check it is a claimed ``payer``.
-
-        Raises:
-            VerificationFailed: the signer is someone else (``MalformedTransaction``: no signer).
-        """
-        if self.claimed and self.decoded is not None:
-            signer = txmod.recover_sender(self.decoded.tx).lower()
-            if signer != self.payer:
-                raise VerificationFailed(f"the credential source names {self.payer}, "
-                                         f"but the transaction is signed by {signer}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,12 +241,12 @@ class PaymentGate:
 
         scoped_key, scope = None, None
         if idempotency_key is not None:
-            scope = self._payer(credential, ctx)
+            scope = scope_of(credential, ctx)
             scoped_key = f"{scope.payer}:{idempotency_key}"
             found = await self._store.idem_begin(scoped_key, request_fingerprint(terms.route, body),
                                                  ttl_s=float(self._config.idempotency_ttl))
             if found.state is IdemState.COMPLETED and found.response is not None:
-                await self._prove(scope, credential, ctx)  # only the key's payer gets its answer back
+                await prove(scope, credential, ctx, self._verifier)  # only the key's payer gets it back
                 return Replayed(found.response, scope.payer)
             if found.state is IdemState.CONFLICT:
                 raise BadRequest("Idempotency-Key was already used with a different request body",
@@ -303,7 +265,7 @@ class PaymentGate:
                     await self._store.idem_abort(scoped_key)
             raise
         if scoped_key is not None and scope is not None and scope.claimed and settled.payer != scope.payer:
-            await self._release(scoped_key, scope.payer, settled)
+            await release(self._store, scoped_key, scope.payer, settled)
             scoped_key = None  # served, but nothing is stored under an address that did not pay
         stamp = format_second(self._now().replace(microsecond=0))
         return Paid(challenge_id=bound.challenge_id, amount=settled.amount, currency=settled.currency,
@@ -311,59 +273,6 @@ class PaymentGate:
                     receipt=Receipt(status="success", timestamp=stamp, reference=settled.reference,
                                     method="tempo"),
                     idempotency_key=scoped_key)
-
-    @staticmethod
-    def _decode(credential: Credential) -> txmod.Decoded:
-        """The decoded envelope of a ``transaction`` credential (``MalformedTransaction`` otherwise)."""
-        return txmod.decode(decode_hex_payload(credential.payload.get("signature"), "signature"))
-
-    def _payer(self, credential: Credential, ctx: ChargeContext) -> _Scope:
-        """Whom the ``Idempotency-Key`` belongs to, without I/O or clock (module docstring, step 5):
-        a transaction's claimed ``source`` (no secp256k1 work), else its recovered sender (still
-        known after its validity window closed); a hash credential's ``source`` DID.  Carries
-        the decoded transaction for settlement to reuse.
-
-        Raises:
-            VerificationFailed: undecodable transaction, unrecoverable signature, or a hash
-                credential without a ``source`` on this chain.
-        """
-        if credential.payload.get("type") == "transaction":
-            decoded = self._decode(credential)
-            claimed = claimed_source(credential.source, ctx.request.chain_id)
-            if claimed is not None:
-                return _Scope(claimed, decoded, claimed=True)
-            return _Scope(txmod.recover_sender(decoded.tx).lower(), decoded)
-        return _Scope(source_address(credential.source, ctx.request.chain_id), None)
-
-    async def _prove(self, scope: _Scope, credential: Credential, ctx: ChargeContext) -> None:
-        """Before a replay: the credential is the scope's payer's.  A transaction's signer is
-        recovered (``_Scope.prove``); a hash credential's receipt must pay ``ctx`` from the
-        claimed ``source`` (``AsyncChargeVerifier.prove_hash``; nothing is claimed).
-
-        Raises:
-            VerificationFailed: not proven, or the chain could not be reached to prove it.
-        """
-        if scope.decoded is not None:
-            scope.prove()
-            return
-        try:
-            await self._verifier.prove_hash(credential.payload, ctx, credential.source)
-        except ChainError:
-            raise VerificationFailed("the chain could not be reached to verify the payment behind this "
-                                     "Idempotency-Key; nothing was replayed or charged") from None
-
-    async def _release(self, scoped_key: str, claimed: str, settled: SettledPayment) -> None:
-        """A settled payment's chain payer is not the address its key was scoped by (step 9):
-        release the reservation, storing nothing.  The money moved, so a store failure here is
-        logged, not raised (the reservation's lease then runs out on its own)."""
-        log.warning("payment %s comes from %s, but its credential claimed source %s: served, "
-                    "its Idempotency-Key not kept", settled.reference, settled.payer, claimed)
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._store.idem_abort(scoped_key)
-            except Exception as exc:  # a store backend's error (sqlite3, redis, OSError): serve anyway
-                log.warning("could not release the Idempotency-Key reservation of %s: %s",
-                            settled.reference, type(exc).__name__)
 
     async def _draw_sponsor_gas(self, credential: Credential, now: datetime,
                                 decoded: txmod.Decoded | None) -> None:
@@ -376,7 +285,7 @@ class PaymentGate:
         budget = self._config.sponsor_budget
         if budget <= 0:
             return
-        gas = (decoded or self._decode(credential)).tx.gas_limit
+        gas = (decoded or decode_transaction(credential)).tx.gas_limit
         day = now.strftime("%Y-%m-%d")
         sponsor = self._verifier.fee_payer.address.lower() if self._verifier.fee_payer else "none"
         total = await self._store.draw(f"sponsor-gas:{sponsor}:{day}", gas, budget, SPONSOR_COUNTER_TTL)
@@ -386,13 +295,13 @@ class PaymentGate:
                                      f"needs {gas} gas); new challenges do not sponsor fees")
         self._sponsor_left = (day, budget - total)
 
-    async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime, scope: _Scope | None,
+    async def _settle(self, credential: Credential, ctx: ChargeContext, now: datetime, scope: Scope | None,
                       on_claimed: Callable[[], None] | None = None) -> SettledPayment:
         """Claim, draw sponsor gas, broadcast and check (steps 6-8).  ``scope``: the key's payer,
         if any (a recovered sender is passed on, a claimed one checked where a sender is recovered)."""
         decoded = scope.decoded if scope is not None else None
-        sender = scope.payer if scope is not None and decoded is not None and not scope.claimed else None
-        claimed_sender = scope.payer if scope is not None and scope.claimed else None
+        sender = scope.recovered_sender if scope is not None else None
+        claimed_sender = scope.claimed_sender if scope is not None else None
         ttl = max(1.0, (ctx.expires or 0) - now.timestamp()) + CLAIM_MARGIN
         claimed: list[str] = []
         pull = credential.payload.get("type") == "transaction"
