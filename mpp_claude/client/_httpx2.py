@@ -14,6 +14,7 @@ from typing import Any
 import httpx2
 
 from ..tempo.rpc import AsyncRpcClient, RpcClient
+from ._awire import default_async_transport
 from ._engine import EXT_FIRST_ORIGIN, Approve, AsyncEngine, Hooks, SyncEngine
 from ._session_reclaim import ReclaimStatus
 from ._session_shell import attach_session
@@ -183,7 +184,9 @@ class AsyncMppClient(PaymentsMixin, httpx2.AsyncClient):
     """An ``httpx2.AsyncClient`` that pays MPP 402 challenges; for ``AsyncOpenAI(http_client=...)``.
 
     Takes the same arguments as :class:`MppClient` (``rpc`` is an ``AsyncRpcClient``); the
-    ``approve`` callback may be async.
+    ``approve`` callback may be async.  The default ``transport`` is the lean asyncio HTTP/1.1
+    ``AsyncWireTransport`` (``httpx2.AsyncHTTPTransport`` under another async library such as
+    trio, or when ``http2=True`` or an option it lacks is given).
     """
 
     def __init__(self, wallet: Wallet, *, rpc_url: str | None = None, rpc: AsyncRpcClient | None = None,
@@ -198,7 +201,7 @@ class AsyncMppClient(PaymentsMixin, httpx2.AsyncClient):
                    "dry_run": dry_run, "payer": payer}
         self._engine = engine = _async_engine(wallet, None, options)
         tkw = _split(kwargs)
-        inner = transport if transport is not None else httpx2.AsyncHTTPTransport(**tkw)
+        inner = transport if transport is not None else default_async_transport(**tkw)
         super().__init__(transport=AsyncMppTransport(engine=engine, inner=inner), **kwargs)
         self._mounts = {p: (None if t is None else AsyncMppTransport(engine=engine, inner=t))
                         for p, t in self._mounts.items()}
