@@ -223,6 +223,9 @@ class _Conn(asyncio.Protocol):
 class AsyncWireTransport(httpx2.AsyncBaseTransport):
     """An HTTP/1.1 keep-alive transport for ``httpx2.AsyncClient`` on asyncio (uvloop too).
 
+    Used from one thread at a time (as an ``AsyncClient`` is); a connection pooled under one
+    event loop is closed, not reused, when a request comes from another one.
+
     Args:
         verify, cert, trust_env: certificate options, as ``httpx2.create_ssl_context`` takes them.
         http1, http2: must be ``True``/``False`` (HTTP/2 is not spoken here).
