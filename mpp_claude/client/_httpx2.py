@@ -81,7 +81,7 @@ class AsyncMppTransport(httpx2.AsyncBaseTransport):
     def __init__(self, wallet: Wallet | None = None, *, inner: httpx2.AsyncBaseTransport | None = None,
                  engine: AsyncEngine | None = None, **options: Any) -> None:
         self.engine = _async_engine(wallet, engine, options)
-        self.inner = inner if inner is not None else httpx2.AsyncHTTPTransport()
+        self.inner = inner if inner is not None else default_async_transport()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response: httpx2.Response = await handle_async(self.engine, self.inner, request, httpx2)

@@ -4,8 +4,8 @@ A ledger that defers a write (:meth:`Ledger.settle` with ``defer=True``) queues 
 marks itself :data:`WAITING` and calls :func:`submit`.  Whoever comes first applies the queue:
 
 * a transport that has just sent a request and is about to wait for the answer calls
-  :func:`while_waiting` (``WireTransport``, the default of sync clients): the write runs in
-  time the caller spends waiting for the server anyway;
+  :func:`while_waiting` (``WireTransport`` and ``AsyncWireTransport``, the clients' defaults):
+  the write runs in time the caller spends waiting for the server anyway;
 * the next call on any ledger handle of the same file in this process (:func:`flush_file`),
   ``flush()`` or ``close()``, so reads in this process always see the writes made before them;
 * the fallback thread, :data:`DELAY` seconds after the write was deferred (other transports,
