@@ -517,7 +517,7 @@ def test_default_async_transport_only_for_what_it_implements() -> None:
 
 
 def test_async_mpp_client_takes_it_only_for_what_it_implements() -> None:
-    from mpp_claude.client import AsyncMppClient, Wallet
+    from mpp_claude.client import AsyncMppClient, AsyncMppTransport, Wallet
 
     wallet = Wallet.from_private_key("0x" + "42" * 32)
 
@@ -526,6 +526,9 @@ def test_async_mpp_client_takes_it_only_for_what_it_implements() -> None:
             assert isinstance(c._transport.inner, AsyncWireTransport)
         async with AsyncMppClient(wallet, rpc_url="http://127.0.0.1:1", ledger=None, http2=True) as c:
             assert type(c._transport.inner) is httpx2.AsyncHTTPTransport
+        bare = AsyncMppTransport(wallet, rpc_url="http://127.0.0.1:1", ledger=None)
+        assert isinstance(bare.inner, AsyncWireTransport)  # a bare transport without inner= too
+        await bare.aclose()
 
     run(main())
 
