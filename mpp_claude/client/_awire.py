@@ -36,7 +36,7 @@ import sniffio
 
 from ..tempo._httpparse import ResponseParser, WireError
 from . import _writebehind
-from ._wire import _PORTS, HTTPX2_LIMITS, Key, encode_request, read_error, supports
+from ._wire import HTTPX2_LIMITS, Key, WireSettings, encode_request, read_error, request_key, supports
 
 _PAUSE = 1 << 20  # body bytes framed but not handed on past which reading pauses
 
@@ -238,13 +238,9 @@ class AsyncWireTransport(httpx2.AsyncBaseTransport):
     def __init__(self, verify: ssl.SSLContext | str | bool = True, cert: Any = None, trust_env: bool = True,
                  http1: bool = True, http2: bool = False,
                  limits: httpx2.Limits = HTTPX2_LIMITS) -> None:
-        if http2 or not http1:
-            raise ValueError("AsyncWireTransport speaks HTTP/1.1 only: "
-                             "use httpx2.AsyncHTTPTransport(http2=True)")
-        self._options: dict[str, Any] = {"verify": verify, "cert": cert, "trust_env": trust_env,
-                                         "limits": limits}
-        self._ssl = httpx2.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        self._ssl.set_alpn_protocols(["http/1.1"])
+        settings = WireSettings.of(verify, cert, trust_env, http1, http2, limits, "AsyncWireTransport",
+                                   "httpx2.AsyncHTTPTransport")
+        self._options, self._ssl = settings.options, settings.tls
         self._max_conn = limits.max_connections
         self._max_idle = limits.max_keepalive_connections
         self._expiry = limits.keepalive_expiry
@@ -266,9 +262,7 @@ class AsyncWireTransport(httpx2.AsyncBaseTransport):
         wire = encode_request(request) if _on_asyncio() else None
         if wire is None:
             return await self._fallback_transport().handle_async_request(request)
-        url = request.url
-        scheme = url.scheme
-        key = (scheme, url.raw_host.decode("ascii"), url.port or _PORTS[scheme])
+        key = request_key(request.url)
         ext = request.extensions
         timeouts: dict[str, float | None] = ext.get("timeout") or {}
         conn = await self._checkout(key, timeouts, ext.get("sni_hostname"))

@@ -118,6 +118,34 @@ def encode_request(request: httpx2.Request) -> bytes | None:
     return start + head + b"\r\n" + body
 
 
+@dataclass(frozen=True, slots=True)
+class WireSettings:
+    """What both wire transports take: the fallback's options and the HTTP/1.1 TLS context."""
+
+    options: dict[str, Any]
+    tls: ssl.SSLContext
+
+    @classmethod
+    def of(cls, verify: ssl.SSLContext | str | bool, cert: Any, trust_env: bool, http1: bool, http2: bool,
+           limits: httpx2.Limits, name: str, fallback: str) -> WireSettings:
+        """Check the HTTP version options and build the TLS context (ALPN ``http/1.1``).
+
+        Raises:
+            ValueError: ``http2=True`` or ``http1=False``.
+        """
+        if http2 or not http1:
+            raise ValueError(f"{name} speaks HTTP/1.1 only: use {fallback}(http2=True)")
+        context = httpx2.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+        context.set_alpn_protocols(["http/1.1"])
+        return cls({"verify": verify, "cert": cert, "trust_env": trust_env, "limits": limits}, context)
+
+
+def request_key(url: httpx2.URL) -> Key:
+    """The pool key of a request to ``url``: scheme, host, port (the scheme's default when absent)."""
+    scheme = url.scheme
+    return scheme, url.raw_host.decode("ascii"), url.port or _PORTS[scheme]
+
+
 @dataclass(slots=True, eq=False)
 class _Conn:
     sock: socket.socket
@@ -147,12 +175,9 @@ class WireTransport(httpx2.BaseTransport):
     def __init__(self, verify: ssl.SSLContext | str | bool = True, cert: Any = None, trust_env: bool = True,
                  http1: bool = True, http2: bool = False,
                  limits: httpx2.Limits = HTTPX2_LIMITS) -> None:
-        if http2 or not http1:
-            raise ValueError("WireTransport speaks HTTP/1.1 only: use httpx2.HTTPTransport(http2=True)")
-        self._options: dict[str, Any] = {"verify": verify, "cert": cert, "trust_env": trust_env,
-                                         "limits": limits}
-        self._ssl = httpx2.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        self._ssl.set_alpn_protocols(["http/1.1"])
+        settings = WireSettings.of(verify, cert, trust_env, http1, http2, limits, "WireTransport",
+                                   "httpx2.HTTPTransport")
+        self._options, self._ssl = settings.options, settings.tls
         self._max_conn = limits.max_connections
         self._max_idle = limits.max_keepalive_connections
         self._expiry = limits.keepalive_expiry
@@ -174,9 +199,7 @@ class WireTransport(httpx2.BaseTransport):
         wire = encode_request(request)
         if wire is None:
             return self._fallback_transport().handle_request(request)
-        url = request.url
-        scheme = url.scheme
-        key = (scheme, url.raw_host.decode("ascii"), url.port or _PORTS[scheme])
+        key = request_key(request.url)
         ext = request.extensions
         timeouts: dict[str, float | None] = ext.get("timeout") or {}
         conn = self._checkout(key, timeouts, ext.get("sni_hostname"))
