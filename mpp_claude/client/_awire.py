@@ -226,13 +226,8 @@ class AsyncWireTransport(httpx2.AsyncBaseTransport):
     Used from one thread at a time (as an ``AsyncClient`` is); a connection pooled under one
     event loop is closed, not reused, when a request comes from another one.
 
-    Args:
-        verify, cert, trust_env: certificate options, as ``httpx2.create_ssl_context`` takes them.
-        http1, http2: must be ``True``/``False`` (HTTP/2 is not spoken here).
-        limits: ``httpx2.Limits``: max connections (waits up to the pool timeout, then raises
-            ``httpx2.PoolTimeout``), max idle connections kept, idle expiry in seconds.
-    Raises:
-        ValueError: ``http2=True`` or ``http1=False`` (use ``httpx2.AsyncHTTPTransport``).
+    Takes the arguments of :class:`~mpp_claude.client._wire.WireTransport` (``ValueError`` for
+    ``http2=True`` or ``http1=False``: use ``httpx2.AsyncHTTPTransport``).
     """
 
     def __init__(self, verify: ssl.SSLContext | str | bool = True, cert: Any = None, trust_env: bool = True,
@@ -241,9 +236,7 @@ class AsyncWireTransport(httpx2.AsyncBaseTransport):
         settings = WireSettings.of(verify, cert, trust_env, http1, http2, limits, "AsyncWireTransport",
                                    "httpx2.AsyncHTTPTransport")
         self._options, self._ssl = settings.options, settings.tls
-        self._max_conn = limits.max_connections
-        self._max_idle = limits.max_keepalive_connections
-        self._expiry = limits.keepalive_expiry
+        self._max_conn, self._max_idle, self._expiry = settings.pool
         self._idle: dict[Key, list[_Conn]] = {}
         self._n_idle = 0
         self._n_busy = 0  # connections opening or carrying an exchange

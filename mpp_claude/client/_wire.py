@@ -125,6 +125,12 @@ class WireSettings:
     options: dict[str, Any]
     tls: ssl.SSLContext
 
+    @property
+    def pool(self) -> tuple[int | None, int | None, float | None]:
+        """Max connections, max idle connections kept, idle expiry (seconds)."""
+        limits: httpx2.Limits = self.options["limits"]
+        return limits.max_connections, limits.max_keepalive_connections, limits.keepalive_expiry
+
     @classmethod
     def of(cls, verify: ssl.SSLContext | str | bool, cert: Any, trust_env: bool, http1: bool, http2: bool,
            limits: httpx2.Limits, name: str, fallback: str) -> WireSettings:
@@ -178,9 +184,7 @@ class WireTransport(httpx2.BaseTransport):
         settings = WireSettings.of(verify, cert, trust_env, http1, http2, limits, "WireTransport",
                                    "httpx2.HTTPTransport")
         self._options, self._ssl = settings.options, settings.tls
-        self._max_conn = limits.max_connections
-        self._max_idle = limits.max_keepalive_connections
-        self._expiry = limits.keepalive_expiry
+        self._max_conn, self._max_idle, self._expiry = settings.pool
         self._lock = threading.Condition(threading.Lock())
         self._idle: dict[Key, list[_Conn]] = {}
         self._n_idle = 0
