@@ -131,3 +131,53 @@ def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     return ctx
+
+
+# -- scripted answers both wire transports' tests use ---------------------------------------------
+
+def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> Answer:
+    """A 200 JSON answer with ``body`` (``extra``: more header lines), keeping the connection."""
+    def answer(server: Server, conn: socket.socket, request: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+                     % (len(body), extra, body))
+        return True
+    return answer
+
+
+def slow_ok(server: Server, conn: socket.socket, request: bytes) -> bool:
+    """The head at once, the body when the test opens ``server.gate``."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+    server.gate.wait(10)
+    conn.sendall(b"ok")
+    return True
+
+
+def silent(server: Server, conn: socket.socket, request: bytes) -> bool:
+    """No answer until the test opens ``server.gate`` (a read timeout)."""
+    server.gate.wait(10)
+    return False
+
+
+def hang_up(server: Server, conn: socket.socket, request: bytes) -> bool:
+    """Close without a byte."""
+    return False
+
+
+def garbage(server: Server, conn: socket.socket, request: bytes) -> bool:
+    """Not HTTP."""
+    conn.sendall(b"SMTP ready\r\n\r\n")
+    return False
+
+
+def cut_short(server: Server, conn: socket.socket, request: bytes) -> bool:
+    """A body shorter than its Content-Length, then the close."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+    return False
+
+
+def reset_mid_body(server: Server, conn: socket.socket, request: bytes) -> bool:
+    """Part of the body, then a TCP reset (SO_LINGER 0)."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+    server.gate.wait(0.1)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    return False

@@ -16,17 +16,22 @@ from typing import Any
 import h11
 import httpx2
 import pytest
-from scripted_http import Answer, Server, self_signed_certificate, server_tls, serving
+from scripted_http import (
+    Answer,
+    Server,
+    cut_short,
+    garbage,
+    hang_up,
+    ok,
+    reset_mid_body,
+    self_signed_certificate,
+    server_tls,
+    serving,
+    silent,
+    slow_ok,
+)
 
 from mpp_claude.client._wire import WireTransport, default_transport
-
-
-def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> Answer:
-    def answer(server: Server, conn: socket.socket, request: bytes) -> bool:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
-                     % (len(body), extra, body))
-        return True
-    return answer
 
 
 def wait_for(predicate: Callable[[], bool]) -> bool:
@@ -112,14 +117,6 @@ def test_event_stream_arrives_piece_by_piece() -> None:
                 s.gate.set()
         assert [x for x in lines if x] == ["data: first", "data: second"] and released.is_set()
         assert c.get(s.url + "/again").status_code == 200 and s.connections == 1  # read to the end: reused
-
-
-def slow_ok(server: Server, conn: socket.socket, request: bytes) -> bool:
-    """The head at once, the body when the test opens ``server.gate``."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
-    server.gate.wait(10)
-    conn.sendall(b"ok")
-    return True
 
 
 def test_response_closed_early_closes_its_socket() -> None:
@@ -215,41 +212,15 @@ def test_answer_delimited_by_close() -> None:
 
 # -- failures map to httpx2's exceptions, as httpcore2 maps them -----------------------------------
 
-def _silent(server: Server, conn: socket.socket, request: bytes) -> bool:
-    server.gate.wait(10)
-    return False
-
-
-def _hang_up(server: Server, conn: socket.socket, request: bytes) -> bool:
-    return False
-
-
-def _garbage(server: Server, conn: socket.socket, request: bytes) -> bool:
-    conn.sendall(b"SMTP ready\r\n\r\n")
-    return False
-
-
-def _cut_short(server: Server, conn: socket.socket, request: bytes) -> bool:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
-    return False
-
-
-def _reset_mid_body(server: Server, conn: socket.socket, request: bytes) -> bool:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
-    server.gate.wait(0.1)
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    return False
-
-
 TRANSPORTS: dict[str, Callable[[], httpx2.BaseTransport]] = {
     "wire": WireTransport, "httpcore2": httpx2.HTTPTransport}
 
 
 @pytest.mark.parametrize("kind", list(TRANSPORTS))
 @pytest.mark.parametrize(("answer", "expected"), [
-    (_silent, httpx2.ReadTimeout), (_hang_up, httpx2.RemoteProtocolError),
-    (_garbage, httpx2.RemoteProtocolError), (_cut_short, httpx2.RemoteProtocolError),
-    (_reset_mid_body, httpx2.ReadError)])
+    (silent, httpx2.ReadTimeout), (hang_up, httpx2.RemoteProtocolError),
+    (garbage, httpx2.RemoteProtocolError), (cut_short, httpx2.RemoteProtocolError),
+    (reset_mid_body, httpx2.ReadError)])
 def test_failures_raise_what_httpx2_raises(kind: str, answer: Answer, expected: type[Exception]) -> None:
     with serving(answer) as s, httpx2.Client(transport=TRANSPORTS[kind](), timeout=0.5) as c:
         with pytest.raises(expected):
