@@ -29,10 +29,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import sniffio
 
 from .upstreams.base import Upstream, UpstreamResponse
 
 log = logging.getLogger("mpp_claude.server")
+
+
+def _on_asyncio() -> bool:
+    try:
+        return sniffio.current_async_library() == "asyncio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
 
 
 class UpstreamCall:
@@ -64,10 +72,11 @@ class UpstreamCall:
     def start(self) -> None:
         """Start the call as a task of the running event loop.
 
-        Idempotent; does nothing once ``result`` or ``abandon`` was called.  Must be called
-        from a coroutine running on the loop (``PaymentGate``'s claim callback is).
+        Idempotent; does nothing once ``result`` or ``abandon`` was called, and outside asyncio
+        (the app under trio: ``result`` then makes the call after settlement).  Called from a
+        coroutine running on the loop (``PaymentGate``'s claim callback is).
         """
-        if self._task is None and not self._taken:
+        if self._task is None and not self._taken and _on_asyncio():
             self._task = asyncio.create_task(
                 self._upstream.send(self._body, stream=self._stream, headers=self._headers))
 

@@ -316,7 +316,10 @@ class PaymentGate:
             if ctx.request.fee_payer and pull:
                 await self._draw_sponsor_gas(credential, now, decoded)
             if on_claimed is not None and pull:
-                on_claimed()  # only the broadcast and the receipt are left: the upstream may start
+                try:  # only the broadcast and the receipt are left: the upstream may start
+                    on_claimed()
+                except Exception:  # a bug in it must not fail a payment whose claims are made
+                    log.exception("on_claimed failed; the upstream is called after settlement")
             return True
 
         try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -166,6 +167,23 @@ def test_on_claimed_is_called_although_the_settlement_fails_afterwards() -> None
     with pytest.raises(VerificationFailed):
         _authorize(gate, terms, auth, events)
     assert events == ["checks", "claim challenge won", "claim tx won", "on_claimed", "broadcast"]
+
+
+def test_a_failing_on_claimed_does_not_fail_the_payment(caplog: pytest.LogCaptureFixture) -> None:
+    """A bug in the callback is logged; the claimed credential is still broadcast and paid."""
+    events: list[str] = []
+    gate, _ = _paying_gate(events)
+    terms, auth = _credential(gate)
+
+    def broken() -> None:
+        events.append("on_claimed")
+        raise RuntimeError("bug")
+
+    with caplog.at_level(logging.ERROR, logger="mpp_claude.server.payments"):
+        paid = asyncio.run(gate.authorize(terms, BODY, [auth], None, on_claimed=broken))
+    assert isinstance(paid, Paid)
+    assert events == ["checks", "claim challenge won", "claim tx won", "on_claimed", "broadcast"]
+    assert "on_claimed failed" in caplog.text
 
 
 @pytest.mark.parametrize("case", ["challenge used", "tx used", "gas budget spent", "refused by the checks"])

@@ -257,3 +257,20 @@ def test_cancelled_just_after_the_call_answered_closes_the_answer() -> None:
         assert up.cancelled == 0 and up.closed == 1
 
     _run(main)
+
+
+def test_outside_asyncio_start_does_nothing_and_result_calls_after() -> None:
+    """Under trio (the app in another ASGI server) no asyncio task can be made: ``start`` leaves
+    the call to ``result``, which makes it in the request's own task."""
+    pytest.importorskip("trio", reason="anyio's trio backend needs trio (not installed)")
+    up = FakeUpstream()
+
+    async def main() -> None:
+        call = _call(up)
+        call.start()
+        assert not call.started and up.sent == []
+        answer = await call.result()
+        assert answer.status == 200 and len(up.sent) == 1
+        assert await call.abandon() is False
+
+    anyio.run(main, backend="trio")
