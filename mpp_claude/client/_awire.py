@@ -24,7 +24,6 @@ Sharp edges, labelled:
 from __future__ import annotations
 
 import asyncio
-import select
 import socket
 import ssl
 import time
@@ -34,6 +33,7 @@ from typing import Any
 import httpx2
 import sniffio
 
+from ..tempo._http1 import readable_now
 from ..tempo._httpparse import ResponseParser, WireError
 from . import _writebehind
 from ._wire import HTTPX2_LIMITS, Key, WireSettings, encode_request, read_error, request_key, supports
@@ -190,12 +190,7 @@ class _Conn(asyncio.Protocol):
         """Whether this idle connection may carry a request now (same loop, open, fresh, silent)."""
         if self.closed or self.loop is not loop or (expiry is not None and now - self.idle_since > expiry):
             return False
-        try:  # the server's FIN may not have reached our callbacks yet: ask the socket
-            poller = select.poll()
-            poller.register(self.fd, select.POLLIN)
-            return not poller.poll(0)
-        except (OSError, ValueError):
-            return False
+        return not readable_now(self.fd)  # the server's FIN may not have reached our callbacks yet
 
     def abort(self) -> None:
         self.closed = True

@@ -195,10 +195,18 @@ def idle_closed(sock: socket.socket) -> bool:
     on a connection with no request in flight means EOF, a reset or stray bytes; never reuse it."""
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
+    return readable_now(sock)
+
+
+def readable_now(sock: socket.socket | int) -> bool:
+    """Whether ``sock`` (or descriptor) has something to read right now; ``True`` when it cannot
+    be asked (closed): an idle connection that says so is not reused."""
     try:
-        poller = select.poll()  # poll, not select: any descriptor number
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
+        if hasattr(select, "poll"):
+            poller = select.poll()  # poll, not select: any descriptor number
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])  # Windows: no poll; sockets, not numbers
     except (OSError, ValueError):
         return True
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import select
+import socket
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mpp_claude.tempo._http1 import MAX_BODY, Endpoint, ResponseParser, WireError, use_wire
+from mpp_claude.tempo._http1 import MAX_BODY, Endpoint, ResponseParser, WireError, readable_now, use_wire
 
 from ._framing import framed
 
@@ -130,3 +133,21 @@ def test_any_split_gives_the_same_answer(body: bytes, chunk: int, split: int, ch
     for i in range(0, len(raw), split):
         done = parser.feed(raw[i:i + split])
     assert done and parser.body == body and parser.status == 200
+
+
+@pytest.mark.parametrize("poll", [True, False], ids=["poll", "select (no poll: Windows)"])
+def test_readable_now_with_and_without_poll(poll: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing to read: False; bytes or the peer's close waiting: True; a closed socket: True."""
+    if not poll:
+        monkeypatch.delattr(select, "poll", raising=False)
+    a, b = socket.socketpair()
+    try:
+        assert readable_now(a) is False and readable_now(a.fileno()) is False
+        b.sendall(b"x")
+        assert readable_now(a) is True
+        a.recv(1)
+        b.close()
+        assert readable_now(a) is True  # EOF is readable
+    finally:
+        a.close()
+    assert readable_now(a) is True  # closed: cannot be asked, never reused
