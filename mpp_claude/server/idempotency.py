@@ -37,7 +37,7 @@ from ..errors import ChainError, VerificationFailed
 from ..protocol.credential import Credential
 from ..tempo import tx as txmod
 from ..tempo.settle import AsyncChargeVerifier, SettledPayment, decode_hex_payload
-from ..tempo.verify import ChargeContext, claimed_source, source_address
+from ..tempo.verify import ChargeContext, check_claimed_sender, claimed_source, source_address
 from .stores.base import Store
 
 log = logging.getLogger("mpp_claude.server.payments")
@@ -99,10 +99,7 @@ async def prove(scope: Scope, credential: Credential, ctx: ChargeContext,
     """
     if scope.decoded is not None:
         if scope.claimed:
-            signer = txmod.recover_sender(scope.decoded.tx).lower()
-            if signer != scope.payer:
-                raise VerificationFailed(f"the credential source names {scope.payer}, "
-                                         f"but the transaction is signed by {signer}")
+            check_claimed_sender(scope.payer, txmod.recover_sender(scope.decoded.tx).lower())
         return
     try:
         await verifier.prove_hash(credential.payload, ctx, credential.source)

@@ -45,6 +45,7 @@ from .verify import (
     CHAIN_EXPIRING_WINDOW,
     ChargeContext,
     SponsorPolicy,
+    check_claimed_sender,
     check_payment_calls,
     check_receipt,
     check_sponsor_policy,
@@ -147,9 +148,8 @@ def prepare_pull(signature_hex: Any, ctx: ChargeContext, *, now: int, fee_payer:
     if decoded.declared_sender is not None and decoded.declared_sender != sender:
         raise VerificationFailed(f"fee-payer envelope names sender {decoded.declared_sender}, "
                                  f"the signature recovers {sender}")
-    if claimed_sender is not None and sender is not None and sender != claimed_sender:
-        raise VerificationFailed(f"the credential source names {claimed_sender}, "
-                                 f"but the transaction is signed by {sender}")
+    if claimed_sender is not None and sender is not None:
+        check_claimed_sender(claimed_sender, sender)
     if ctx.request.fee_payer:
         assert sender is not None
         check_sponsor_policy(tx, policy, now=now)

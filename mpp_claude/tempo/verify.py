@@ -319,3 +319,14 @@ def claimed_source(source: Any, chain_id: int) -> str | None:
     if match is None or int(match.group(1)) != chain_id:
         return None
     return match.group(2).lower()
+
+
+def check_claimed_sender(claimed: str, signer: str) -> None:
+    """A sender the credential's ``source`` claims must be the one its signature recovers.
+
+    Raises:
+        VerificationFailed: they differ.
+    """
+    if signer != claimed:
+        raise VerificationFailed(f"the credential source names {claimed}, but the transaction is "
+                                 f"signed by {signer}")
