@@ -33,7 +33,7 @@ from typing import Any
 import httpx2
 import sniffio
 
-from ..tempo._http1 import readable_now
+from ..tempo._http1 import close_on_its_loop, readable_now
 from ..tempo._httpparse import ResponseParser, WireError
 from . import _writebehind
 from ._wire import HTTPX2_LIMITS, Key, WireSettings, encode_request, read_error, request_key, supports
@@ -200,19 +200,11 @@ class _Conn(asyncio.Protocol):
     def discard(self) -> None:
         """Close this connection from whichever thread and loop (its loop may be gone)."""
         try:
-            current = asyncio.get_running_loop()
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             current = None
-        if self.loop is current:
-            self.abort()
-        elif not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.abort)
-        elif self.transport is not None:  # its loop is gone: end the TCP connection without it
-            self.closed = True
-            try:
-                self.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
-            except (OSError, AttributeError, NotImplementedError):
-                pass  # the descriptor itself is closed when the transport is collected
+        self.closed = True  # never pooled again, whichever way it is closed
+        close_on_its_loop(self.loop, self.transport, self.abort, current=current)
 
 
 class AsyncWireTransport(httpx2.AsyncBaseTransport):

@@ -32,6 +32,7 @@ import ssl
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -348,12 +349,20 @@ class AsyncPool:
 
 def _discard(conn: _Conn, loop: asyncio.AbstractEventLoop) -> None:
     """Close ``conn`` from ``loop``; one of another loop is closed through that loop."""
-    if conn.loop is loop:
-        conn.close()
-    elif not conn.loop.is_closed():
-        conn.loop.call_soon_threadsafe(conn.close)
-    elif conn.transport is not None:  # its loop is gone: end the TCP connection without it
-        sock = conn.transport.get_extra_info("socket")
+    close_on_its_loop(conn.loop, conn.transport, conn.close, current=loop)
+
+
+def close_on_its_loop(loop: asyncio.AbstractEventLoop, transport: Any, close: Callable[[], None], *,
+                      current: asyncio.AbstractEventLoop | None) -> None:
+    """Close an asyncio connection of ``loop`` (``close``) from whichever thread and loop
+    (``current``: the running one, or ``None``): at once on its own loop, through its loop
+    when that still runs, else by shutting the socket down (its loop is gone)."""
+    if loop is current:
+        close()
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(close)
+    elif transport is not None:  # its loop is gone: end the TCP connection without it
+        sock = transport.get_extra_info("socket")
         try:
             sock.shutdown(socket.SHUT_RDWR)  # the fd itself is closed when the transport is collected
         except (OSError, AttributeError, NotImplementedError):
