@@ -8,12 +8,15 @@ its ``on_claimed`` callback, the route's ``UpstreamCall.start``, which starts th
 call as a task; the settlement goes on meanwhile, and ``serving`` takes the started call's
 answer with ``result`` once ``Paid`` exists.
 
-Nothing the upstream says reaches the client before the payment settled: the answer, its
+Nothing the upstream says reaches the client before the payment settled: the answer's
 headers, the receipt, the stored idempotent copy and the usage row are all made after
-``Paid``, exactly as without the overlap.  When the settlement fails (or the client goes away
-while it runs), ``abandon`` drops the call: the task is cancelled and an answer it already
-produced is closed (stream and connection released); the client gets the very answer it would
-have got without the overlap, and nothing is served or recorded as used.
+``Paid``, exactly as without the overlap.  Only pure work on the answer may run early: a
+``prepare`` function (e.g. the OpenAI rendering of a JSON message) runs in the same task
+right after the answer arrived, and its value (``prepared``) is used only once ``Paid`` exists.
+When the settlement fails (or the client goes away while it runs), ``abandon`` drops the call:
+the task is cancelled and an answer it already produced is closed (stream and connection
+released); the client gets the very answer it would have got without the overlap, and nothing
+is served or recorded as used.
 
 The operator's exposure: one upstream call for a credential that passed every local check and
 the claims but then failed on chain (refused by the node, or mined and reverted, which costs
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -51,16 +54,26 @@ class UpstreamCall:
         body: the Messages request body (not copied: the caller does not change it afterwards).
         stream: ask for Server-Sent Events.
         headers: extra upstream request headers (see ``serving.upstream_headers``).
+        prepare: pure work on the answer, run in the task of a call started early, right after
+            the answer arrived (while the payment may still settle); its value is ``prepared``.
+            It must not send, store or record anything.  If it raises, the exception is
+            dropped and ``prepared`` stays ``None``: the caller then does the work itself and
+            meets the same error where it would have without the overlap.
     """
 
-    __slots__ = ("_body", "_headers", "_stream", "_taken", "_task", "_upstream")
+    __slots__ = ("_body", "_delivered", "_headers", "_prepare", "_prepared", "_stream", "_taken", "_task",
+                 "_upstream")
 
     def __init__(self, upstream: Upstream, body: Mapping[str, Any], *, stream: bool,
-                 headers: Mapping[str, str]) -> None:
+                 headers: Mapping[str, str],
+                 prepare: Callable[[UpstreamResponse], Any] | None = None) -> None:
         self._upstream = upstream
         self._body = body
         self._stream = stream
         self._headers = headers
+        self._prepare = prepare
+        self._prepared: Any = None
+        self._delivered = False  # ``result`` returned the started task's answer
         self._task: asyncio.Task[UpstreamResponse] | None = None
         self._taken = False  # ``result`` or ``abandon`` was called: the call is spoken for
 
@@ -68,6 +81,23 @@ class UpstreamCall:
     def started(self) -> bool:
         """Whether ``start`` made a task of the call."""
         return self._task is not None
+
+    @property
+    def prepared(self) -> Any:
+        """What ``prepare`` returned for the answer ``result`` gave, or ``None`` (no ``prepare``,
+        the call was not started early, it raised, or ``result`` has not returned that answer:
+        an abandoned call's is never exposed)."""
+        return self._prepared if self._delivered else None
+
+    async def _send(self) -> UpstreamResponse:
+        """The task of a call started early: the upstream's answer, then ``prepare`` on it."""
+        answer = await self._upstream.send(self._body, stream=self._stream, headers=self._headers)
+        if self._prepare is not None:
+            try:
+                self._prepared = self._prepare(answer)
+            except Exception as exc:  # the caller redoes the work and meets the error there
+                log.debug("preparing the upstream answer early failed: %s", type(exc).__name__)
+        return answer
 
     def start(self) -> None:
         """Start the call as a task of the running event loop.
@@ -77,8 +107,7 @@ class UpstreamCall:
         coroutine running on the loop (``PaymentGate``'s claim callback is).
         """
         if self._task is None and not self._taken and _on_asyncio():
-            self._task = asyncio.create_task(
-                self._upstream.send(self._body, stream=self._stream, headers=self._headers))
+            self._task = asyncio.create_task(self._send())
 
     async def result(self) -> UpstreamResponse:
         """The upstream's answer: the started call's, or (not started) the call made now.
@@ -98,10 +127,12 @@ class UpstreamCall:
         if task is None:
             return await self._upstream.send(self._body, stream=self._stream, headers=self._headers)
         try:
-            return await task
+            answer = await task
         except asyncio.CancelledError:
             await _discard(task)  # ``await task`` passed the cancellation on: release what it made
             raise
+        self._delivered = True
+        return answer
 
     async def abandon(self) -> bool:
         """Drop the call because the payment failed: cancel it, close an answer it produced.

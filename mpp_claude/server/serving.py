@@ -48,7 +48,7 @@ from .payments import Paid, PaymentGate
 from .pricing import PriceTable, Usage, usage_cost
 from .rendering import anthropic_error_body, compact_json
 from .stores.base import Store, StoredResponse
-from .upstreams.base import Upstream
+from .upstreams.base import Upstream, UpstreamResponse
 
 log = logging.getLogger("mpp_claude.server")
 
@@ -192,9 +192,23 @@ class _Kept(list[bytes]):
 
 
 def chat_call(svc: Services, mreq: MessagesRequest) -> UpstreamCall:
-    """The upstream call of a ``/v1/chat/completions`` request (not started)."""
+    """The upstream call of a ``/v1/chat/completions`` request (not started); started early, it
+    also renders a JSON answer as the client's body while the payment settles."""
+
+    def render(up: UpstreamResponse) -> bytes | None:
+        if mreq.stream or not up.ok or up.json is None:
+            return None
+        return _chat_body(svc, mreq, up.json)
+
     return UpstreamCall(svc.upstream, dict(mreq.body), stream=mreq.stream,
-                        headers=upstream_headers(mreq.anthropic_beta))
+                        headers=upstream_headers(mreq.anthropic_beta), prepare=render)
+
+
+def _chat_body(svc: Services, mreq: MessagesRequest, message: Any) -> bytes:
+    """The chat completion body for the upstream's message (raises ``ConversionError``)."""
+    return compact_json(message_to_chat_completion(message, model=mreq.requested_model,
+                                                   created=int(svc.clock()), request=mreq,
+                                                   expose_reasoning=svc.convert_options.expose_reasoning))
 
 
 async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: RequestLog,
@@ -204,8 +218,9 @@ async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: Re
     ``call``: its ``chat_call``, maybe started while the payment settled (default: one made now).
     """
     model = mreq.model.id
+    call = call if call is not None else chat_call(svc, mreq)
     try:
-        up = await (call if call is not None else chat_call(svc, mreq)).result()
+        up = await call.result()
     except UpstreamError as exc:
         return await failed_after_payment(svc, paid, entry, model, _upstream_failure(exc), anthropic=False)
     if not up.ok or (not mreq.stream and up.json is None):
@@ -219,13 +234,12 @@ async def serve_chat(svc: Services, mreq: MessagesRequest, paid: Paid, entry: Re
         resp_headers = paid_headers(paid, {**mreq.response_headers(), **SSE_HEADERS})
         return StreamingResponse(_chat_stream(svc, paid, entry, model, up.stream, up.aclose, translator,
                                               resp_headers), headers=resp_headers)
-    try:
-        completion = message_to_chat_completion(up.json, model=mreq.requested_model,
-                                                created=int(svc.clock()), request=mreq,
-                                                expose_reasoning=svc.convert_options.expose_reasoning)
-    except ConversionError as err:
-        return await failed_after_payment(svc, paid, entry, model, err, anthropic=False)
-    raw = compact_json(completion)
+    raw = call.prepared  # rendered while the payment settled, if the call started then
+    if raw is None:
+        try:
+            raw = _chat_body(svc, mreq, up.json)
+        except ConversionError as err:
+            return await failed_after_payment(svc, paid, entry, model, err, anthropic=False)
     resp_headers = paid_headers(paid, {**mreq.response_headers(), "content-type": "application/json"})
     await _paid_json(svc, paid, entry, model, up.json, resp_headers, raw)
     return Response(raw, status_code=200, headers=resp_headers)
@@ -312,7 +326,10 @@ def messages_call(svc: Services, body: dict[str, Any], stream: bool) -> Upstream
     """The upstream call of a ``/v1/messages`` request (not started)."""
     # The client's anthropic-beta header is not forwarded: a beta (1M context, new tools) can
     # change what a request costs beyond the price table the quote used.
-    return UpstreamCall(svc.upstream, body, stream=stream, headers=upstream_headers([]))
+    def render(up: UpstreamResponse) -> bytes | None:
+        return None if stream or not up.ok or up.json is None else compact_json(up.json)
+
+    return UpstreamCall(svc.upstream, body, stream=stream, headers=upstream_headers([]), prepare=render)
 
 
 async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream: bool, paid: Paid,
@@ -321,8 +338,9 @@ async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream
 
     ``call``: its ``messages_call``, maybe started while the payment settled (default: one made now).
     """
+    call = call if call is not None else messages_call(svc, body, stream)
     try:
-        up = await (call if call is not None else messages_call(svc, body, stream)).result()
+        up = await call.result()
     except UpstreamError as exc:
         return await failed_after_payment(svc, paid, entry, model, _upstream_failure(exc), anthropic=True)
     if not up.ok or (not stream and up.json is None):
@@ -334,7 +352,7 @@ async def serve_messages(svc: Services, body: dict[str, Any], model: str, stream
         resp_headers = paid_headers(paid, SSE_HEADERS)
         return StreamingResponse(_passthrough(svc, paid, entry, model, up.stream, up.aclose, resp_headers),
                                  headers=resp_headers)
-    raw = compact_json(up.json)
+    raw = call.prepared or compact_json(up.json)  # rendered while the payment settled, if it could be
     resp_headers = paid_headers(paid, {"content-type": "application/json"})
     await _paid_json(svc, paid, entry, model, up.json, resp_headers, raw)
     return Response(raw, status_code=200, headers=resp_headers)

@@ -24,6 +24,7 @@ from mpp_claude.devnet import Devnet
 from mpp_claude.protocol.challenge import Challenge, parse_challenges
 from mpp_claude.protocol.credential import Credential, format_credential, parse_credential
 from mpp_claude.protocol.receipt import parse_receipt
+from mpp_claude.server import serving
 from mpp_claude.server.app import create_app
 from mpp_claude.server.stores import MemoryStore
 from mpp_claude.server.upstreams import AnthropicUpstream, LocalUpstream, create_local_anthropic_app
@@ -180,10 +181,24 @@ def _text(path: str, stream: bool, raw: bytes) -> str:
 @pytest.mark.parametrize(("path", "stream"),
                          [(CHAT, False), (CHAT, True), (MESSAGES, False), (MESSAGES, True)])
 def test_answer_of_the_call_started_during_settlement(devnet: Devnet, funded_account: Any, path: str,
-                                                      stream: bool) -> None:
-    """On: the upstream is called inside the settlement window; off: after it.  Either way the
-    client gets the whole answer with its receipt, and one usage row."""
+                                                      stream: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On: the upstream is called inside the settlement window, and a JSON answer is rendered there
+    too; off: both after it.  Either way the client gets the same whole answer with its receipt,
+    and one usage row."""
     signer = LocalSigner.from_account(funded_account)
+    noted: list[list[str]] = []
+    render = serving.compact_json
+
+    def noting_render(value: Any) -> bytes:  # the client's JSON body is made with this
+        noted[-1].append("render")
+        return render(value)
+
+    monkeypatch.setattr(serving, "compact_json", noting_render)
+
+    def upstream(events: list[str]) -> NotingUpstream:
+        noted.append(events)
+        return NotingUpstream(LocalUpstream(seed=b"early"), events)
+
     results = {}
     for early in (True, False):
         async def scenario(app: Any, pay: Any) -> Any:
@@ -191,18 +206,27 @@ def test_answer_of_the_call_started_during_settlement(devnet: Devnet, funded_acc
             status, headers, raw = await _post(app, path, body, await pay(path, body, signer))
             return status, headers, raw, await _records(app, "usage")
 
-        (status, headers, raw, usage), events = _with_app(
-            devnet, lambda ev: NotingUpstream(LocalUpstream(seed=b"early"), ev), scenario, early=early)
+        (status, headers, raw, usage), events = _with_app(devnet, upstream, scenario, early=early)
         assert status == 200, raw
         assert devnet.rpc.receipt(parse_receipt(headers["payment-receipt"]).reference) is not None
         assert _overlapped(events) is early
-        assert events[-1] == ("upstream" if not early else "verdict")
-        assert len(usage) == 1 and usage[0]["output_tokens"] > 0 and usage[0]["outcome"] == "paid"
         if stream:
+            assert "render" not in events
             assert raw.endswith(b"data: [DONE]\n\n" if path == CHAT else b"event: message_stop\n"
                                 b'data: {"type":"message_stop"}\n\n')
-        results[early] = _text(path, stream, raw)
+        else:  # rendered once: before the verdict with the switch on, after it off
+            assert events.count("render") == 1
+            assert events.index("upstream") < events.index("render")
+            assert (events.index("render") < events.index("verdict")) is early
+        assert events[-1] == ("verdict" if early else "render" if not stream else "upstream")
+        assert len(usage) == 1 and usage[0]["output_tokens"] > 0 and usage[0]["outcome"] == "paid"
+        results[early] = _text(path, stream, raw) if stream else _without_ids(json.loads(raw))
     assert results[True] and results[True] == results[False]
+
+
+def _without_ids(answer: dict[str, Any]) -> dict[str, Any]:
+    """A JSON answer without what differs from one request to the next (its id, creation time)."""
+    return {k: v for k, v in answer.items() if k not in ("id", "created")}
 
 
 @pytest.mark.parametrize("fault", ["529", "drop", "bug"])

@@ -274,3 +274,75 @@ def test_outside_asyncio_start_does_nothing_and_result_calls_after() -> None:
         assert await call.abandon() is False
 
     anyio.run(main, backend="trio")
+
+
+# --- prepare: pure work on the answer, done in the started task -----------------------------------
+
+
+def _preparing(up: FakeUpstream, seen: list[str], *, fail: bool = False) -> UpstreamCall:
+    def prepare(answer: UpstreamResponse) -> str:
+        seen.append("prepare")
+        if fail:
+            raise ValueError("cannot render this answer")
+        return f"rendered {answer.json}"
+
+    return UpstreamCall(up, BODY, stream=False, headers={}, prepare=prepare)
+
+
+def test_prepare_runs_in_the_started_task_and_is_read_once_the_answer_is_taken() -> None:
+    """Started early, ``prepare`` runs right after the answer, before anyone asks for it; its value
+    is readable only once ``result`` took the answer."""
+    up, seen = FakeUpstream(), []
+
+    async def main() -> None:
+        call = _preparing(up, seen)
+        call.start()
+        await asyncio.sleep(0)
+        assert seen == ["prepare"] and call.prepared is None  # done, but not taken yet
+        answer = await call.result()
+        assert answer.json == {"type": "message"}
+        assert call.prepared == "rendered {'type': 'message'}" and seen == ["prepare"]
+
+    _run(main)
+
+
+def test_prepare_is_not_run_for_a_call_made_by_result() -> None:
+    """Not started early: nothing overlaps, so nothing is prepared (the caller renders itself)."""
+    up, seen = FakeUpstream(), []
+
+    async def main() -> None:
+        call = _preparing(up, seen)
+        answer = await call.result()
+        assert answer.status == 200 and call.prepared is None and seen == []
+
+    _run(main)
+
+
+def test_prepare_that_raises_leaves_the_answer_and_nothing_prepared() -> None:
+    """A failing ``prepare`` neither fails the call nor leaks a task error: ``prepared`` is ``None``
+    and the caller meets the error when it renders the answer itself."""
+    up, seen = FakeUpstream(), []
+
+    async def main() -> None:
+        call = _preparing(up, seen, fail=True)
+        call.start()
+        answer = await call.result()
+        assert answer.json == {"type": "message"} and seen == ["prepare"] and call.prepared is None
+
+    _run(main)
+
+
+def test_abandoned_call_prepared_value_is_never_exposed() -> None:
+    """The payment failed after the answer was prepared: the answer is closed, and ``prepared``
+    stays ``None`` (an abandoned call is nobody's answer)."""
+    up, seen = FakeUpstream(), []
+
+    async def main() -> None:
+        call = _preparing(up, seen)
+        call.start()
+        await asyncio.sleep(0)
+        assert seen == ["prepare"]
+        assert await call.abandon() is True
+        assert up.closed == 1 and call.prepared is None
+
+    _run(main)
