@@ -45,6 +45,7 @@ from mpp_claude.client._wire import default_transport
 from mpp_claude.client.ledger import Ledger
 from mpp_claude.devnet import Devnet
 from mpp_claude.tempo import tip20
+from mpp_claude.tempo.rpc import hex_int
 
 HERE = Path(__file__).resolve().parent
 N_UNPAID = 3000
@@ -388,8 +389,10 @@ def main() -> int:
     try:
         keys = [bytes(net.new_funded_account(500 * 10**6).key) for _ in range(7)]
         with server(net) as url, tempfile.TemporaryDirectory() as tmp:
+            first_block = hex_int(net.rpc.call("eth_blockNumber"))
             sync_ms, httpcore_ms, bare_ms, own = sync_pair(url, (keys[0], keys[1], keys[5]), net.rpc_url,
                                                            Path(tmp) / "a.db")
+            blocks = (first_block, hex_int(net.rpc.call("eth_blockNumber")))
             steps, wrapped_own = breakdown(url, keys[4], net.rpc_url, Path(tmp) / "c.db")
             async_ms, async_httpcore_ms, peer_ms = async_pair(url, (keys[2], keys[3], keys[6]), net.rpc_url,
                                                               net.chain_id, Path(tmp) / "b.db")
@@ -399,6 +402,9 @@ def main() -> int:
     print(f"paid request median, n={N_PAID} each, same server, clients taking turns:")
     print(f"  MppClient {sync_ms:.2f} ms vs a bare payer (no policy, budgets or ledger) {bare_ms:.2f} ms "
           f"(ratio {sync_ms / bare_ms:.2f}); MppClient on httpx2.HTTPTransport {httpcore_ms:.2f} ms")
+    print(f"  (devnet blocks {blocks[0]}..{blocks[1]}: one per payment; anvil recomputes the whole state "
+          f"root for each block, and the state grows by ~3 storage slots per payment, so each payment "
+          f"costs anvil ~1 ms more per 100 blocks mined before it)")
     print(f"  AsyncMppClient {async_ms:.2f} ms vs the pympp client {peer_ms:.2f} ms: "
           f"{peer_ms / async_ms:.2f}x faster (goal >= 5x); AsyncMppClient on httpx2.AsyncHTTPTransport "
           f"{async_httpcore_ms:.2f} ms")
