@@ -15,11 +15,13 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
+import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache, partial
 from typing import Any, Protocol
 
@@ -37,10 +39,11 @@ from ..tempo import tip20
 from . import _telemetry
 from ._flow import Deliver, Headers, Pay, PaymentFlow, Resend
 from ._logical import Attempt, Logical, LogicalRequests, Ticket, fingerprint, model_of
+from .alerts import DEFAULT_THRESHOLDS, BudgetAlert, LowBalance, Marks, Threshold, low_floor, thresholds
 from .budget import BudgetScope, active_scopes, release_all, reserve_all
 from .ledger import AnyLedger, Entry
 from .payer import AsyncPayer, Payer, Signed
-from .policy import Policy, Target
+from .policy import Policy, Target, usd
 from .receipts import PaymentReceipt, Quote
 from .wallet import Wallet
 
@@ -72,11 +75,39 @@ class Hooks:
     ``on_challenge(quote)``: a 402 was answered with an allowed offer (before budgets).
     ``on_payment(quote, tx_hash)``: a credential was signed (the credential itself is a
     bearer secret and is never handed out).  ``on_receipt(receipt)``: a paid response arrived.
+
+    ``on_budget(alert)``: a payment's reservation took a budget (``max_per_client``,
+    ``max_per_day``, an active ``spending_limit`` scope) to a threshold of its cap
+    (``budget_thresholds``, default 50/80/95 %): one :class:`~mpp_claude.client.alerts.BudgetAlert`
+    per budget and payment, for the highest threshold reached; each threshold alerts once per
+    budget (a released reservation does not re-arm it; ``max_per_day`` re-arms as its 24 h window
+    rolls).  Called after every budget is reserved and before approval and signing (a payment
+    the approval callback then vetoes has alerted); each alert is also logged at INFO.
+
+    ``on_low_balance(low)``: after a payment the wallet's balance of the token, as the payer
+    tracks it (no extra RPC), is below ``low_balance_floor`` (base units as an ``int``, dollars as
+    a ``str``/``Decimal``; default ``None``: 10x that payment's amount).  Called once per crossing,
+    with one WARNING log line (logged even without a hook); again only after a payment left the
+    balance at or above the floor.
+
+    Raises:
+        ConfigError: a threshold outside ``(0, 1]``, a malformed ``low_balance_floor``.
     """
 
     on_challenge: Callable[[Quote], None] | None = None
     on_payment: Callable[[Quote, str | None], None] | None = None
     on_receipt: Callable[[PaymentReceipt], None] | None = None
+    on_budget: Callable[[BudgetAlert], None] | None = None
+    on_low_balance: Callable[[LowBalance], None] | None = None
+    budget_thresholds: Iterable[float] = DEFAULT_THRESHOLDS
+    low_balance_floor: int | str | Decimal | None = None
+    _thresholds: tuple[Threshold, ...] = field(init=False, repr=False, compare=False)
+    _floor: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.budget_thresholds = tuple(self.budget_thresholds)
+        self._thresholds = thresholds(self.budget_thresholds)
+        self._floor = None if self.low_balance_floor is None else usd(self.low_balance_floor)
 
 
 def _checked_reference(receipt: PaymentReceipt) -> str | None:
@@ -112,6 +143,9 @@ class Engine:
         self.owns_rpc = False
         self.lifetime = BudgetScope(policy.max_per_client, name="max_per_client")
         self.receipts: deque[PaymentReceipt] = deque(maxlen=10_000)
+        self._day_marks = Marks()  # max_per_day's alerted thresholds (alerts.py)
+        self._low: set[str] = set()  # tokens whose balance is below the low-balance floor
+        self._low_lock = threading.Lock()
         self._requests = LogicalRequests()
         self._pins: dict[str, str] = {}
 
@@ -262,7 +296,7 @@ class Engine:
             raise
         ticket = Ticket(quote, scopes, model=model_of(att.body))
         try:
-            ticket.ledger_id = self.ledger.reserve(
+            ticket.ledger_id, day = self.ledger.reserve_counted(
                 Entry(self.wallet.address, pay.offer.amount, pay.offer.currency, pay.offer.chain_id,
                       pay.offer.recipient, quote.origin, quote.path, ticket.model, att.idempotency_key,
                       pay.challenge.id),
@@ -272,7 +306,51 @@ class Engine:
             release_all(scopes, pay.offer.amount)
             log.info("not paying %s%s: %s", quote.origin, quote.path, exc)
             raise
+        if self.hooks.on_budget is not None:
+            try:
+                self._budget_alerts(quote, scopes, day)
+            except BaseException:  # only a BaseException gets past _safe_hook: nothing was signed
+                self._abort(ticket, "interrupted in the on_budget hook")
+                raise
         return ticket
+
+    def _budget_alerts(self, quote: Quote, scopes: tuple[BudgetScope, ...], day: int | None) -> None:
+        """Call ``on_budget`` for each budget this reservation took to a new threshold (alerts.py)."""
+        table = self.hooks._thresholds
+        for scope in scopes:
+            b = scope.budget  # one snapshot: limit and what it counts now, this reservation included
+            if b.limit is not None:
+                self._alert(quote, b.name, b.limit, b.spent, scope.alerts.advance(table, b.limit, b.spent))
+        cap = self.policy.max_per_day
+        if cap is not None and day is not None:
+            self._day_marks.rearm(table, cap, day - quote.amount)
+            self._alert(quote, "max_per_day", cap, day, self._day_marks.advance(table, cap, day))
+
+    def _alert(self, quote: Quote, name: str, cap: int, used: int, threshold: float | None) -> None:
+        if threshold is None:
+            return
+        alert = BudgetAlert(name, cap, used, threshold, quote.origin, quote.path, quote.amount,
+                            quote.currency, quote.symbol, quote.decimals)
+        log.info("mpp_claude %s", alert)
+        _safe_hook("on_budget", self.hooks.on_budget, alert)
+
+    def _balance_left(self, quote: Quote, balance: int) -> None:
+        """The wallet's tracked balance after a payment: warn (and call ``on_low_balance``) once
+        per drop below the floor, re-armed by a payment that leaves it at or above the floor."""
+        floor = low_floor(self.hooks._floor, quote.amount)
+        token = quote.currency
+        if balance >= floor:
+            if self._low:
+                with self._low_lock:
+                    self._low.discard(token)
+            return
+        with self._low_lock:
+            if token in self._low:
+                return
+            self._low.add(token)
+        low = LowBalance(token, quote.symbol, balance, quote.amount, floor, quote.decimals)
+        log.warning("mpp_claude low balance: %s", low)
+        _safe_hook("on_low_balance", self.hooks.on_low_balance, low)
 
     def _needs_approval(self, quote: Quote) -> bool:
         return self.approve is not None and (self.approve_above is None or quote.amount > self.approve_above)
@@ -282,6 +360,7 @@ class Engine:
         release_all(ticket.scopes, ticket.quote.amount)
         if ticket.ledger_id is not None:
             self.ledger.release(ticket.ledger_id, error=why, now=time.time())
+            self._day_marks.give_back(ticket.quote.amount)
 
     def _hold(self, ticket: Ticket, exc: PaymentOutcomeUnknown) -> None:
         """Money may have moved: keep every reservation; the ledger row waits for reconcile()."""
@@ -296,6 +375,8 @@ class Engine:
         resend = att.flow.on_credential(signed.header, signed.value)
         self._register(att, ticket, resend)
         _safe_hook("on_payment", self.hooks.on_payment, ticket.quote, signed.tx_hash)
+        if signed.balance is not None:
+            self._balance_left(ticket.quote, signed.balance)
         return resend
 
     def _denied(self, ticket: Ticket) -> ApprovalDenied:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..errors import BudgetExceeded
+from .alerts import Marks
 from .policy import usd
 
 #: Reservations (and releases, negative) a :class:`Budget` remembers in ``history``, newest last.
@@ -78,6 +79,9 @@ class BudgetScope:
         self._lock = threading.Lock()
         self._budget = Budget(name, None if limit is None else usd(limit))
         self._token: contextvars.Token[tuple[BudgetScope, ...]] | None = None
+        #: the thresholds this scope already alerted (``Hooks.on_budget``; alerts.py): each once,
+        #: whichever client pays from the scope, and a release does not re-arm one
+        self.alerts = Marks()
 
     @property
     def budget(self) -> Budget:

@@ -338,6 +338,20 @@ class Ledger:
             BudgetExceeded: ``max_per_day`` (rolling 24 h sum, counting reserved, signed, settled
                 and unknown rows) or ``max_per_minute`` (payment count in the last 60 s).
         """
+        return self.reserve_counted(entry, now=now, max_per_day=max_per_day, max_per_minute=max_per_minute,
+                                    status=status, reference=reference)[0]
+
+    def reserve_counted(self, entry: Entry, *, now: float, max_per_day: int | None,
+                        max_per_minute: int | None, status: str = "reserved",
+                        reference: str | None = None) -> tuple[int, int | None]:
+        """:meth:`reserve`, also returning what ``max_per_day`` counts with this row.
+
+        Returns:
+            ``(row id, 24 h sum including entry.amount)``, read inside the reservation's own
+            transaction (no second read); the sum is ``None`` when ``max_per_day`` is ``None``.
+        Raises:
+            BudgetExceeded: as :meth:`reserve`.
+        """
         status = _initial(status)
         wallet, minute, first = entry.wallet, _minute(now), _minute(now - DAY)
         pin = (wallet, entry.origin)
@@ -370,7 +384,7 @@ class Ledger:
             self._wrote()
             self._pins_known.add(pin)
             self._pruned[wallet] = minute
-            return int(cur.lastrowid or 0)
+            return int(cur.lastrowid or 0), None if max_per_day is None else int(day) + entry.amount
 
     def mark_signed(self, row_id: int, *, tx_hash: str | None, valid_before: int | None, now: float) -> None:
         """The credential exists: money can move from here on."""
@@ -542,6 +556,14 @@ class MemoryLedger:
 
     def reserve(self, entry: Entry, *, now: float, max_per_day: int | None,
                 max_per_minute: int | None, status: str = "reserved", reference: str | None = None) -> int:
+        return self.reserve_counted(entry, now=now, max_per_day=max_per_day, max_per_minute=max_per_minute,
+                                    status=status, reference=reference)[0]
+
+    def reserve_counted(self, entry: Entry, *, now: float, max_per_day: int | None,
+                        max_per_minute: int | None, status: str = "reserved",
+                        reference: str | None = None) -> tuple[int, int | None]:
+        """See :meth:`Ledger.reserve_counted`."""
+        day = 0
         with self._lock:
             if max_per_day is not None:
                 day = sum(r["amount"] for r in self._counted(entry.wallet, now - DAY))
@@ -558,7 +580,7 @@ class MemoryLedger:
                    "error": None}
             self._rows.append(row)
             self._pins.setdefault((entry.wallet, entry.origin), entry.payee.lower())
-            return int(row["id"])
+            return int(row["id"]), None if max_per_day is None else day + entry.amount
 
     def _update(self, row_id: int, now: float, **fields: Any) -> None:
         with self._lock:

@@ -31,18 +31,23 @@ BALANCE_TTL = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Signed:
-    """A credential ready to send, and what the ledger keeps about it (never the credential)."""
+    """A credential ready to send, and what the ledger keeps about it (never the credential).
+
+    ``balance``: the wallet's balance of the paid token after this payment as the payer tracks it
+    (``None``: not known), for the low-balance observer (``alerts.py``).
+    """
 
     header: str
     value: str
     tx_hash: str | None
     valid_before: int | None
+    balance: int | None = None
 
 
-def _signed(challenge: Challenge, cc: ChargeCredential) -> Signed:
+def _signed(challenge: Challenge, cc: ChargeCredential, balance: int | None) -> Signed:
     valid_before = cc.signed.tx.valid_before if cc.signed is not None else None
     return Signed(challenge.header or "Authorization", format_payment(challenge, cc.payload, cc.source),
-                  cc.tx_hash, valid_before)
+                  cc.tx_hash, valid_before, balance)
 
 
 def _expires(challenge: Challenge) -> int | None:
@@ -70,11 +75,15 @@ class _Balances:
         with self._lock:
             self._known[token] = (value, now)
 
-    def debit(self, token: str, amount: int) -> None:
+    def debit(self, token: str, amount: int) -> int | None:
+        """Take a signed payment off the known balance; returns the balance left (``None``: unknown)."""
         with self._lock:
             got = self._known.get(token)
-            if got is not None:
-                self._known[token] = (got[0] - amount, got[1])
+            if got is None:
+                return None
+            left = got[0] - amount
+            self._known[token] = (left, got[1])
+            return left
 
 
 def _check_funds(token: str, needed: int, available: int) -> None:
@@ -123,8 +132,7 @@ class Payer:
             _check_funds(charge.currency, charge.amount, value)
         cc = self._charge.credential(charge, challenge_id=challenge.id, realm=challenge.realm,
                                      expires=_expires(challenge), mode=self.mode)
-        self._balances.debit(charge.currency, charge.amount)
-        return _signed(challenge, cc)
+        return _signed(challenge, cc, self._balances.debit(charge.currency, charge.amount))
 
     def tx_status(self, tx_hash: str) -> bool | None:
         """``True`` mined and succeeded, ``False`` mined and reverted, ``None`` not mined."""
@@ -156,8 +164,7 @@ class AsyncPayer:
             _check_funds(charge.currency, charge.amount, value)
         cc = await self._charge.credential(charge, challenge_id=challenge.id, realm=challenge.realm,
                                            expires=_expires(challenge), mode=self.mode)
-        self._balances.debit(charge.currency, charge.amount)
-        return _signed(challenge, cc)
+        return _signed(challenge, cc, self._balances.debit(charge.currency, charge.amount))
 
     async def tx_status(self, tx_hash: str) -> bool | None:
         rec = await self.rpc.receipt(tx_hash)

@@ -1,0 +1,179 @@
+"""Observer values for budgets nearing their caps and a wallet running low, and the pure rules for them.
+
+Pure: no clock, no I/O, no logging; ``_engine.py`` calls these after a budget was reserved (budget
+alerts) and after a credential was signed (low balance), and hands the values to ``Hooks``.
+
+Budget alerts (``Hooks(on_budget=...)``, agent-payments-ux.md §4.2): after a payment's
+reservation, each budget whose usage reached a threshold it had not alerted yet gives one
+:class:`BudgetAlert`, for the *highest* threshold reached (a payment that takes a budget from 40 %
+to 90 % alerts once, at 0.8).  A budget alerts each threshold at most once: giving a reservation
+back (a payment that provably did not happen) does not re-arm it, so paying again across the same
+threshold does not repeat the alert.  The rolling ``max_per_day`` re-arms a threshold once its
+24 h sum, as the ledger reads it at a later reservation, fell back below that threshold through
+time alone (the amounts this client gave back since are added back first).
+
+Low balance (``Hooks(on_low_balance=...)``, §4.7): the wallet's token balance the payer tracks,
+after a payment, below a floor (``Hooks(low_balance_floor=...)``, default 10x that payment).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+
+from ..errors import ConfigError
+from .receipts import display
+
+#: The fractions of a budget at which ``Hooks.on_budget`` is called by default.
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.8, 0.95)
+
+#: The default low-balance floor, in payments: the balance after a payment is "low" below this many
+#: times that payment's amount.
+LOW_BALANCE_PAYMENTS = 10
+
+Threshold = tuple[float, int, int]
+"""A threshold as given (``0.8``) and as an exact fraction ``(numerator, denominator)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAlert:
+    """A budget's usage reached ``threshold`` of its cap with the payment described here.
+
+    Attributes:
+        limit: the budget's name, as ``BudgetExceeded.limit`` names it: ``"max_per_client"``,
+            ``"max_per_day"``, or a scope's name (``spending_limit(..., name=...)``).
+        cap: the budget's limit, base units.
+        used: what it counts after this payment's reservation, base units (the 24 h sum for
+            ``max_per_day``).
+        threshold: the highest threshold reached and not alerted before (e.g. ``0.8``).
+        origin, path: where the payment that reached it goes.
+        amount, currency, symbol, decimals: that payment (base units of ``currency``).
+    """
+
+    limit: str
+    cap: int
+    used: int
+    threshold: float
+    origin: str
+    path: str
+    amount: int
+    currency: str
+    symbol: str
+    decimals: int
+
+    @property
+    def fraction(self) -> float:
+        """``used / cap`` (may exceed ``threshold``)."""
+        return self.used / self.cap
+
+    def __str__(self) -> str:
+        return (f"budget {self.limit} at {self.fraction:.0%} (threshold {self.threshold:.0%}): "
+                f"{display(self.used, self.decimals)} of {display(self.cap, self.decimals)} {self.symbol} "
+                f"used after paying {display(self.amount, self.decimals)} for {self.origin}{self.path}")
+
+
+@dataclass(frozen=True, slots=True)
+class LowBalance:
+    """The wallet's balance of ``token`` after a payment is below ``floor``.
+
+    Attributes:
+        token: the token's address; ``symbol`` its symbol (``"units"`` when unknown).
+        balance: the balance after the payment, base units: the payer's locally tracked value
+            (read from the chain at most ``payer.BALANCE_TTL`` seconds before, then debited by
+            each payment; the fee, when paid in another token or by a fee payer, is not counted).
+        amount: the payment that took it below.
+        floor: the floor it is below, base units.
+        decimals: the token's decimals.
+    """
+
+    token: str
+    symbol: str
+    balance: int
+    amount: int
+    floor: int
+    decimals: int
+
+    def __str__(self) -> str:
+        return (f"wallet balance {display(self.balance, self.decimals)} {self.symbol} is below "
+                f"{display(self.floor, self.decimals)} after paying {display(self.amount, self.decimals)} "
+                f"(token {self.token})")
+
+
+def thresholds(values: Iterable[float]) -> tuple[Threshold, ...]:
+    """Validated thresholds, ascending, without duplicates.
+
+    Args:
+        values: fractions of a budget, each ``0 < t <= 1`` (``0.8`` = 80 %).
+    Returns:
+        ``(t, numerator, denominator)`` per threshold, the fraction exact from ``t``'s shortest
+        decimal form (``0.95`` is 19/20), so a budget reaches it at an exact base unit.
+    Raises:
+        ConfigError: a value that is not a number, or outside ``(0, 1]``.
+    """
+    out: dict[float, Threshold] = {}
+    for t in values:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
+            raise ConfigError(f"budget thresholds must be numbers with 0 < t <= 1, got {t!r}")
+        exact = Fraction(repr(float(t)))
+        out[float(t)] = (float(t), exact.numerator, exact.denominator)
+    return tuple(out[t] for t in sorted(out))
+
+
+def highest_reached(table: tuple[Threshold, ...], cap: int, used: int) -> int:
+    """How many thresholds of ``table`` ``used`` reached (``used >= t * cap``); 0 for none."""
+    n = 0
+    for _, num, den in table:
+        if used * den < num * cap:
+            break
+        n += 1
+    return n
+
+
+class Marks:
+    """How many thresholds one budget already alerted (its high-water mark), thread-safe."""
+
+    __slots__ = ("_lock", "given_back", "reached")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reached = 0
+        self.given_back = 0
+
+    def advance(self, table: tuple[Threshold, ...], cap: int, used: int) -> float | None:
+        """The threshold to alert now that the budget counts ``used`` of ``cap``, or ``None``.
+
+        Raises the mark to every threshold ``used`` reached, so each alerts once (threads that
+        reserve together never alert the same threshold twice).
+        """
+        if cap <= 0:
+            return None
+        n = highest_reached(table, cap, used)
+        with self._lock:
+            if n <= self.reached:
+                return None
+            self.reached = n
+        return table[n - 1][0]
+
+    def rearm(self, table: tuple[Threshold, ...], cap: int, before: int) -> None:
+        """A rolling budget counted ``before`` ahead of this payment: thresholds that sum no longer
+        reaches, counting what was given back since (:meth:`give_back`), alert again."""
+        with self._lock:
+            if self.reached and cap > 0:
+                n = highest_reached(table, cap, before + self.given_back)
+                if n < self.reached:
+                    self.reached = n
+                    if n == 0:
+                        self.given_back = 0
+
+    def give_back(self, amount: int) -> None:
+        """A reservation this budget counted was released (not paid): it does not re-arm."""
+        with self._lock:
+            if self.reached:
+                self.given_back += amount
+
+
+def low_floor(floor: int | None, amount: int) -> int:
+    """The balance below which a payment of ``amount`` leaves the wallet low."""
+    return LOW_BALANCE_PAYMENTS * amount if floor is None else floor
