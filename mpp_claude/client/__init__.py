@@ -9,6 +9,7 @@ Public surface (everything else in this package is private)::
     spending_limit                     ``with spending_limit("0.20"):`` for any client
     Ledger, MemoryLedger               the spend ledger (SQLite / in memory)
     Hooks, Quote, PaymentReceipt       observers, prices, receipts; receipt_of(response)
+    BudgetAlert, LowBalance            what Hooks(on_budget=..., on_low_balance=...) receive
     openai_client, async_openai_client convenience constructors
     spend_report                       the ``mpp-claude spend`` report
     SessionPolicy, session_receipt_of  the session intent (payment channels), opt-in
@@ -23,6 +24,7 @@ from ._engine import Hooks
 from ._httpx2 import AsyncMppClient, AsyncMppTransport, MppClient, MppTransport
 from ._openai import async_openai_client, openai_client
 from ._session_reclaim import ReclaimStatus
+from .alerts import BudgetAlert, LowBalance
 from .budget import Budget, BudgetScope, spending_limit
 from .ledger import Ledger, MemoryLedger
 from .policy import UNSAFE_SWITCHES, Policy, UnsafePolicyWarning
@@ -36,9 +38,11 @@ __all__ = [
     "AsyncMppClient",
     "AsyncMppTransport",
     "Budget",
+    "BudgetAlert",
     "BudgetScope",
     "Hooks",
     "Ledger",
+    "LowBalance",
     "MemoryLedger",
     "MppClient",
     "MppTransport",
