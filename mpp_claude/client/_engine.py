@@ -15,7 +15,6 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -39,7 +38,7 @@ from ..tempo import tip20
 from . import _telemetry
 from ._flow import Deliver, Headers, Pay, PaymentFlow, Resend
 from ._logical import Attempt, Logical, LogicalRequests, Ticket, fingerprint, model_of
-from .alerts import DEFAULT_THRESHOLDS, BudgetAlert, LowBalance, Marks, Threshold, low_floor, thresholds
+from .alerts import DEFAULT_THRESHOLDS, BudgetAlert, LowBalance, Threshold, Watch, thresholds
 from .budget import BudgetScope, active_scopes, release_all, reserve_all
 from .ledger import AnyLedger, Entry
 from .payer import AsyncPayer, Payer, Signed
@@ -143,9 +142,7 @@ class Engine:
         self.owns_rpc = False
         self.lifetime = BudgetScope(policy.max_per_client, name="max_per_client")
         self.receipts: deque[PaymentReceipt] = deque(maxlen=10_000)
-        self._day_marks = Marks()  # max_per_day's alerted thresholds (alerts.py)
-        self._low: set[str] = set()  # tokens whose balance is below the low-balance floor
-        self._low_lock = threading.Lock()
+        self._watch = Watch()  # what the budget and low-balance observers remember (alerts.py)
         self._requests = LogicalRequests()
         self._pins: dict[str, str] = {}
 
@@ -315,42 +312,18 @@ class Engine:
         return ticket
 
     def _budget_alerts(self, quote: Quote, scopes: tuple[BudgetScope, ...], day: int | None) -> None:
-        """Call ``on_budget`` for each budget this reservation took to a new threshold (alerts.py)."""
-        table = self.hooks._thresholds
-        for scope in scopes:
-            b = scope.budget  # one snapshot: limit and what it counts now, this reservation included
-            if b.limit is not None:
-                self._alert(quote, b.name, b.limit, b.spent, scope.alerts.advance(table, b.limit, b.spent))
-        cap = self.policy.max_per_day
-        if cap is not None and day is not None:
-            self._day_marks.rearm(table, cap, day - quote.amount)
-            self._alert(quote, "max_per_day", cap, day, self._day_marks.advance(table, cap, day))
-
-    def _alert(self, quote: Quote, name: str, cap: int, used: int, threshold: float | None) -> None:
-        if threshold is None:
-            return
-        alert = BudgetAlert(name, cap, used, threshold, quote.origin, quote.path, quote.amount,
-                            quote.currency, quote.symbol, quote.decimals)
-        log.info("mpp_claude %s", alert)
-        _safe_hook("on_budget", self.hooks.on_budget, alert)
+        """Log and hand ``on_budget`` each threshold this reservation reached (alerts.py)."""
+        for alert in self._watch.budgets(self.hooks._thresholds, quote, scopes, self.policy.max_per_day, day):
+            log.info("mpp_claude %s", alert)
+            _safe_hook("on_budget", self.hooks.on_budget, alert)
 
     def _balance_left(self, quote: Quote, balance: int) -> None:
-        """The wallet's tracked balance after a payment: warn (and call ``on_low_balance``) once
-        per drop below the floor, re-armed by a payment that leaves it at or above the floor."""
-        floor = low_floor(self.hooks._floor, quote.amount)
-        token = quote.currency
-        if balance >= floor:
-            if self._low:
-                with self._low_lock:
-                    self._low.discard(token)
-            return
-        with self._low_lock:
-            if token in self._low:
-                return
-            self._low.add(token)
-        low = LowBalance(token, quote.symbol, balance, quote.amount, floor, quote.decimals)
-        log.warning("mpp_claude low balance: %s", low)
-        _safe_hook("on_low_balance", self.hooks.on_low_balance, low)
+        """The wallet's tracked balance after a payment: warn and call ``on_low_balance`` once per
+        drop below the floor (alerts.py)."""
+        low = self._watch.balance(quote, balance, self.hooks._floor)
+        if low is not None:
+            log.warning("mpp_claude low balance: %s", low)
+            _safe_hook("on_low_balance", self.hooks.on_low_balance, low)
 
     def _needs_approval(self, quote: Quote) -> bool:
         return self.approve is not None and (self.approve_above is None or quote.amount > self.approve_above)
@@ -360,7 +333,7 @@ class Engine:
         release_all(ticket.scopes, ticket.quote.amount)
         if ticket.ledger_id is not None:
             self.ledger.release(ticket.ledger_id, error=why, now=time.time())
-            self._day_marks.give_back(ticket.quote.amount)
+            self._watch.day.give_back(ticket.quote.amount)
 
     def _hold(self, ticket: Ticket, exc: PaymentOutcomeUnknown) -> None:
         """Money may have moved: keep every reservation; the ledger row waits for reconcile()."""

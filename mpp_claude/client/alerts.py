@@ -22,9 +22,13 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from .receipts import display
+from .receipts import Quote, display
+
+if TYPE_CHECKING:  # budget.py imports Marks from here
+    from .budget import BudgetScope
 
 #: The fractions of a budget at which ``Hooks.on_budget`` is called by default.
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.8, 0.95)
@@ -177,3 +181,61 @@ class Marks:
 def low_floor(floor: int | None, amount: int) -> int:
     """The balance below which a payment of ``amount`` leaves the wallet low."""
     return LOW_BALANCE_PAYMENTS * amount if floor is None else floor
+
+
+class Watch:
+    """What one client's observers remember: ``max_per_day``'s marks (a scope keeps its own in
+    ``BudgetScope.alerts``) and the tokens whose balance is below the floor.  Thread-safe."""
+
+    __slots__ = ("_lock", "day", "low")
+
+    def __init__(self) -> None:
+        self.day = Marks()
+        self.low: set[str] = set()
+        self._lock = threading.Lock()
+
+    def budgets(self, table: tuple[Threshold, ...], quote: Quote, scopes: tuple[BudgetScope, ...],
+                day_cap: int | None, day: int | None) -> list[BudgetAlert]:
+        """The alerts of a reservation of ``quote.amount`` just made in ``scopes`` and the ledger.
+
+        Args:
+            table: the thresholds (:func:`thresholds`).
+            quote: the payment reserved.
+            scopes: the scoped budgets and the lifetime one it was reserved in, as reserved.
+            day_cap: ``max_per_day`` (``None``: unlimited); ``day``: its 24 h sum with this payment.
+        Returns:
+            one alert per budget that reached a threshold not alerted before, in ``scopes`` order,
+            ``max_per_day`` last.
+        """
+        out: list[BudgetAlert] = []
+        for scope in scopes:
+            b = scope.budget  # one snapshot: limit and what it counts now, this reservation included
+            if b.limit is not None:
+                self._add(out, quote, b.name, b.limit, b.spent, scope.alerts.advance(table, b.limit, b.spent))
+        if day_cap is not None and day is not None:
+            self.day.rearm(table, day_cap, day - quote.amount)
+            self._add(out, quote, "max_per_day", day_cap, day, self.day.advance(table, day_cap, day))
+        return out
+
+    @staticmethod
+    def _add(out: list[BudgetAlert], quote: Quote, name: str, cap: int, used: int,
+             threshold: float | None) -> None:
+        if threshold is not None:
+            out.append(BudgetAlert(name, cap, used, threshold, quote.origin, quote.path, quote.amount,
+                                   quote.currency, quote.symbol, quote.decimals))
+
+    def balance(self, quote: Quote, balance: int, floor: int | None) -> LowBalance | None:
+        """The low-balance report for ``balance`` left after paying ``quote``, once per drop below
+        the floor (:func:`low_floor`); a payment that leaves it at or above the floor re-arms it."""
+        limit = low_floor(floor, quote.amount)
+        token = quote.currency
+        if balance >= limit:
+            if self.low:
+                with self._lock:
+                    self.low.discard(token)
+            return None
+        with self._lock:
+            if token in self.low:
+                return None
+            self.low.add(token)
+        return LowBalance(token, quote.symbol, balance, quote.amount, limit, quote.decimals)
