@@ -19,10 +19,11 @@ from typing import Any
 
 import httpx
 
-from .client._engine import EXT_FIRST_ORIGIN, Approve, AsyncEngine, Hooks, SyncEngine
+from .client._engine import EXT_FIRST_ORIGIN, Approve, AsyncEngine, SyncEngine
 from .client._httpx2 import _async_engine, _sync_engine
 from .client._setup import LedgerArg, PaymentsMixin, first_origin, reconcile_async, reconcile_sync
 from .client._shell import handle_async, handle_sync
+from .client.hooks import Hooks
 from .client.payer import AsyncPayer, Payer
 from .client.policy import Policy
 from .client.wallet import Wallet

@@ -20,12 +20,12 @@ The legacy ``httpx`` twins are in :mod:`mpp_claude.httpx`.
 
 from __future__ import annotations
 
-from ._engine import Hooks
 from ._httpx2 import AsyncMppClient, AsyncMppTransport, MppClient, MppTransport
 from ._openai import async_openai_client, openai_client
 from ._session_reclaim import ReclaimStatus
 from .alerts import BudgetAlert, LowBalance
 from .budget import Budget, BudgetScope, spending_limit
+from .hooks import Hooks
 from .ledger import Ledger, MemoryLedger
 from .policy import UNSAFE_SWITCHES, Policy, UnsafePolicyWarning
 from .receipts import PaymentReceipt, Quote, receipt_of

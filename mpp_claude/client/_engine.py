@@ -17,10 +17,8 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import lru_cache, partial
 from typing import Any, Protocol
 
@@ -38,11 +36,12 @@ from ..tempo import tip20
 from . import _telemetry
 from ._flow import Deliver, Headers, Pay, PaymentFlow, Resend
 from ._logical import Attempt, Logical, LogicalRequests, Ticket, fingerprint, model_of
-from .alerts import DEFAULT_THRESHOLDS, BudgetAlert, LowBalance, Threshold, Watch, thresholds
+from .alerts import Watch
 from .budget import BudgetScope, active_scopes, release_all, reserve_all
+from .hooks import Hooks, safe_hook
 from .ledger import AnyLedger, Entry
 from .payer import AsyncPayer, Payer, Signed
-from .policy import Policy, Target, usd
+from .policy import Policy, Target
 from .receipts import PaymentReceipt, Quote
 from .wallet import Wallet
 
@@ -67,48 +66,6 @@ class HeaderLookup(Protocol):
     def get(self, key: str, default: Any = None) -> Any: ...
 
 
-@dataclass
-class Hooks:
-    """Observer callbacks (exceptions they raise are logged, never change a payment).
-
-    ``on_challenge(quote)``: a 402 was answered with an allowed offer (before budgets).
-    ``on_payment(quote, tx_hash)``: a credential was signed (the credential itself is a
-    bearer secret and is never handed out).  ``on_receipt(receipt)``: a paid response arrived.
-
-    ``on_budget(alert)``: a payment's reservation took a budget (``max_per_client``,
-    ``max_per_day``, an active ``spending_limit`` scope) to a threshold of its cap
-    (``budget_thresholds``, default 50/80/95 %): one :class:`~mpp_claude.client.alerts.BudgetAlert`
-    per budget and payment, for the highest threshold reached; each threshold alerts once per
-    budget (a released reservation does not re-arm it; ``max_per_day`` re-arms as its 24 h window
-    rolls).  Called after every budget is reserved and before approval and signing (a payment
-    the approval callback then vetoes has alerted); each alert is also logged at INFO.
-
-    ``on_low_balance(low)``: after a payment the wallet's balance of the token, as the payer
-    tracks it (no extra RPC), is below ``low_balance_floor`` (base units as an ``int``, dollars as
-    a ``str``/``Decimal``; default ``None``: 10x that payment's amount).  Called once per crossing,
-    with one WARNING log line (logged even without a hook); again only after a payment left the
-    balance at or above the floor.
-
-    Raises:
-        ConfigError: a threshold outside ``(0, 1]``, a malformed ``low_balance_floor``.
-    """
-
-    on_challenge: Callable[[Quote], None] | None = None
-    on_payment: Callable[[Quote, str | None], None] | None = None
-    on_receipt: Callable[[PaymentReceipt], None] | None = None
-    on_budget: Callable[[BudgetAlert], None] | None = None
-    on_low_balance: Callable[[LowBalance], None] | None = None
-    budget_thresholds: Iterable[float] = DEFAULT_THRESHOLDS
-    low_balance_floor: int | str | Decimal | None = None
-    _thresholds: tuple[Threshold, ...] = field(init=False, repr=False, compare=False)
-    _floor: int | None = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self.budget_thresholds = tuple(self.budget_thresholds)
-        self._thresholds = thresholds(self.budget_thresholds)
-        self._floor = None if self.low_balance_floor is None else usd(self.low_balance_floor)
-
-
 def _checked_reference(receipt: PaymentReceipt) -> str | None:
     """The reference the ledger records for a paid response (its receipt is parsed here, when the
     deferred write is applied); a missing or malformed receipt is logged."""
@@ -116,15 +73,6 @@ def _checked_reference(receipt: PaymentReceipt) -> str | None:
         log.warning("paid response from %s%s carried no valid Payment-Receipt (%s); keeping tx %s",
                     receipt.origin, receipt.path, receipt.receipt_error, receipt.tx_hash)
     return receipt.reference
-
-
-def _safe_hook(name: str, fn: Callable[..., None] | None, *args: Any) -> None:
-    if fn is None:
-        return
-    try:
-        fn(*args)
-    except Exception:  # observers must not change whether money moves
-        log.exception("mpp_claude hook %s raised; ignored", name)
 
 
 class Engine:
@@ -245,7 +193,7 @@ class Engine:
             if log.isEnabledFor(logging.INFO):
                 log.info("paid %s %s to %s for %s%s (tx %s)", q.display_amount, q.symbol, q.payee, q.origin,
                          q.path, receipt.reference)
-            _safe_hook("on_receipt", self.hooks.on_receipt, receipt)
+            safe_hook("on_receipt", self.hooks.on_receipt, receipt)
         return receipt
 
     def _lost(self, att: Attempt) -> Resend | None:
@@ -283,7 +231,7 @@ class Engine:
         """Dry-run check, then every budget reserved (scopes, lifetime, ledger), all or nothing."""
         scopes = (*active_scopes(), self.lifetime)
         quote = self._quote(att, pay, scopes)
-        _safe_hook("on_challenge", self.hooks.on_challenge, quote)
+        safe_hook("on_challenge", self.hooks.on_challenge, quote)
         if self.dry_run or _DRY_RUN.get():
             raise PaymentQuoted(f"dry run: {quote}", quote=quote)
         try:
@@ -293,7 +241,7 @@ class Engine:
             raise
         ticket = Ticket(quote, scopes, model=model_of(att.body))
         try:
-            ticket.ledger_id, day = self.ledger.reserve_counted(
+            ticket.ledger_id, ticket.day = self.ledger.reserve_counted(
                 Entry(self.wallet.address, pay.offer.amount, pay.offer.currency, pay.offer.chain_id,
                       pay.offer.recipient, quote.origin, quote.path, ticket.model, att.idempotency_key,
                       pay.challenge.id),
@@ -303,19 +251,13 @@ class Engine:
             release_all(scopes, pay.offer.amount)
             log.info("not paying %s%s: %s", quote.origin, quote.path, exc)
             raise
-        if self.hooks.on_budget is not None:
-            try:
-                self._budget_alerts(quote, scopes, day)
-            except BaseException:  # only a BaseException gets past _safe_hook: nothing was signed
-                self._abort(ticket, "interrupted in the on_budget hook")
-                raise
         return ticket
 
     def _budget_alerts(self, quote: Quote, scopes: tuple[BudgetScope, ...], day: int | None) -> None:
         """Log and hand ``on_budget`` each threshold this reservation reached (alerts.py)."""
         for alert in self._watch.budgets(self.hooks._thresholds, quote, scopes, self.policy.max_per_day, day):
             log.info("mpp_claude %s", alert)
-            _safe_hook("on_budget", self.hooks.on_budget, alert)
+            safe_hook("on_budget", self.hooks.on_budget, alert)
 
     def _balance_left(self, quote: Quote, balance: int) -> None:
         """The wallet's tracked balance after a payment: warn and call ``on_low_balance`` once per
@@ -323,7 +265,7 @@ class Engine:
         low = self._watch.balance(quote, balance, self.hooks._floor)
         if low is not None:
             log.warning("mpp_claude low balance: %s", low)
-            _safe_hook("on_low_balance", self.hooks.on_low_balance, low)
+            safe_hook("on_low_balance", self.hooks.on_low_balance, low)
 
     def _needs_approval(self, quote: Quote) -> bool:
         return self.approve is not None and (self.approve_above is None or quote.amount > self.approve_above)
@@ -333,7 +275,6 @@ class Engine:
         release_all(ticket.scopes, ticket.quote.amount)
         if ticket.ledger_id is not None:
             self.ledger.release(ticket.ledger_id, error=why, now=time.time())
-            self._watch.day.give_back(ticket.quote.amount)
 
     def _hold(self, ticket: Ticket, exc: PaymentOutcomeUnknown) -> None:
         """Money may have moved: keep every reservation; the ledger row waits for reconcile()."""
@@ -347,7 +288,9 @@ class Engine:
         ticket.signed = signed
         resend = att.flow.on_credential(signed.header, signed.value)
         self._register(att, ticket, resend)
-        _safe_hook("on_payment", self.hooks.on_payment, ticket.quote, signed.tx_hash)
+        safe_hook("on_payment", self.hooks.on_payment, ticket.quote, signed.tx_hash)
+        if self.hooks.on_budget is not None:
+            self._budget_alerts(ticket.quote, ticket.scopes, ticket.day)
         if signed.balance is not None:
             self._balance_left(ticket.quote, signed.balance)
         return resend

@@ -15,12 +15,13 @@ import httpx2
 
 from ..tempo.rpc import AsyncRpcClient, RpcClient
 from ._awire import default_async_transport
-from ._engine import EXT_FIRST_ORIGIN, Approve, AsyncEngine, Hooks, SyncEngine
+from ._engine import EXT_FIRST_ORIGIN, Approve, AsyncEngine, SyncEngine
 from ._session_reclaim import ReclaimStatus
 from ._session_shell import attach_session
 from ._setup import LedgerArg, PaymentsMixin, first_origin, make_engine, reconcile_async, reconcile_sync
 from ._shell import handle_async, handle_sync
 from ._wire import default_transport
+from .hooks import Hooks
 from .payer import AsyncPayer, Payer
 from .policy import Policy
 from .session import SessionPolicy, SessionReceipt

@@ -38,6 +38,7 @@ class Ticket:
     signed: Signed | None = None
     model: str | None = None
     done: bool = False
+    day: int | None = None  # max_per_day's 24 h sum with this payment, as its reservation read it
 
 
 @dataclass

@@ -12,8 +12,9 @@ from typing import Any, Literal, TypeVar
 
 from ..errors import ConfigError, PaymentQuoted
 from ..tempo.rpc import AsyncRpcClient, RpcClient
-from ._engine import Approve, AsyncEngine, Engine, Hooks, SyncEngine, reset_dry_run, set_dry_run
+from ._engine import Approve, AsyncEngine, Engine, SyncEngine, reset_dry_run, set_dry_run
 from .budget import BudgetScope
+from .hooks import Hooks
 from .ledger import AnyLedger, Ledger, MemoryLedger, Row
 from .payer import AsyncPayer, Payer
 from .policy import Policy, normalize_origin, origin_of, usd

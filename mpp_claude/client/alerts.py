@@ -1,16 +1,15 @@
 """Observer values for budgets nearing their caps and a wallet running low, and the pure rules for them.
 
-Pure: no clock, no I/O, no logging; ``_engine.py`` calls these after a budget was reserved (budget
-alerts) and after a credential was signed (low balance), and hands the values to ``Hooks``.
+Pure: no clock, no I/O, no logging; ``_engine.py`` calls these once a payment's credential was
+signed and hands the values to ``Hooks``.
 
-Budget alerts (``Hooks(on_budget=...)``, agent-payments-ux.md §4.2): after a payment's
-reservation, each budget whose usage reached a threshold it had not alerted yet gives one
-:class:`BudgetAlert`, for the *highest* threshold reached (a payment that takes a budget from 40 %
-to 90 % alerts once, at 0.8).  A budget alerts each threshold at most once: giving a reservation
-back (a payment that provably did not happen) does not re-arm it, so paying again across the same
-threshold does not repeat the alert.  The rolling ``max_per_day`` re-arms a threshold once its
-24 h sum, as the ledger reads it at a later reservation, fell back below that threshold through
-time alone (the amounts this client gave back since are added back first).
+Budget alerts (``Hooks(on_budget=...)``, agent-payments-ux.md §4.2): once a payment is signed,
+each budget whose usage (as the payment's reservation counted it) reached a threshold it had not
+alerted yet gives one :class:`BudgetAlert`, for the *highest* threshold reached (a payment that
+takes a budget from 40 % to 90 % alerts once, at 0.8).  A budget alerts each threshold at most
+once; a payment that was never signed (vetoed, refused, given back) alerts nothing.  The rolling
+``max_per_day`` re-arms a threshold once its 24 h sum, as the ledger reads it at a later
+reservation, fell back below that threshold as the window moved on.
 
 Low balance (``Hooks(on_low_balance=...)``, §4.7): the wallet's token balance the payer tracks,
 after a payment, below a floor (``Hooks(low_balance_floor=...)``, default 10x that payment).
@@ -138,12 +137,11 @@ def highest_reached(table: tuple[Threshold, ...], cap: int, used: int) -> int:
 class Marks:
     """How many thresholds one budget already alerted (its high-water mark), thread-safe."""
 
-    __slots__ = ("_lock", "given_back", "reached")
+    __slots__ = ("_lock", "reached")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.reached = 0
-        self.given_back = 0
 
     def advance(self, table: tuple[Threshold, ...], cap: int, used: int) -> float | None:
         """The threshold to alert now that the budget counts ``used`` of ``cap``, or ``None``.
@@ -162,20 +160,10 @@ class Marks:
 
     def rearm(self, table: tuple[Threshold, ...], cap: int, before: int) -> None:
         """A rolling budget counted ``before`` ahead of this payment: thresholds that sum no longer
-        reaches, counting what was given back since (:meth:`give_back`), alert again."""
+        reaches (the window moved on) alert again."""
         with self._lock:
             if self.reached and cap > 0:
-                n = highest_reached(table, cap, before + self.given_back)
-                if n < self.reached:
-                    self.reached = n
-                    if n == 0:
-                        self.given_back = 0
-
-    def give_back(self, amount: int) -> None:
-        """A reservation this budget counted was released (not paid): it does not re-arm."""
-        with self._lock:
-            if self.reached:
-                self.given_back += amount
+                self.reached = min(self.reached, highest_reached(table, cap, before))
 
 
 def low_floor(floor: int | None, amount: int) -> int:
@@ -196,11 +184,11 @@ class Watch:
 
     def budgets(self, table: tuple[Threshold, ...], quote: Quote, scopes: tuple[BudgetScope, ...],
                 day_cap: int | None, day: int | None) -> list[BudgetAlert]:
-        """The alerts of a reservation of ``quote.amount`` just made in ``scopes`` and the ledger.
+        """The alerts of a payment of ``quote.amount`` just signed, reserved in ``scopes`` and the ledger.
 
         Args:
             table: the thresholds (:func:`thresholds`).
-            quote: the payment reserved.
+            quote: the payment signed.
             scopes: the scoped budgets and the lifetime one it was reserved in, as reserved.
             day_cap: ``max_per_day`` (``None``: unlimited); ``day``: its 24 h sum with this payment.
         Returns:
@@ -209,7 +197,7 @@ class Watch:
         """
         out: list[BudgetAlert] = []
         for scope in scopes:
-            b = scope.budget  # one snapshot: limit and what it counts now, this reservation included
+            b = scope.budget  # one snapshot: limit and what it counts now, this payment included
             if b.limit is not None:
                 self._add(out, quote, b.name, b.limit, b.spent, scope.alerts.advance(table, b.limit, b.spent))
         if day_cap is not None and day is not None:
