@@ -36,7 +36,7 @@ from ..tempo import tip20
 from . import _telemetry
 from ._flow import Deliver, Headers, Pay, PaymentFlow, Resend
 from ._logical import Attempt, Logical, LogicalRequests, Ticket, fingerprint, model_of
-from .alerts import Watch
+from .alerts import Spend, Watch
 from .budget import BudgetScope, active_scopes, release_all, reserve_all
 from .hooks import Hooks, safe_hook
 from .ledger import AnyLedger, Entry
@@ -253,9 +253,14 @@ class Engine:
             raise
         return ticket
 
-    def _budget_alerts(self, quote: Quote, scopes: tuple[BudgetScope, ...], day: int | None) -> None:
-        """Log and hand ``on_budget`` each threshold this reservation reached (alerts.py)."""
-        for alert in self._watch.budgets(self.hooks._thresholds, quote, scopes, self.policy.max_per_day, day):
+    def spend(self, origin: str, path: str, amount: int, currency: str, chain_id: int) -> Spend:
+        """What a budget alert names for a payment of ``amount`` that has no quote (a voucher)."""
+        return Spend(origin, path, amount, currency, _symbol(chain_id, currency), tip20.DECIMALS)
+
+    def budget_alerts(self, spend: Spend, scopes: tuple[BudgetScope, ...], day: int | None) -> None:
+        """A payment was signed (a charge, or a session voucher's increase): log and hand
+        ``on_budget`` each threshold its reservation reached (alerts.py)."""
+        for alert in self._watch.budgets(self.hooks._thresholds, spend, scopes, self.policy.max_per_day, day):
             log.info("mpp_claude %s", alert)
             safe_hook("on_budget", self.hooks.on_budget, alert)
 
@@ -290,7 +295,7 @@ class Engine:
         self._register(att, ticket, resend)
         safe_hook("on_payment", self.hooks.on_payment, ticket.quote, signed.tx_hash)
         if self.hooks.on_budget is not None:
-            self._budget_alerts(ticket.quote, ticket.scopes, ticket.day)
+            self.budget_alerts(Spend.of(ticket.quote), ticket.scopes, ticket.day)
         if signed.balance is not None:
             self._balance_left(ticket.quote, signed.balance)
         return resend

@@ -65,6 +65,7 @@ class Voucher:
     opens: bool = False
     ledger_id: int | None = None
     scopes: tuple[Any, ...] = ()
+    day: int | None = None  # max_per_day's 24 h sum with this increase, as its reservation read it
 
 
 def open_store(channels: Any, ledger: Any) -> AnyChannelStore:
@@ -226,10 +227,9 @@ class SessionCore:
         reserve_all(scopes, v.delta)
         cid = v.stored.channel_id
         try:
-            v.ledger_id = self.engine.ledger.reserve(
+            v.ledger_id, v.day = self.engine.ledger.reserve_counted(
                 Entry(self.wallet_address, v.delta, offer.currency, offer.chain_id, offer.recipient, origin,
-                      path,
-                      model, request_id, offer.challenge.id),
+                      path, model, request_id, offer.challenge.id),
                 now=time.time(), max_per_day=pol.max_per_day, max_per_minute=pol.max_per_minute,
                 status="settled", reference=cid)
         except BaseException:
@@ -237,6 +237,12 @@ class SessionCore:
             raise
         v.scopes = scopes
         self._reserved[cid] = self._reserved.get(cid, 0) + v.delta
+
+    def _signed(self, v: Voucher, offer: SessionOffer, origin: str, path: str) -> None:
+        """The voucher's increase is signed: budget alerts (``Hooks.on_budget``), as for a charge."""
+        if v.delta > 0 and self.engine.hooks.on_budget is not None:
+            spend = self.engine.spend(origin, path, v.delta, offer.currency, offer.chain_id)
+            self.engine.budget_alerts(spend, v.scopes, v.day)
 
     def accepted(self, v: Voucher | None) -> None:
         """The server accepted the voucher.  Nothing to write: its ledger row was recorded
@@ -308,6 +314,7 @@ class SessionCore:
         except BaseException:
             self.release(v, "not signed")
             raise
+        self._signed(v, offer, origin, path)
         return v
 
     def plan(self, stored: StoredChannel, required: int, amount: int) -> tuple[int, int]:
@@ -369,6 +376,7 @@ class SessionCore:
         except BaseException:
             self.release(v, "not signed")
             raise
+        self._signed(v, offer, origin, path)
         return v
 
     def _reserve_within(self, v: Voucher, offer: SessionOffer, signed: int, cumulative: int, floor: int,

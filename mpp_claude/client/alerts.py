@@ -104,6 +104,23 @@ class LowBalance:
                 f"(token {self.token})")
 
 
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """The signed payment a budget alert names: a charge's quote, or a session voucher's increase."""
+
+    origin: str
+    path: str
+    amount: int
+    currency: str
+    symbol: str
+    decimals: int
+
+    @classmethod
+    def of(cls, quote: Quote) -> Spend:
+        """The spend of a charge payment's ``quote``."""
+        return cls(quote.origin, quote.path, quote.amount, quote.currency, quote.symbol, quote.decimals)
+
+
 def thresholds(values: Iterable[float]) -> tuple[Threshold, ...]:
     """Validated thresholds, ascending, without duplicates.
 
@@ -182,13 +199,13 @@ class Watch:
         self.low: set[str] = set()
         self._lock = threading.Lock()
 
-    def budgets(self, table: tuple[Threshold, ...], quote: Quote, scopes: tuple[BudgetScope, ...],
+    def budgets(self, table: tuple[Threshold, ...], spend: Spend, scopes: tuple[BudgetScope, ...],
                 day_cap: int | None, day: int | None) -> list[BudgetAlert]:
-        """The alerts of a payment of ``quote.amount`` just signed, reserved in ``scopes`` and the ledger.
+        """The alerts of a payment of ``spend.amount`` just signed, reserved in ``scopes`` and the ledger.
 
         Args:
             table: the thresholds (:func:`thresholds`).
-            quote: the payment signed.
+            spend: the payment signed.
             scopes: the scoped budgets and the lifetime one it was reserved in, as reserved.
             day_cap: ``max_per_day`` (``None``: unlimited); ``day``: its 24 h sum with this payment.
         Returns:
@@ -199,18 +216,18 @@ class Watch:
         for scope in scopes:
             b = scope.budget  # one snapshot: limit and what it counts now, this payment included
             if b.limit is not None:
-                self._add(out, quote, b.name, b.limit, b.spent, scope.alerts.advance(table, b.limit, b.spent))
+                self._add(out, spend, b.name, b.limit, b.spent, scope.alerts.advance(table, b.limit, b.spent))
         if day_cap is not None and day is not None:
-            self.day.rearm(table, day_cap, day - quote.amount)
-            self._add(out, quote, "max_per_day", day_cap, day, self.day.advance(table, day_cap, day))
+            self.day.rearm(table, day_cap, day - spend.amount)
+            self._add(out, spend, "max_per_day", day_cap, day, self.day.advance(table, day_cap, day))
         return out
 
     @staticmethod
-    def _add(out: list[BudgetAlert], quote: Quote, name: str, cap: int, used: int,
+    def _add(out: list[BudgetAlert], spend: Spend, name: str, cap: int, used: int,
              threshold: float | None) -> None:
         if threshold is not None:
-            out.append(BudgetAlert(name, cap, used, threshold, quote.origin, quote.path, quote.amount,
-                                   quote.currency, quote.symbol, quote.decimals))
+            out.append(BudgetAlert(name, cap, used, threshold, spend.origin, spend.path, spend.amount,
+                                   spend.currency, spend.symbol, spend.decimals))
 
     def balance(self, quote: Quote, balance: int, floor: int | None) -> LowBalance | None:
         """The low-balance report for ``balance`` left after paying ``quote``, once per drop below

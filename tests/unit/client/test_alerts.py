@@ -335,7 +335,7 @@ def test_no_hooks_no_alert_work(make_client: Make, monkeypatch: pytest.MonkeyPat
     def forbidden(*args: Any) -> None:
         raise AssertionError("alert code ran without a hook")
 
-    monkeypatch.setattr(_engine.Engine, "_budget_alerts", forbidden)
+    monkeypatch.setattr(_engine.Engine, "budget_alerts", forbidden)
     monkeypatch.setattr(_engine.Engine, "_balance_left", forbidden)
     client, shop = make_client(policy=Policy(max_per_client=20_000, max_per_day=20_000))
     with client.budget(20_000):

@@ -10,7 +10,7 @@ import httpx2
 import pytest
 from _shop import KEY, ORIGIN, FakePayer
 
-from mpp_claude.client import MppClient, Policy, SessionPolicy, Wallet
+from mpp_claude.client import BudgetAlert, Hooks, MppClient, Policy, SessionPolicy, Wallet
 from mpp_claude.client._session_core import SessionCore
 from mpp_claude.client._session_reclaim import record_final
 from mpp_claude.client.channels import StoredChannel
@@ -33,10 +33,10 @@ def offer(amount: int = 1_000) -> SessionOffer:
     return SessionOffer(ch, amount, tip20.PATH_USD, PAYEE, 31337, ESCROW, 0)
 
 
-def core(policy: Policy | None = None, **session: Any) -> SessionCore:
+def core(policy: Policy | None = None, hooks: Hooks | None = None, **session: Any) -> SessionCore:
     client = MppClient(Wallet.from_private_key(KEY), transport=httpx2.MockTransport(lambda r: None),
                        payer=FakePayer(), ledger=MemoryLedger(), allowed_origins=[ORIGIN],
-                       policy=policy or Policy())
+                       policy=policy or Policy(), hooks=hooks)
     return SessionCore(client._engine, SessionPolicy(max_deposit="5", channels=None, **session))
 
 
@@ -83,6 +83,23 @@ def test_budget_refusal_signs_nothing_and_sign_ahead_yields_to_the_budget(monkey
         c.build_voucher(v.stored, offer(), 9_000, origin=ORIGIN, path="/v1", required=9_000)
     assert signed == [1_000]  # refused before signing
     assert c.get(CID).channel.signed_cumulative == 1_000 and c.engine.lifetime.spent == 1_000
+
+
+def test_signed_voucher_increases_give_budget_alerts() -> None:
+    """A voucher's increase is a payment to the budgets: once signed it alerts like a charge (the
+    sign-ahead part included, as it is reserved), each threshold once; a re-sent voucher alerts nothing."""
+    seen: list[BudgetAlert] = []
+    c = core(Policy(max_per_client=20_000, max_per_day=100_000), Hooks(on_budget=seen.append), headroom=0)
+    v = channel(c)
+    for _ in range(2):
+        v = c.build_voucher(v, offer(5_000), v.channel.signed_cumulative + 5_000, origin=ORIGIN,
+                            path="/v1/messages").stored
+    assert [(a.limit, a.cap, a.used, a.threshold, a.amount, a.path, a.symbol) for a in seen] == [
+        ("max_per_client", 20_000, 10_000, 0.5, 5_000, "/v1/messages", "pathUSD")]
+    c.build_voucher(v, offer(5_000), v.channel.signed_cumulative, origin=ORIGIN, path="/v1")  # re-sent
+    assert len(seen) == 1
+    c.build_voucher(v, offer(9_000), v.channel.signed_cumulative + 9_000, origin=ORIGIN, path="/v1")
+    assert [(a.limit, a.used, a.threshold) for a in seen[1:]] == [("max_per_client", 19_000, 0.95)]
 
 
 def test_finalisation_gives_back_what_was_never_settled() -> None:
