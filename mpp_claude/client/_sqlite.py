@@ -51,7 +51,7 @@ def checkpoint(path: Path) -> None:
     """Copy the write-ahead log of ``path`` back into the database file, on a connection of its
     own, without waiting for other readers or writers (``PASSIVE``: what they write meanwhile is
     copied by the next pass, up to :data:`PASSES`).  Failures are logged: the log only grows until
-    the next checkpoint."""
+    the next checkpoint.  A file removed meanwhile is left alone, quietly (nothing to copy)."""
     try:
         # mode=rw: a file removed meanwhile is not created again (empty, without its 0600 mode)
         db = sqlite3.connect(path.resolve().as_uri() + "?mode=rw", uri=True, timeout=0, isolation_level=None)
@@ -65,5 +65,8 @@ def checkpoint(path: Path) -> None:
         finally:
             db.close()
     except sqlite3.Error as exc:
+        if not path.exists():  # removed (e.g. a temporary directory after its client closed): no log to copy
+            log.debug("ledger %s: removed before its background checkpoint; nothing to do", path)
+            return
         log.warning("ledger %s: WAL checkpoint failed (%s: %s); retried after the next writes", path,
                     type(exc).__name__, exc)

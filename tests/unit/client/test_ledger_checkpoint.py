@@ -109,10 +109,21 @@ def test_a_failing_job_is_logged_and_the_thread_goes_on(caplog: pytest.LogCaptur
 
 def test_a_checkpoint_of_a_removed_file_does_not_create_it(tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint queued before its ledger's directory was removed (a temporary one, after the
+    client closed) neither creates the file again nor warns: there is no log left to copy."""
     gone = tmp_path / "gone.sqlite3"
-    with caplog.at_level(logging.WARNING, logger="mpp_claude.client.ledger"):
+    with caplog.at_level(logging.DEBUG, logger="mpp_claude.client.ledger"):
         _sqlite.checkpoint(gone)
     assert not gone.exists()
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG] and "removed" in caplog.text
+
+
+def test_a_failing_checkpoint_of_an_existing_file_warns(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "broken.sqlite3"
+    broken.write_bytes(b"this is not an SQLite database, but it is here" * 100)
+    with caplog.at_level(logging.WARNING, logger="mpp_claude.client.ledger"):
+        _sqlite.checkpoint(broken)
     assert "WAL checkpoint failed" in caplog.text
 
 
