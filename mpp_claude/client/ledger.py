@@ -52,188 +52,50 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..errors import BudgetExceeded
 from . import _writebehind
+from ._ledger_rows import (
+    COUNTED,
+    DAY,
+    MINUTE,
+    Entry,
+    Reference,
+    Row,
+    default_path,
+    exceeded,
+    initial_status,
+    minute_of,
+    resolved,
+)
+from ._ledger_sql import (
+    ADD_TO_BUCKET,
+    BACKFILL,
+    BACKFILL_REFUNDS,
+    INSERT_PIN,
+    INSERT_ROW,
+    LIMITS,
+    MARK_SIGNED,
+    MARK_UNKNOWN,
+    PRUNE_BUCKETS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SETTLE,
+)
+from ._memledger import MemoryLedger
 from ._sqlite import checkpoint, open_private_db
+
+__all__ = ["CHECKPOINT_EVERY", "COUNTED", "DAY", "MINUTE", "SCHEMA_VERSION", "AnyLedger", "Entry", "Ledger",
+           "MemoryLedger", "Reference", "Row", "default_path"]
 
 log = logging.getLogger("mpp_claude.client.ledger")
 
 CHECKPOINT_EVERY = 200
 """Write transactions between two WAL checkpoints (~1 000 log pages, SQLite's own default), run by
 the background writer instead of inside a reservation's commit (module docstring, "Durability")."""
-
-DAY = 86_400.0
-MINUTE = 60.0
-COUNTED = ("reserved", "signed", "settled", "unknown")
-
-# ``id`` is a plain rowid alias: rows are never deleted, so ids are never reused, and AUTOINCREMENT
-# would write its ``sqlite_sequence`` page in every reservation (files made before keep it).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS payments (
-    id            INTEGER PRIMARY KEY,
-    wallet        TEXT NOT NULL,
-    status        TEXT NOT NULL,
-    amount        INTEGER NOT NULL,
-    currency      TEXT NOT NULL,
-    chain_id      INTEGER,
-    payee         TEXT NOT NULL,
-    origin        TEXT NOT NULL,
-    path          TEXT NOT NULL,
-    model         TEXT,
-    request_id    TEXT,
-    challenge_id  TEXT,
-    tx_hash       TEXT,
-    reference     TEXT,
-    valid_before  INTEGER,
-    created_at    REAL NOT NULL,
-    updated_at    REAL NOT NULL,
-    error         TEXT
-);
-CREATE INDEX IF NOT EXISTS payments_window ON payments (wallet, created_at, status);
-CREATE TABLE IF NOT EXISTS payee_pins (
-    wallet      TEXT NOT NULL,
-    origin      TEXT NOT NULL,
-    payee       TEXT NOT NULL,
-    first_seen  REAL NOT NULL,
-    PRIMARY KEY (wallet, origin)
-);
-CREATE TABLE IF NOT EXISTS spend_minutes (
-    wallet  TEXT NOT NULL,
-    minute  INTEGER NOT NULL,
-    amount  INTEGER NOT NULL,
-    PRIMARY KEY (wallet, minute)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS refunds (
-    wallet     TEXT NOT NULL,
-    reference  TEXT NOT NULL,
-    amount     INTEGER NOT NULL,
-    at         REAL NOT NULL,
-    PRIMARY KEY (wallet, reference)
-) WITHOUT ROWID
-"""
-SCHEMA_VERSION = 2
-_BACKFILL = """
-INSERT INTO spend_minutes (wallet, minute, amount)
-SELECT wallet, CAST(created_at / 60 AS INTEGER), SUM(amount) FROM payments
-WHERE status IN ('reserved', 'signed', 'settled', 'unknown') GROUP BY 1, 2
-ON CONFLICT (wallet, minute) DO UPDATE SET amount = excluded.amount
-"""
-# Version 1 files kept no refund marks: a channel some of whose rows were released on its
-# finalisation was refunded (a refund in part only leaves no trace; it stays refundable once more).
-_BACKFILL_REFUNDS = """
-INSERT OR IGNORE INTO refunds (wallet, reference, amount, at)
-SELECT wallet, reference, 0, MAX(updated_at) FROM payments
-WHERE status = 'released' AND reference IS NOT NULL AND error LIKE 'channel finalised%' GROUP BY 1, 2
-"""
-
-
-# The statements of a payment's hot path, written once (the module's statement cache keeps them
-# prepared).  Every status but 'released' is counted (COUNTED): one comparison per row, not four.
-_LIMITS = ("SELECT (SELECT COALESCE(SUM(amount), 0) FROM spend_minutes WHERE wallet = ?1 AND minute >= ?2), "
-           "(SELECT COUNT(*) FROM payments WHERE wallet = ?1 AND created_at > ?3 AND status != 'released')")
-_INSERT_ROW = ("INSERT INTO payments (wallet, status, amount, currency, chain_id, payee, origin, path, "
-               "model, request_id, challenge_id, reference, created_at, updated_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_INSERT_PIN = "INSERT OR IGNORE INTO payee_pins (wallet, origin, payee, first_seen) VALUES (?, ?, ?, ?)"
-_ADD_TO_BUCKET = ("INSERT INTO spend_minutes (wallet, minute, amount) VALUES (?, ?, ?) "
-                  "ON CONFLICT (wallet, minute) DO UPDATE SET amount = amount + excluded.amount")
-_PRUNE_BUCKETS = "DELETE FROM spend_minutes WHERE wallet = ? AND minute < ?"
-_MARK_SIGNED = ("UPDATE payments SET status = 'signed', tx_hash = ?, valid_before = ?, updated_at = ? "
-                "WHERE id = ?")
-_SETTLE = ("UPDATE payments SET status = 'settled', reference = ?, tx_hash = COALESCE(?, tx_hash), "
-           "valid_before = COALESCE(?, valid_before), updated_at = ? WHERE id = ?")
-_MARK_UNKNOWN = ("UPDATE payments SET status = 'unknown', error = ?, tx_hash = COALESCE(?, tx_hash), "
-                 "valid_before = COALESCE(?, valid_before), updated_at = ? WHERE id = ?")
-
-
-Reference = str | None | Callable[[], str | None]
-"""A settled payment's reference, or (deferred writes) the function that gives it."""
-
-
-def _resolved(reference: Reference) -> str | None:
-    return reference() if callable(reference) else reference
-
-
-def _minute(ts: float) -> int:
-    return int(ts // 60)
-
-
-def default_path() -> Path:
-    """``<user data dir>/mpp-claude/ledger.sqlite3`` (platformdirs)."""
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("mpp-claude", appauthor=False)) / "ledger.sqlite3"
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What is known about a payment before it is signed."""
-
-    wallet: str
-    amount: int
-    currency: str
-    chain_id: int | None
-    payee: str
-    origin: str
-    path: str
-    model: str | None = None
-    request_id: str | None = None
-    challenge_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One ledger row as reported by :meth:`Ledger.rows`."""
-
-    id: int
-    wallet: str
-    status: str
-    amount: int
-    currency: str
-    chain_id: int | None
-    payee: str
-    origin: str
-    path: str
-    model: str | None
-    request_id: str | None
-    challenge_id: str | None
-    tx_hash: str | None
-    reference: str | None
-    valid_before: int | None
-    created_at: float
-    updated_at: float
-    error: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _exceeded(limit: str, value: int, amount: int, used: int, what: str) -> BudgetExceeded:
-    return BudgetExceeded(f"payment of {amount} base units would exceed {limit} {value} "
-                          f"({used} {what})", limit=limit, limit_value=value, requested=amount, used=used)
-
-
-def _known(tx_hash: str | None, valid_before: int | None) -> dict[str, Any]:
-    """The transaction fields to write: those given (``None`` keeps the stored value)."""
-    out: dict[str, Any] = {}
-    if tx_hash is not None:
-        out["tx_hash"] = tx_hash
-    if valid_before is not None:
-        out["valid_before"] = valid_before
-    return out
-
-
-def _initial(status: str) -> str:
-    if status not in ("reserved", "settled"):
-        raise ValueError(f"a row starts reserved or settled, not {status!r}")
-    return status
-
 
 class Ledger:
     """A SQLite spend ledger.
@@ -267,10 +129,10 @@ class Ledger:
         try:
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version < SCHEMA_VERSION:
-                for statement in _SCHEMA.split(";"):
+                for statement in SCHEMA.split(";"):
                     db.execute(statement)
-                db.execute(_BACKFILL)  # files from before the buckets existed
-                db.execute(_BACKFILL_REFUNDS)  # files from before the refund marks existed
+                db.execute(BACKFILL)  # files from before the buckets existed
+                db.execute(BACKFILL_REFUNDS)  # files from before the refund marks existed
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -311,7 +173,7 @@ class Ledger:
                     return
                 row_id, reference, tx_hash, valid_before, now = pending.popleft()
             try:
-                self._db.execute(_SETTLE, (_resolved(reference), tx_hash, valid_before, now, row_id))
+                self._db.execute(SETTLE, (resolved(reference), tx_hash, valid_before, now, row_id))
                 self._wrote()
             except Exception as exc:  # sqlite3.Error, a closed connection, the reference: logged
                 self.failed_writes += 1
@@ -352,8 +214,8 @@ class Ledger:
         Raises:
             BudgetExceeded: as :meth:`reserve`.
         """
-        status = _initial(status)
-        wallet, minute, first = entry.wallet, _minute(now), _minute(now - DAY)
+        status = initial_status(status)
+        wallet, minute, first = entry.wallet, minute_of(now), minute_of(now - DAY)
         pin = (wallet, entry.origin)
         self._sync()
         with self._lock:
@@ -361,22 +223,22 @@ class Ledger:
             db.execute("BEGIN IMMEDIATE")
             try:
                 if max_per_day is not None or max_per_minute is not None:  # both sums in one statement
-                    day, count = db.execute(_LIMITS, (wallet, first, now - MINUTE)).fetchone()
+                    day, count = db.execute(LIMITS, (wallet, first, now - MINUTE)).fetchone()
                 if max_per_day is not None and day + entry.amount > max_per_day:
-                    raise _exceeded("max_per_day", max_per_day, entry.amount, day, "in the last 24 h")
+                    raise exceeded("max_per_day", max_per_day, entry.amount, day, "in the last 24 h")
                 if max_per_minute is not None and count + 1 > max_per_minute:
                     raise BudgetExceeded(
                         f"payment would exceed max_per_minute {max_per_minute} ({count} in the last 60 s)",
                         limit="max_per_minute", limit_value=max_per_minute, requested=entry.amount,
                         used=count)
-                cur = db.execute(_INSERT_ROW, (wallet, status, entry.amount, entry.currency, entry.chain_id,
+                cur = db.execute(INSERT_ROW, (wallet, status, entry.amount, entry.currency, entry.chain_id,
                                                entry.payee, entry.origin, entry.path, entry.model,
                                                entry.request_id, entry.challenge_id, reference, now, now))
                 if pin not in self._pins_known:
-                    db.execute(_INSERT_PIN, (wallet, entry.origin, entry.payee.lower(), now))
-                db.execute(_ADD_TO_BUCKET, (wallet, minute, entry.amount))
+                    db.execute(INSERT_PIN, (wallet, entry.origin, entry.payee.lower(), now))
+                db.execute(ADD_TO_BUCKET, (wallet, minute, entry.amount))
                 if self._pruned.get(wallet) != minute:  # old buckets no longer count: drop them
-                    db.execute(_PRUNE_BUCKETS, (wallet, first - 1))
+                    db.execute(PRUNE_BUCKETS, (wallet, first - 1))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -390,7 +252,7 @@ class Ledger:
         """The credential exists: money can move from here on."""
         self._sync()
         with self._lock:
-            self._db.execute(_MARK_SIGNED, (tx_hash, valid_before, now, row_id))
+            self._db.execute(MARK_SIGNED, (tx_hash, valid_before, now, row_id))
             self._wrote()
 
     def settle(self, row_id: int, *, reference: Reference, now: float, tx_hash: str | None = None,
@@ -411,7 +273,7 @@ class Ledger:
             return
         self._sync()
         with self._lock:
-            self._db.execute(_SETTLE, (_resolved(reference), tx_hash, valid_before, now, row_id))
+            self._db.execute(SETTLE, (resolved(reference), tx_hash, valid_before, now, row_id))
             self._wrote()
 
     def mark_unknown(self, row_id: int, *, error: str, now: float, tx_hash: str | None = None,
@@ -421,7 +283,7 @@ class Ledger:
         reconciling it from the chain."""
         self._sync()
         with self._lock:
-            self._db.execute(_MARK_UNKNOWN, (error[:500], tx_hash, valid_before, now, row_id))
+            self._db.execute(MARK_UNKNOWN, (error[:500], tx_hash, valid_before, now, row_id))
             self._wrote()
 
     def release(self, row_id: int, *, error: str, now: float) -> None:
@@ -435,7 +297,7 @@ class Ledger:
                                  (row_id,)).fetchone()
                 if got is not None and got[3] in COUNTED:
                     db.execute("UPDATE spend_minutes SET amount = amount - ? WHERE wallet = ? AND minute = ?",
-                               (got[1], got[0], _minute(got[2])))
+                               (got[1], got[0], minute_of(got[2])))
                 db.execute("UPDATE payments SET status = 'released', error = ?, updated_at = ? WHERE id = ?",
                            (error[:500], now, row_id))
                 db.execute("COMMIT")
@@ -475,7 +337,7 @@ class Ledger:
                     part = min(left, int(row_amount))
                     left -= part
                     db.execute("UPDATE spend_minutes SET amount = amount - ? WHERE wallet = ? AND minute = ?",
-                               (part, wallet, _minute(created)))
+                               (part, wallet, minute_of(created)))
                     if part == row_amount:
                         db.execute("UPDATE payments SET status = 'released', error = ?, updated_at = ? "
                                    "WHERE id = ?", (error[:500], now, row_id))
@@ -496,7 +358,7 @@ class Ledger:
         self._sync()
         with self._lock:
             (total,) = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM spend_minutes WHERE wallet = ? "
-                                        "AND minute >= ?", (wallet, _minute(now - DAY))).fetchone()
+                                        "AND minute >= ?", (wallet, minute_of(now - DAY))).fetchone()
         return int(total)
 
     def pinned_payee(self, wallet: str, origin: str) -> str | None:
@@ -533,113 +395,6 @@ class Ledger:
                 f"AND status IN ({marks})", (wallet, since, *COUNTED)).fetchone()
         return int(total)
 
-
-class MemoryLedger:
-    """The :class:`Ledger` interface in memory (one process; lost at exit)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rows: list[dict[str, Any]] = []
-        self._pins: dict[tuple[str, str], str] = {}
-        self._refunded: set[tuple[str, str]] = set()
-        self.path = None
-
-    def close(self) -> None:
-        pass
-
-    def flush(self, *, wait: bool = True) -> None:
-        """Nothing is ever deferred in memory."""
-
-    def _counted(self, wallet: str, since: float) -> list[dict[str, Any]]:
-        return [r for r in self._rows
-                if r["wallet"] == wallet and r["created_at"] > since and r["status"] in COUNTED]
-
-    def reserve(self, entry: Entry, *, now: float, max_per_day: int | None,
-                max_per_minute: int | None, status: str = "reserved", reference: str | None = None) -> int:
-        return self.reserve_counted(entry, now=now, max_per_day=max_per_day, max_per_minute=max_per_minute,
-                                    status=status, reference=reference)[0]
-
-    def reserve_counted(self, entry: Entry, *, now: float, max_per_day: int | None,
-                        max_per_minute: int | None, status: str = "reserved",
-                        reference: str | None = None) -> tuple[int, int | None]:
-        """See :meth:`Ledger.reserve_counted`."""
-        day = 0
-        with self._lock:
-            if max_per_day is not None:
-                day = sum(r["amount"] for r in self._counted(entry.wallet, now - DAY))
-                if day + entry.amount > max_per_day:
-                    raise _exceeded("max_per_day", max_per_day, entry.amount, day, "in the last 24 h")
-            if max_per_minute is not None:
-                count = len(self._counted(entry.wallet, now - MINUTE))
-                if count + 1 > max_per_minute:
-                    raise BudgetExceeded(f"payment would exceed max_per_minute {max_per_minute} ({count} in "
-                                         "the last 60 s)", limit="max_per_minute",
-                                         limit_value=max_per_minute, requested=entry.amount, used=count)
-            row = {"id": len(self._rows) + 1, "status": _initial(status), **asdict(entry), "tx_hash": None,
-                   "reference": reference, "valid_before": None, "created_at": now, "updated_at": now,
-                   "error": None}
-            self._rows.append(row)
-            self._pins.setdefault((entry.wallet, entry.origin), entry.payee.lower())
-            return int(row["id"]), None if max_per_day is None else day + entry.amount
-
-    def _update(self, row_id: int, now: float, **fields: Any) -> None:
-        with self._lock:
-            self._rows[row_id - 1].update(fields, updated_at=now)
-
-    def mark_signed(self, row_id: int, *, tx_hash: str | None, valid_before: int | None, now: float) -> None:
-        self._update(row_id, now, status="signed", tx_hash=tx_hash, valid_before=valid_before)
-
-    def settle(self, row_id: int, *, reference: Reference, now: float, tx_hash: str | None = None,
-               valid_before: int | None = None, defer: bool = False) -> None:
-        """Written at once (``defer`` changes nothing in memory)."""
-        self._update(row_id, now, status="settled", reference=_resolved(reference),
-                     **_known(tx_hash, valid_before))
-
-    def mark_unknown(self, row_id: int, *, error: str, now: float, tx_hash: str | None = None,
-                     valid_before: int | None = None) -> None:
-        self._update(row_id, now, status="unknown", error=error[:500], **_known(tx_hash, valid_before))
-
-    def release(self, row_id: int, *, error: str, now: float) -> None:
-        self._update(row_id, now, status="released", error=error[:500])
-
-    def refund(self, wallet: str, reference: str, amount: int, *, error: str, now: float) -> int:
-        left = amount
-        with self._lock:
-            if (wallet, reference) in self._refunded:
-                return 0
-            self._refunded.add((wallet, reference))
-            for r in reversed(self._rows):
-                if left <= 0:
-                    break
-                if r["wallet"] == wallet and r["reference"] == reference and r["status"] in COUNTED:
-                    part = min(left, r["amount"])
-                    left -= part
-                    if part == r["amount"]:
-                        r.update(status="released", error=error[:500], updated_at=now)
-                    else:
-                        r.update(amount=r["amount"] - part, updated_at=now)
-        return amount - left
-
-    def pinned_payee(self, wallet: str, origin: str) -> str | None:
-        with self._lock:
-            return self._pins.get((wallet, origin))
-
-    def rows(self, *, wallet: str | None = None, since: float | None = None,
-             status: tuple[str, ...] | None = None) -> list[Row]:
-        with self._lock:
-            got = [r for r in self._rows
-                   if (wallet is None or r["wallet"] == wallet)
-                   and (since is None or r["created_at"] >= since)
-                   and (status is None or r["status"] in status)]
-        fields = Row.__dataclass_fields__
-        return [Row(**{k: r[k] for k in fields}) for r in got]
-
-    def spent(self, wallet: str, *, since: float) -> int:
-        with self._lock:
-            return sum(r["amount"] for r in self._counted(wallet, since))
-
-    def day_spent(self, wallet: str, *, now: float) -> int:
-        return self.spent(wallet, since=now - DAY)
 
 
 AnyLedger = Ledger | MemoryLedger
