@@ -260,14 +260,15 @@ class Engine:
     def budget_alerts(self, spend: Spend, scopes: tuple[BudgetScope, ...], day: int | None) -> None:
         """A payment was signed (a charge, or a session voucher's increase): log and hand
         ``on_budget`` each threshold its reservation reached (alerts.py)."""
-        for alert in self._watch.budgets(self.hooks._thresholds, spend, scopes, self.policy.max_per_day, day):
+        table = self.hooks.threshold_table
+        for alert in self._watch.budgets(table, spend, scopes, self.policy.max_per_day, day):
             log.info("mpp_claude %s", alert)
             safe_hook("on_budget", self.hooks.on_budget, alert)
 
     def _balance_left(self, quote: Quote, balance: int) -> None:
         """The wallet's tracked balance after a payment: warn and call ``on_low_balance`` once per
         drop below the floor (alerts.py)."""
-        low = self._watch.balance(quote, balance, self.hooks._floor)
+        low = self._watch.balance(quote, balance, self.hooks.floor_units)
         if low is not None:
             log.warning("mpp_claude low balance: %s", low)
             safe_hook("on_low_balance", self.hooks.on_low_balance, low)

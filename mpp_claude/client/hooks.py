@@ -53,13 +53,15 @@ class Hooks:
     on_low_balance: Callable[[LowBalance], None] | None = None
     budget_thresholds: Iterable[float] = DEFAULT_THRESHOLDS
     low_balance_floor: int | str | Decimal | None = None
-    _thresholds: tuple[Threshold, ...] = field(init=False, repr=False, compare=False)
-    _floor: int | None = field(init=False, repr=False, compare=False)
+    #: ``budget_thresholds`` validated, as exact fractions (``alerts.thresholds``)
+    threshold_table: tuple[Threshold, ...] = field(init=False, repr=False, compare=False)
+    #: ``low_balance_floor`` in base units (``None``: 10x each payment)
+    floor_units: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.budget_thresholds = tuple(self.budget_thresholds)
-        self._thresholds = thresholds(self.budget_thresholds)
-        self._floor = None if self.low_balance_floor is None else usd(self.low_balance_floor)
+        self.threshold_table = thresholds(self.budget_thresholds)
+        self.floor_units = None if self.low_balance_floor is None else usd(self.low_balance_floor)
 
 
 def safe_hook(name: str, fn: Callable[..., None] | None, *args: Any) -> None:

@@ -59,8 +59,8 @@ class TestThresholds:
 
     def test_low_balance_floor(self) -> None:
         assert low_floor(None, 7) == 70 and low_floor(5, 7) == 5
-        assert Hooks(low_balance_floor="0.05")._floor == 50_000
-        assert Hooks(low_balance_floor=123)._floor == 123 and Hooks()._floor is None
+        assert Hooks(low_balance_floor="0.05").floor_units == 50_000
+        assert Hooks(low_balance_floor=123).floor_units == 123 and Hooks().floor_units is None
         for bad in (-1, "ten", "0.0000001"):
             with pytest.raises(ConfigError):
                 Hooks(low_balance_floor=bad)
