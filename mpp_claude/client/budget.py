@@ -80,7 +80,7 @@ class BudgetScope:
         self._budget = Budget(name, None if limit is None else usd(limit))
         self._token: contextvars.Token[tuple[BudgetScope, ...]] | None = None
         #: the thresholds this scope already alerted (``Hooks.on_budget``; alerts.py): each once,
-        #: whichever client pays from the scope, and a release does not re-arm one
+        #: whichever client pays from the scope
         self.alerts = Marks()
 
     @property
